@@ -1,0 +1,3 @@
+"""slackwater: self-hosted, cost-first batch and asynchronous AI inference."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""Batches API: POST/GET /v1/batches, GET /v1/batches/{id}, POST /v1/batches/{id}/cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from slackwater.api.deps import Project, services
+from slackwater.api.schemas import CreateBatch, batch_json, list_json
+from slackwater.runtime.services import Services
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+
+
+@router.post("")
+async def create_batch(
+    body: CreateBatch, project: Project, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    batch = await svc.batches.create(
+        project,
+        input_file_id=body.input_file_id,
+        endpoint=body.endpoint,
+        completion_window=body.completion_window,
+        metadata=body.metadata,
+    )
+    return batch_json(batch)
+
+
+@router.get("")
+async def list_batches(
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> dict[str, Any]:
+    return list_json(await svc.batches.list(project, limit=limit, after=after), batch_json)
+
+
+@router.get("/{batch_id}")
+async def get_batch(
+    batch_id: str, project: Project, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    return batch_json(await svc.batches.get(project, batch_id))
+
+
+@router.post("/{batch_id}/cancel")
+async def cancel_batch(
+    batch_id: str, project: Project, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    return batch_json(await svc.batches.cancel(project, batch_id))

@@ -1,0 +1,72 @@
+"""Wiring: the one place that picks concrete stores and engines for a Settings."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from slackwater.config import Settings
+from slackwater.domain.clock import utcnow
+from slackwater.domain.model import Catalog, Model
+from slackwater.engines import create_engine
+from slackwater.ports import Engine
+from slackwater.runtime.batches import BatchService
+from slackwater.runtime.engines import EngineSet
+from slackwater.runtime.files import FileService
+from slackwater.runtime.finalizer import Finalizer
+from slackwater.runtime.intake import Intake
+from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.services import Services
+from slackwater.runtime.worker import Worker
+from slackwater.store.blobs import LocalBlobStore
+from slackwater.store.sql import SqlStore
+
+
+def build(
+    settings: Settings,
+    *,
+    monitor: bool = True,
+    workers: int | None = None,
+    worker_models: list[str] | None = None,
+) -> Services:
+    """Everything one process runs. `workers` defaults to one when the settings say the
+    server runs its own worker, else none."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlStore(settings.resolved_database_url)
+    blobs = LocalBlobStore(settings.data_dir / "files")
+    catalog = Catalog(settings.catalog())
+    clock = utcnow
+
+    def engine_for(model: Model) -> Engine:
+        options = {"data_dir": str(settings.data_dir), **model.options}
+        return create_engine(replace(model, options=options))
+
+    engines = EngineSet(catalog, engine_for)
+    intake = Intake(store, blobs, catalog, clock, chunk=settings.ingest_chunk)
+    finalizer = Finalizer(store, blobs, clock)
+    count = workers if workers is not None else int(settings.run_worker_in_server)
+    return Services(
+        store=store,
+        blobs=blobs,
+        catalog=catalog,
+        clock=clock,
+        engines=engines,
+        files=FileService(
+            store, blobs, clock, max_bytes=settings.max_file_bytes, max_lines=settings.max_file_lines
+        ),
+        batches=BatchService(store, clock),
+        intake=intake,
+        finalizer=finalizer,
+        monitor=Monitor(store, intake, finalizer, clock) if monitor else None,
+        workers=[
+            Worker(
+                store,
+                engines,
+                clock,
+                lease_size=settings.lease_size,
+                lease_seconds=settings.lease_seconds,
+                poll_seconds=settings.poll_seconds,
+                models=worker_models,
+            )
+            for _ in range(count)
+        ],
+    )

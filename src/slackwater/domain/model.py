@@ -1,0 +1,50 @@
+"""Model: a named model offering, the engine that runs it and its limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from slackwater.domain.batch import Endpoint
+
+
+@dataclass(frozen=True)
+class Price:
+    """US dollars per million tokens."""
+
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    engine: str
+    endpoints: frozenset[Endpoint]
+    options: dict[str, Any] = field(default_factory=dict)
+    max_batch_size: int = 32
+    context_window: int | None = None
+    aliases: tuple[str, ...] = ()
+    price: Price = Price()
+    owned_by: str = "slackwater"
+
+    def serves(self, endpoint: str) -> bool:
+        return endpoint in {e.value for e in self.endpoints}
+
+
+class Catalog:
+    """The configured models, looked up by name or alias."""
+
+    def __init__(self, models: list[Model]) -> None:
+        self.models = list(models)
+        self._by_name: dict[str, Model] = {}
+        for model in self.models:
+            for name in (model.name, *model.aliases):
+                self._by_name[name] = model
+
+    def find(self, name: str) -> Model | None:
+        return self._by_name.get(name)
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]

@@ -1,0 +1,75 @@
+"""Request: one unit of work (one JSONL line or one API call), and its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class RequestStatus(StrEnum):
+    STAGED = "staged"  # ingested, batch still validating: not runnable yet
+    PENDING = "pending"
+    LEASED = "leased"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+FINISHED = frozenset(
+    {RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.EXPIRED}
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A runnable request as a worker sees it."""
+
+    id: int
+    batch_id: str
+    custom_id: str
+    model: str
+    endpoint: str
+    body: dict[str, Any]
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an engine returned for one request: an OpenAI response body or an error."""
+
+    status_code: int
+    body: dict[str, Any]
+    usage: Usage = Usage()
+    retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @classmethod
+    def error(
+        cls, status_code: int, message: str, *, code: str | None = None, retryable: bool = False
+    ) -> Outcome:
+        error = {"message": message, "type": "invalid_request_error" if status_code < 500
+                 else "server_error", "param": None, "code": code}
+        return cls(status_code=status_code, body={"error": error}, retryable=retryable)
+
+
+@dataclass(frozen=True)
+class Result:
+    """An outcome to record against a leased request."""
+
+    request_id: int
+    outcome: Outcome

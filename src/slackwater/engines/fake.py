@@ -1,0 +1,97 @@
+"""The fake engine: deterministic answers with configurable latency and failures.
+
+For tests and for benchmarks of the queue itself; never a default. Options:
+`latency_ms` per call, `item_latency_ms` per request, `failure_rate` (0..1, decided by a
+hash of the body, so the same request always fails the same way), `failure_status`
+(default 500, retryable), `dimensions` of embeddings, and `call_log`: a file that gets
+one line per request run (its `user` field, or a digest of the body), to prove that nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.model import Model
+from slackwater.domain.request import Outcome, Usage
+from slackwater.engines import responses
+
+
+def _digest(body: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=16).digest()
+
+
+class FakeEngine:
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        options = model.options
+        self.latency = float(options.get("latency_ms", 0)) / 1000
+        self.item_latency = float(options.get("item_latency_ms", 0)) / 1000
+        self.failure_rate = float(options.get("failure_rate", 0))
+        self.failure_status = int(options.get("failure_status", 500))
+        self.dimensions = int(options.get("dimensions", 8))
+        self.call_log: str | None = options.get("call_log")
+        self.calls = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+        self.calls += 1
+        delay = self.latency + self.item_latency * len(bodies)
+        if delay:
+            await asyncio.sleep(delay)
+        if self.call_log:
+            with open(self.call_log, "a") as log:
+                log.writelines(
+                    str(b.get("user") or _digest(b).hex()) + "\n"
+                    for b in bodies
+                )
+        return [self._answer(endpoint, body) for body in bodies]
+
+    def _answer(self, endpoint: str, body: dict[str, Any]) -> Outcome:
+        digest = _digest(body)
+        if self.failure_rate and int.from_bytes(digest[:4], "big") / 2**32 < self.failure_rate:
+            return Outcome.error(
+                self.failure_status,
+                "fake engine failure",
+                code="engine_failure",
+                retryable=self.failure_status >= 500 or self.failure_status == 429,
+            )
+        if endpoint == Endpoint.EMBEDDINGS:
+            inputs = responses.inputs_of(body)
+            vectors = [self._vector(json.dumps(item)) for item in inputs]
+            tokens = sum(len(str(item).split()) for item in inputs)
+            return responses.embeddings(
+                self.model.name, vectors, tokens, body.get("encoding_format")
+            )
+        prompt = self._prompt(endpoint, body)
+        words = prompt.split()
+        limit = body.get("max_completion_tokens") or body.get("max_tokens") or 16
+        answer = ["echo:", *words][:limit]
+        usage = Usage(prompt_tokens=len(words), completion_tokens=len(answer))
+        finish = "length" if len(words) + 1 > limit else "stop"
+        text = " ".join(answer)
+        if endpoint == Endpoint.CHAT:
+            return responses.chat_completion(self.model.name, text, finish, usage)
+        return responses.completion(self.model.name, text, finish, usage)
+
+    def _prompt(self, endpoint: str, body: dict[str, Any]) -> str:
+        if endpoint == Endpoint.CHAT:
+            content = body["messages"][-1].get("content") or ""
+            return content if isinstance(content, str) else json.dumps(content)
+        prompt = body["prompt"]
+        return prompt if isinstance(prompt, str) else " ".join(prompt)
+
+    def _vector(self, text: str) -> list[float]:
+        seed = hashlib.blake2b(text.encode(), digest_size=64).digest()
+        raw = [(seed[i % 64] - 127.5) / 127.5 for i in range(self.dimensions)]
+        norm = sum(v * v for v in raw) ** 0.5 or 1.0
+        return [v / norm for v in raw]

@@ -1,0 +1,122 @@
+"""The seams between the core and its adapters (stores, engines, blob storage)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any, Protocol
+
+from slackwater.domain.batch import Batch, BatchStatus, LineError
+from slackwater.domain.files import FileObject
+from slackwater.domain.model import Model
+from slackwater.domain.request import Outcome, Request, RequestStatus, Result
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class StagedRequest:
+    line: int
+    custom_id: str
+    model: str
+    body: bytes  # the JSON body exactly as validated
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: str
+    model: str
+    requests: list[Request]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """A request as the finalizer writes it: in input order, with its outcome."""
+
+    line: int
+    custom_id: str
+    status: RequestStatus
+    status_code: int | None
+    response: bytes | None  # the JSON response (or error) body
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    has_more: bool
+
+
+class Store(Protocol):
+    """Durable state. Every method is one transaction."""
+
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # files
+    async def add_file(self, file: FileObject) -> None: ...
+    async def get_file(self, project: str | None, file_id: str) -> FileObject: ...
+    async def list_files(
+        self, project: str, *, purpose: str | None, limit: int, after: str | None
+    ) -> Page: ...
+    async def delete_file(self, project: str, file_id: str) -> FileObject: ...
+
+    # batches
+    async def add_batch(self, batch: Batch) -> None: ...
+    async def get_batch(self, project: str | None, batch_id: str) -> Batch: ...
+    async def list_batches(self, project: str, *, limit: int, after: str | None) -> Page: ...
+    async def batch_ids_in(self, status: BatchStatus) -> list[str]: ...
+    async def move_batch(
+        self,
+        batch_id: str,
+        new: BatchStatus,
+        now: datetime,
+        *,
+        errors: Sequence[LineError] = (),
+        outcome: BatchStatus | None = None,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+    ) -> Batch: ...
+
+    # requests
+    async def stage_requests(self, batch: Batch, rows: Sequence[StagedRequest]) -> None: ...
+    async def drop_staged(self, batch_id: str) -> None: ...
+    async def activate(self, batch_id: str, now: datetime) -> Batch: ...
+    async def lease(
+        self, owner: str, models: Sequence[str], limit: int, now: datetime, seconds: float
+    ) -> Lease | None: ...
+    async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int: ...
+    async def record(self, lease_id: str, results: Sequence[Result], now: datetime) -> int: ...
+    async def release(self, lease_id: str) -> int: ...
+    async def reap_leases(self, now: datetime) -> int: ...
+    async def close_unstarted(self, batch_id: str, status: RequestStatus) -> int: ...
+    async def count_open(self, batch_id: str) -> int: ...
+    def finished(self, batch_id: str, chunk: int = 2000) -> AsyncIterator[FinishedRequest]: ...
+
+    # api keys
+    async def add_key(self, key_hash: str, project: str, now: datetime) -> None: ...
+    async def project_for_key(self, key_hash: str) -> str | None: ...
+    async def has_keys(self) -> bool: ...
+
+
+class BlobStore(Protocol):
+    """Where file contents live: written once through a temp file, read as streams."""
+
+    def writer(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
+    def open(self, key: str) -> IO[bytes]: ...
+    def path(self, key: str) -> str: ...
+    async def delete(self, key: str) -> None: ...
+    async def size(self, key: str) -> int: ...
+
+
+class Engine(Protocol):
+    """Runs a list of request bodies on one model. One instance per Model."""
+
+    model: Model
+
+    async def start(self) -> None: ...
+    async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The moving parts: intake, workers, finalizer and the monitor that drives batches."""

@@ -1,0 +1,67 @@
+"""EngineSet: one Engine per configured model, started on first use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from slackwater.domain.errors import EngineError, NotFound, SlackwaterError
+from slackwater.domain.model import Catalog, Model
+from slackwater.domain.request import Outcome
+from slackwater.ports import Engine
+
+
+class EngineSet:
+    def __init__(self, catalog: Catalog, factory: Callable[[Model], Engine]) -> None:
+        self.catalog = catalog
+        self._factory = factory
+        self._engines: dict[str, Engine] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._broken: dict[str, SlackwaterError] = {}
+
+    def model(self, name: str) -> Model:
+        model = self.catalog.find(name)
+        if model is None:
+            raise NotFound(f"The model '{name}' does not exist", param="model")
+        return model
+
+    async def engine(self, name: str) -> Engine:
+        model = self.model(name)
+        if model.name in self._engines:
+            return self._engines[model.name]
+        lock = self._starting.setdefault(model.name, asyncio.Lock())
+        async with lock:
+            if model.name in self._engines:
+                return self._engines[model.name]
+            if model.name in self._broken:
+                raise self._broken[model.name]
+            try:
+                engine = self._factory(model)
+                await engine.start()
+            except SlackwaterError as exc:
+                self._broken[model.name] = exc
+                raise
+            self._engines[model.name] = engine
+            return engine
+
+    async def run(self, model: str, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+        """Run bodies on the model; a whole-call failure becomes one error outcome each."""
+        try:
+            engine = await self.engine(model)
+            outcomes = await engine.run(endpoint, bodies)
+        except EngineError as exc:
+            outcome = Outcome.error(
+                exc.status_code, exc.message, code=exc.code, retryable=exc.retryable
+            )
+            return [outcome] * len(bodies)
+        if len(outcomes) != len(bodies):
+            raise EngineError(
+                f"engine of {model} returned {len(outcomes)} outcomes for {len(bodies)} requests"
+            )
+        return outcomes
+
+    async def close(self) -> None:
+        engines, self._engines = self._engines, {}
+        for engine in engines.values():
+            await engine.close()

@@ -1,0 +1,99 @@
+"""FileService: receive uploads as streams (never whole in memory), list, read, delete."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO
+
+from slackwater.domain.errors import InvalidRequest, LimitExceeded
+from slackwater.domain.files import FileObject, FilePurpose
+from slackwater.domain.ids import new_id
+from slackwater.ports import BlobStore, Clock, Page, Store
+
+UPLOAD_PURPOSES = frozenset({FilePurpose.BATCH.value})
+
+
+@dataclass
+class Upload:
+    """An upload in progress: bytes go straight to a temp blob as they arrive."""
+
+    id: str
+    max_bytes: int
+    max_lines: int
+    handle: IO[bytes]
+    size: int = 0
+    newlines: int = 0
+    last_byte: int = 10
+
+    def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise LimitExceeded(
+                f"file is larger than the limit of {self.max_bytes} bytes", param="file"
+            )
+        self.newlines += chunk.count(b"\n")
+        self.last_byte = chunk[-1]
+        if self.newlines > self.max_lines:
+            raise LimitExceeded(
+                f"file has more than the limit of {self.max_lines} lines", param="file"
+            )
+        self.handle.write(chunk)
+
+    @property
+    def lines(self) -> int:
+        return self.newlines + (1 if self.size and self.last_byte != 10 else 0)
+
+
+class FileService:
+    def __init__(
+        self, store: Store, blobs: BlobStore, clock: Clock, *, max_bytes: int, max_lines: int
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.clock = clock
+        self.max_bytes = max_bytes
+        self.max_lines = max_lines
+
+    def receive(self, stack: ExitStack) -> Upload:
+        """Open an upload whose blob is kept only if the `stack` closes without error."""
+        file_id = new_id("file")
+        handle = stack.enter_context(self.blobs.writer(file_id))
+        return Upload(file_id, self.max_bytes, self.max_lines, handle)
+
+    async def commit(self, upload: Upload, project: str, filename: str, purpose: str) -> FileObject:
+        if purpose not in UPLOAD_PURPOSES:
+            raise InvalidRequest(
+                f"purpose {purpose!r} is not supported; use 'batch'", param="purpose"
+            )
+        if upload.lines > self.max_lines:
+            raise LimitExceeded(f"file has more than {self.max_lines} lines", param="file")
+        file = FileObject(
+            id=upload.id,
+            project=project,
+            filename=filename or "upload.jsonl",
+            purpose=purpose,
+            bytes=upload.size,
+            lines=upload.lines,
+            created_at=self.clock(),
+        )
+        await self.store.add_file(file)
+        return file
+
+    async def get(self, project: str, file_id: str) -> FileObject:
+        return await self.store.get_file(project, file_id)
+
+    async def list(self, project: str, *, purpose: str | None, limit: int, after: str | None) -> Page:
+        return await self.store.list_files(project, purpose=purpose, limit=limit, after=after)
+
+    async def content_path(self, project: str, file_id: str) -> str:
+        file = await self.store.get_file(project, file_id)
+        await self.blobs.size(file.id)  # raises NotFound when the content is gone
+        return self.blobs.path(file.id)
+
+    async def delete(self, project: str, file_id: str) -> FileObject:
+        file = await self.store.delete_file(project, file_id)
+        await self.blobs.delete(file.id)
+        return file

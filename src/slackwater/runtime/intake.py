@@ -1,0 +1,237 @@
+"""Intake: turn a batch's JSONL input file into staged Requests, validating every line.
+
+A file is accepted whole or not at all, as OpenAI does: one bad line fails the batch,
+and `errors.data` names every bad line (up to a cap) with its field and reason.
+Reading and checking run in a thread, in chunks, so memory stays bounded whatever the
+file size and the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from slackwater.domain.batch import Batch, BatchStatus, LineError
+from slackwater.domain.bodies import parse_body
+from slackwater.domain.errors import Conflict
+from slackwater.domain.model import Catalog
+from slackwater.ports import BlobStore, Clock, StagedRequest, Store
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_ERRORS = 1000
+MAX_CUSTOM_ID = 512
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass
+class LineChecker:
+    """Checks one line at a time; remembers custom_ids and the errors found so far."""
+
+    endpoint: str
+    catalog: Catalog
+    max_line_bytes: int = 64 * 1024 * 1024
+    errors: list[LineError] = field(default_factory=list)
+    error_lines: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def _fail(self, line: int, code: str, message: str, param: str | None = None) -> None:
+        self.error_lines += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(LineError(code=code, message=message, line=line, param=param))
+
+    def check(self, line: int, raw: bytes) -> StagedRequest | None:
+        if line == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            reason = "not UTF-8" if "utf-8" in str(exc).lower() else str(exc)
+            self._fail(line, "invalid_json_line", f"line {line} is not valid JSON: {reason}")
+            return None
+        if not isinstance(data, dict):
+            self._fail(line, "invalid_request", f"line {line} must be a JSON object")
+            return None
+        errors_before = self.error_lines
+
+        custom_id = data.get("custom_id")
+        if custom_id is None:
+            self._fail(line, "missing_required_parameter", "custom_id is required", "custom_id")
+        elif not isinstance(custom_id, str) or not custom_id:
+            self._fail(line, "invalid_type", "custom_id must be a non-empty string", "custom_id")
+        elif len(custom_id) > MAX_CUSTOM_ID:
+            self._fail(
+                line, "invalid_value", f"custom_id is longer than {MAX_CUSTOM_ID}", "custom_id"
+            )
+        elif custom_id in self.seen:
+            self._fail(
+                line,
+                "duplicate_custom_id",
+                f"custom_id {custom_id!r} is used by an earlier line; each must be unique",
+                "custom_id",
+            )
+        else:
+            self.seen.add(custom_id)
+
+        method = data.get("method")
+        if method != "POST":
+            self._fail(line, "invalid_value", f"method must be 'POST', got {method!r}", "method")
+
+        url = data.get("url")
+        if url != self.endpoint:
+            self._fail(
+                line,
+                "invalid_url" if isinstance(url, str) else "missing_required_parameter",
+                f"url {url!r} does not match the batch's endpoint {self.endpoint!r}",
+                "url",
+            )
+
+        body = data.get("body")
+        model_name: str | None = None
+        if not isinstance(body, dict):
+            self._fail(line, "invalid_type", "body must be a JSON object", "body")
+        else:
+            model_name = self._check_body(line, body)
+
+        if self.error_lines > errors_before or model_name is None:
+            return None
+        return StagedRequest(
+            line=line,
+            custom_id=str(custom_id),
+            model=model_name,
+            body=orjson.dumps(body),
+        )
+
+    def _check_body(self, line: int, body: dict[str, Any]) -> str | None:
+        parsed = parse_body(self.endpoint, body, line=line)
+        if isinstance(parsed, list):
+            for err in parsed:
+                self._fail(line, err.code, err.message, err.param)
+            return None
+        model = self.catalog.find(parsed.model)
+        if model is None:
+            self._fail(
+                line,
+                "model_not_found",
+                f"model {parsed.model!r} does not exist; see GET /v1/models",
+                "body.model",
+            )
+            return None
+        if not model.serves(self.endpoint):
+            self._fail(
+                line,
+                "model_not_supported",
+                f"model {parsed.model!r} does not serve {self.endpoint}",
+                "body.model",
+            )
+            return None
+        limit = parsed.token_limit()
+        if limit is not None and model.context_window and limit > model.context_window:
+            self._fail(
+                line,
+                "context_length_exceeded",
+                f"max tokens {limit} is past {model.name}'s context window "
+                f"of {model.context_window}",
+                "body.max_tokens",
+            )
+            return None
+        return model.name
+
+    def read_chunk(
+        self, handle: IO[bytes], first_line: int, size: int
+    ) -> tuple[list[StagedRequest], int, bool]:
+        """Check up to `size` lines; returns (accepted, next line number, at end of file)."""
+        accepted: list[StagedRequest] = []
+        number = first_line
+        while len(accepted) < size:
+            raw = handle.readline(self.max_line_bytes + 1)
+            if not raw:
+                return accepted, number, True
+            if len(raw) > self.max_line_bytes and not raw.endswith(b"\n"):
+                self._fail(number, "line_too_long", f"line {number} is over {self.max_line_bytes} bytes")
+                while (rest := handle.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                    pass
+                number += 1
+                continue
+            stripped = raw.strip()
+            if stripped and stripped != BOM:
+                staged = self.check(number, stripped)
+                if staged is not None:
+                    accepted.append(staged)
+            number += 1
+        return accepted, number, False
+
+
+class Intake:
+    """Validates batches in `validating` and makes them runnable (or fails them)."""
+
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        chunk: int = 5000,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.catalog = catalog
+        self.clock = clock
+        self.chunk = chunk
+        self.on_progress = on_progress
+
+    async def ingest(self, batch_id: str) -> Batch:
+        batch = await self.store.get_batch(None, batch_id)
+        if batch.status is not BatchStatus.VALIDATING:
+            return batch
+        # A restart after a crash mid-ingest starts the file over.
+        await self.store.drop_staged(batch_id)
+        checker = LineChecker(batch.endpoint, self.catalog)
+        accepted = 0
+        handle = await asyncio.to_thread(self.blobs.open, batch.input_file_id)
+        try:
+            line, done = 1, False
+            while not done:
+                rows, line, done = await asyncio.to_thread(
+                    checker.read_chunk, handle, line, self.chunk
+                )
+                if checker.error_lines == 0:
+                    await self.store.stage_requests(batch, rows)
+                    accepted += len(rows)
+                    if self.on_progress:
+                        self.on_progress(len(rows))
+        finally:
+            handle.close()
+
+        if checker.error_lines or accepted == 0:
+            await self.store.drop_staged(batch_id)
+            errors = checker.errors or [
+                LineError(code="empty_file", message="the input file has no requests")
+            ]
+            if checker.error_lines > len(checker.errors):
+                hidden = checker.error_lines - len(checker.errors)
+                errors.append(
+                    LineError(code="too_many_errors", message=f"{hidden} more lines have errors")
+                )
+            log.info("batch %s failed validation: %d bad lines", batch_id, checker.error_lines)
+            return await self._settle(batch_id, BatchStatus.FAILED, errors)
+        return await self._settle(batch_id, BatchStatus.IN_PROGRESS, [])
+
+    async def _settle(
+        self, batch_id: str, status: BatchStatus, errors: list[LineError]
+    ) -> Batch:
+        try:
+            if status is BatchStatus.IN_PROGRESS:
+                return await self.store.activate(batch_id, self.clock())
+            return await self.store.move_batch(batch_id, status, self.clock(), errors=errors)
+        except Conflict:
+            # Cancelled while validating: the monitor finishes it as cancelled.
+            await self.store.drop_staged(batch_id)
+            return await self.store.get_batch(None, batch_id)

@@ -1,0 +1,104 @@
+"""Monitor: the loop that moves batches along their state machine.
+
+Each tick it returns expired leases to the queue, validates new batches, expires
+batches past their window, and finalizes batches with nothing left to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from slackwater.domain.batch import Batch, BatchStatus
+from slackwater.domain.errors import Conflict, NotFound
+from slackwater.domain.request import RequestStatus
+from slackwater.ports import Clock, Store
+from slackwater.runtime.finalizer import Finalizer
+from slackwater.runtime.intake import Intake
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: Store,
+        intake: Intake,
+        finalizer: Finalizer,
+        clock: Clock,
+        *,
+        interval: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.intake = intake
+        self.finalizer = finalizer
+        self.clock = clock
+        self.interval = interval
+        self.stopping = asyncio.Event()
+        self._ingesting: dict[str, asyncio.Task[Batch]] = {}
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("monitor tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.interval)
+        for task in self._ingesting.values():
+            task.cancel()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def tick(self) -> None:
+        await self.store.reap_leases(self.clock())
+        for batch_id in await self.store.batch_ids_in(BatchStatus.VALIDATING):
+            if batch_id not in self._ingesting:
+                task = asyncio.create_task(self.intake.ingest(batch_id))
+                self._ingesting[batch_id] = task
+                task.add_done_callback(lambda _t, b=batch_id: self._ingesting.pop(b, None))
+        for batch_id in await self.store.batch_ids_in(BatchStatus.IN_PROGRESS):
+            await self._guard(self._progress, batch_id)
+        for batch_id in await self.store.batch_ids_in(BatchStatus.CANCELLING):
+            await self._guard(self._cancelling, batch_id)
+        for batch_id in await self.store.batch_ids_in(BatchStatus.FINALIZING):
+            await self._guard(self._finalize, batch_id)
+
+    async def settle(self) -> None:
+        """Wait for ingests started by ticks (for callers that drive ticks themselves)."""
+        if self._ingesting:
+            await asyncio.gather(*self._ingesting.values(), return_exceptions=True)
+
+    async def _guard(self, step: object, batch_id: str) -> None:
+        # Another process may move the same batch first; that is not an error.
+        with contextlib.suppress(Conflict, NotFound):
+            await step(batch_id)  # type: ignore[operator]
+
+    async def _progress(self, batch_id: str) -> None:
+        batch = await self.store.get_batch(None, batch_id)
+        now = self.clock()
+        if now >= batch.expires_at:
+            await self.store.close_unstarted(batch_id, RequestStatus.EXPIRED)
+            if await self.store.count_open(batch_id) == 0:
+                await self.store.move_batch(
+                    batch_id, BatchStatus.FINALIZING, now, outcome=BatchStatus.EXPIRED
+                )
+            return
+        counts = batch.request_counts
+        if counts.completed + counts.failed < counts.total:
+            return
+        if await self.store.count_open(batch_id) == 0:
+            batch = await self.store.move_batch(
+                batch_id, BatchStatus.FINALIZING, now, outcome=BatchStatus.COMPLETED
+            )
+            await self.finalizer.finalize(batch)
+
+    async def _cancelling(self, batch_id: str) -> None:
+        if batch_id in self._ingesting or await self.store.count_open(batch_id):
+            return
+        await self.finalizer.finalize(await self.store.get_batch(None, batch_id))
+
+    async def _finalize(self, batch_id: str) -> None:
+        await self.finalizer.finalize(await self.store.get_batch(None, batch_id))

@@ -1,0 +1,1 @@
+"""Durable state: SqlStore (SQLite or PostgreSQL) and the local blob store."""

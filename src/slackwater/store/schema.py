@@ -1,0 +1,120 @@
+"""Tables, as SQLAlchemy Core metadata. Alembic migrations create them; keep both in step."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime passed to the store")
+        value = value.astimezone(UTC)
+        # SQLite compares timestamps as text: keep one naive UTC format there.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+RowId = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("lines", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_files_project_id", "project", "id"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("input_file_id", String(40), nullable=False),
+    Column("completion_window", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16)),
+    Column("metadata", Text),
+    Column("errors", Text),
+    Column("output_file_id", String(40)),
+    Column("error_file_id", String(40)),
+    Column("total", BigInteger, nullable=False, default=0),
+    Column("completed", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("in_progress_at", UtcDateTime),
+    Column("finalizing_at", UtcDateTime),
+    Column("completed_at", UtcDateTime),
+    Column("failed_at", UtcDateTime),
+    Column("expired_at", UtcDateTime),
+    Column("cancelling_at", UtcDateTime),
+    Column("cancelled_at", UtcDateTime),
+    Index("ix_batches_project_id", "project", "id"),
+    Index("ix_batches_status", "status"),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("line", BigInteger, nullable=False),
+    Column("custom_id", Text, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("deadline", UtcDateTime, nullable=False),
+    Column("lease_id", String(40)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("finished_at", UtcDateTime),
+    Index("ix_requests_runnable", "status", "model", "deadline", "id"),
+    Index("ix_requests_batch_line", "batch_id", "line", unique=True),
+    Index("ix_requests_lease", "lease_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", String(128), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
