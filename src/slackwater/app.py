@@ -8,7 +8,7 @@ from slackwater.config import Settings
 from slackwater.domain.clock import utcnow
 from slackwater.domain.model import Catalog, Model
 from slackwater.engines import create_engine
-from slackwater.ports import Engine
+from slackwater.ports import Clock, Engine
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
@@ -27,6 +27,7 @@ def build(
     monitor: bool = True,
     workers: int | None = None,
     worker_models: list[str] | None = None,
+    clock: Clock = utcnow,
 ) -> Services:
     """Everything one process runs. `workers` defaults to one when the settings say the
     server runs its own worker, else none."""
@@ -34,7 +35,6 @@ def build(
     store = SqlStore(settings.resolved_database_url)
     blobs = LocalBlobStore(settings.data_dir / "files")
     catalog = Catalog(settings.catalog())
-    clock = utcnow
 
     def engine_for(model: Model) -> Engine:
         options = {"data_dir": str(settings.data_dir), **model.options}

@@ -104,11 +104,14 @@ def parse_body(endpoint: str, body: Any, *, line: int | None = None) -> Body | l
         ]
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif not part.startswith(("str", "list", "int", "function-", "literal")):
+        elif "[" not in part and part not in _TYPE_TAGS:  # pydantic's union-member tags
             parts.append(("." if parts else "") + part)
     return "".join(parts)

@@ -3,7 +3,8 @@
 Options: `base_url` (e.g. http://127.0.0.1:8001/v1), `api_key`, `upstream_model` (the
 model name the server knows, if not ours), `concurrency` (in-flight requests, default 8),
 `timeout` (seconds, default 120), `max_retries` (on 429, 5xx and network errors,
-default 4) with exponential backoff and jitter, honouring `Retry-After`.
+default 4) with exponential backoff from `backoff_seconds` (default 0.5) and jitter,
+honouring `Retry-After`.
 """
 
 from __future__ import annotations
@@ -38,13 +39,19 @@ def _should_retry(exc: BaseException) -> bool:
     return isinstance(exc, _Retryable | httpx.TransportError)
 
 
-def _wait(state: RetryCallState) -> float:
-    exc = state.outcome.exception() if state.outcome else None
-    if isinstance(exc, _Retryable):
-        after = exc.response.headers.get("retry-after")
-        if after and after.replace(".", "", 1).isdigit():
-            return min(float(after), 60.0)
-    return wait_exponential_jitter(initial=0.5, max=30)(state)
+class _Wait:
+    """Exponential backoff with jitter, unless the server said how long (Retry-After)."""
+
+    def __init__(self, first: float) -> None:
+        self.backoff = wait_exponential_jitter(multiplier=first, max=30, jitter=first)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable):
+            after = exc.response.headers.get("retry-after")
+            if after and after.replace(".", "", 1).isdigit():
+                return min(float(after), 60.0)
+        return float(self.backoff(state))
 
 
 class HttpEngine:
@@ -57,6 +64,7 @@ class HttpEngine:
         self.base_url = str(base_url).rstrip("/")
         self.upstream_model = options.get("upstream_model")
         self.max_retries = int(options.get("max_retries", 4))
+        self._wait = _Wait(float(options.get("backoff_seconds", 0.5)))
         self._limit = asyncio.Semaphore(int(options.get("concurrency", 8)))
         headers = {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
         self._client = httpx.AsyncClient(
@@ -119,7 +127,7 @@ class HttpEngine:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_should_retry),
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=_wait,
+            wait=self._wait,
             reraise=True,
         ):
             with attempt:

@@ -390,7 +390,7 @@ class SqlStore:
                         requests.c.attempts,
                     )
                     .where(requests.c.id.in_(ids))
-                    .order_by(requests.c.id)
+                    .order_by(requests.c.deadline, requests.c.id)
                 )
             ).all()
         return Lease(

@@ -1,0 +1,200 @@
+"""One Store contract, run on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from slackwater.domain.batch import Batch, BatchStatus, LineError
+from slackwater.domain.errors import Conflict, NotFound
+from slackwater.domain.files import FileObject
+from slackwater.domain.ids import new_id
+from slackwater.domain.request import Outcome, RequestStatus, Result
+from slackwater.ports import StagedRequest
+from slackwater.store.sql import SqlStore
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    store = SqlStore(database_url)
+    await store.migrate()
+    await store.migrate()  # migrating twice is harmless
+    yield store
+    await store.close()
+
+
+def make_file(project: str = "p1") -> FileObject:
+    return FileObject(new_id("file"), project, "in.jsonl", "batch", 10, 1, NOW)
+
+
+async def make_batch(
+    store: SqlStore, n: int = 5, *, model: str = "m", window: timedelta = timedelta(hours=1),
+    project: str = "p1", activate: bool = True,
+) -> Batch:
+    batch = Batch(
+        id=new_id("batch"), project=project, endpoint="/v1/embeddings",
+        input_file_id="file_x", completion_window="1h", status=BatchStatus.VALIDATING,
+        created_at=NOW, expires_at=NOW + window, metadata={"k": "v"},
+    )
+    await store.add_batch(batch)
+    rows = [
+        StagedRequest(i + 1, f"c{i + 1}", model, b'{"model":"%s","input":"x%d"}' % (model.encode(), i))
+        for i in range(n)
+    ]
+    await store.stage_requests(batch, rows)
+    if activate:
+        return await store.activate(batch.id, NOW)
+    return await store.get_batch(None, batch.id)
+
+
+def ok(request_id: int) -> Result:
+    return Result(request_id, Outcome(200, {"object": "list", "n": request_id}))
+
+
+async def test_files_roundtrip_pagination_and_projects(store: SqlStore) -> None:
+    made = [make_file() for _ in range(3)]
+    for file in made:
+        await store.add_file(file)
+    await store.add_file(make_file("p2"))
+    assert await store.get_file("p1", made[0].id) == made[0]
+    with pytest.raises(NotFound):
+        await store.get_file("p2", made[0].id)
+    first = await store.list_files("p1", purpose=None, limit=2, after=None)
+    assert [f.id for f in first.items] == [made[2].id, made[1].id] and first.has_more
+    rest = await store.list_files("p1", purpose="batch", limit=2, after=made[1].id)
+    assert [f.id for f in rest.items] == [made[0].id] and not rest.has_more
+    await store.delete_file("p1", made[0].id)
+    with pytest.raises(NotFound):
+        await store.delete_file("p1", made[0].id)
+
+
+async def test_batch_activation_counts_and_transitions(store: SqlStore) -> None:
+    batch = await make_batch(store, 7)
+    assert batch.status is BatchStatus.IN_PROGRESS
+    assert batch.request_counts.total == 7 and batch.in_progress_at == NOW
+    assert batch.metadata == {"k": "v"}
+    with pytest.raises(Conflict):
+        await store.move_batch(batch.id, BatchStatus.COMPLETED, NOW)
+    page = await store.list_batches("p1", limit=10, after=None)
+    assert [b.id for b in page.items] == [batch.id]
+    assert (await store.list_batches("p2", limit=10, after=None)).items == []
+    assert await store.batch_ids_in(BatchStatus.IN_PROGRESS) == [batch.id]
+
+
+async def test_failed_validation_keeps_line_errors(store: SqlStore) -> None:
+    batch = await make_batch(store, 2, activate=False)
+    await store.drop_staged(batch.id)
+    errors = [LineError("invalid_json_line", "bad", line=3, param=None)]
+    failed = await store.move_batch(batch.id, BatchStatus.FAILED, NOW, errors=errors)
+    assert failed.status is BatchStatus.FAILED and failed.errors == errors
+    assert failed.failed_at == NOW
+
+
+async def test_lease_is_earliest_deadline_first_and_per_model(store: SqlStore) -> None:
+    late = await make_batch(store, 3, window=timedelta(hours=5))
+    soon = await make_batch(store, 3, window=timedelta(minutes=5))
+    other = await make_batch(store, 3, model="other", window=timedelta(minutes=1))
+    lease = await store.lease("w", ["m"], 4, NOW, 30)
+    assert lease is not None and lease.model == "m"
+    assert [r.batch_id for r in lease.requests] == [soon.id] * 3 + [late.id]
+    assert all(r.attempts == 1 for r in lease.requests)
+    assert lease.requests[0].body == {"model": "m", "input": "x0"}
+    only_other = await store.lease("w", ["other"], 10, NOW, 30)
+    assert only_other is not None and {r.batch_id for r in only_other.requests} == {other.id}
+    assert await store.lease("w", ["nobody"], 10, NOW, 30) is None
+
+
+async def test_concurrent_leases_never_share_a_request(store: SqlStore, database_url: str) -> None:
+    await make_batch(store, 200)
+    second = SqlStore(database_url)  # another process's connection pool
+    try:
+        leases = await asyncio.gather(
+            *(s.lease(f"w{i}", ["m"], 15, NOW, 30) for i, s in enumerate([store, second] * 8))
+        )
+    finally:
+        await second.close()
+    ids = [r.id for lease in leases if lease for r in lease.requests]
+    assert len(ids) == len(set(ids)) == 200
+
+
+async def test_record_is_idempotent_and_moves_counts(store: SqlStore) -> None:
+    batch = await make_batch(store, 3)
+    lease = await store.lease("w", ["m"], 10, NOW, 30)
+    assert lease is not None
+    first, second, third = lease.requests
+    failure = Result(second.id, Outcome.error(400, "bad"))
+    assert await store.record(lease.id, [ok(first.id), failure], NOW) == 2
+    assert await store.record(lease.id, [ok(first.id), failure], NOW) == 0
+    counts = (await store.get_batch(None, batch.id)).request_counts
+    assert (counts.total, counts.completed, counts.failed) == (3, 1, 1)
+    assert await store.count_open(batch.id) == 1
+    assert await store.release(lease.id) == 1
+    again = await store.lease("w", ["m"], 10, NOW, 30)
+    assert again is not None and [r.id for r in again.requests] == [third.id]
+    assert again.requests[0].attempts == 1  # a release is not a failed attempt
+
+
+async def test_expired_lease_is_reaped_and_late_results_are_dropped(store: SqlStore) -> None:
+    await make_batch(store, 2)
+    dead = await store.lease("dead", ["m"], 10, NOW, 30)
+    assert dead is not None
+    assert await store.reap_leases(NOW + timedelta(seconds=10)) == 0
+    assert await store.heartbeat(dead.id, NOW + timedelta(seconds=20), 30) == 2
+    assert await store.reap_leases(NOW + timedelta(seconds=40)) == 0
+    assert await store.reap_leases(NOW + timedelta(seconds=51)) == 2
+    assert await store.heartbeat(dead.id, NOW, 30) == 0
+    alive = await store.lease("alive", ["m"], 10, NOW + timedelta(seconds=52), 30)
+    assert alive is not None and alive.requests[0].attempts == 2
+    # The dead worker wakes up: its results must not be written.
+    assert await store.record(dead.id, [ok(r.id) for r in dead.requests], NOW) == 0
+    assert await store.record(alive.id, [ok(r.id) for r in alive.requests], NOW) == 2
+
+
+async def test_cancel_stops_pending_but_keeps_running_results(store: SqlStore) -> None:
+    batch = await make_batch(store, 4)
+    lease = await store.lease("w", ["m"], 1, NOW, 30)
+    assert lease is not None
+    cancelling = await store.move_batch(batch.id, BatchStatus.CANCELLING, NOW)
+    assert cancelling.cancelling_at == NOW
+    assert await store.lease("w", ["m"], 10, NOW, 30) is None
+    assert await store.count_open(batch.id) == 1
+    assert await store.record(lease.id, [ok(lease.requests[0].id)], NOW) == 1
+    statuses = [r.status async for r in store.finished(batch.id)]
+    assert statuses == [RequestStatus.SUCCEEDED] + [RequestStatus.CANCELLED] * 3
+
+
+async def test_expiry_closes_unstarted_requests(store: SqlStore) -> None:
+    batch = await make_batch(store, 3)
+    assert await store.close_unstarted(batch.id, RequestStatus.EXPIRED) == 3
+    assert await store.count_open(batch.id) == 0
+
+
+async def test_finished_streams_in_input_order_in_chunks(store: SqlStore) -> None:
+    batch = await make_batch(store, 25)
+    lease = await store.lease("w", ["m"], 100, NOW, 30)
+    assert lease is not None
+    await store.record(lease.id, [ok(r.id) for r in reversed(lease.requests)], NOW)
+    rows = [r async for r in store.finished(batch.id, chunk=7)]
+    assert [r.line for r in rows] == list(range(1, 26))
+    assert [r.custom_id for r in rows][:3] == ["c1", "c2", "c3"]
+    assert all(r.status is RequestStatus.SUCCEEDED and r.status_code == 200 for r in rows)
+    assert rows[0].response is not None and rows[0].response.startswith(b"{")
+
+
+async def test_api_keys(store: SqlStore) -> None:
+    assert not await store.has_keys()
+    await store.add_key("sha256:abc", "team-a", NOW)
+    assert await store.has_keys()
+    assert await store.project_for_key("sha256:abc") == "team-a"
+    assert await store.project_for_key("sha256:zzz") is None
+
+
+async def test_timestamps_come_back_aware_utc(store: SqlStore) -> None:
+    batch = await make_batch(store, 1)
+    assert batch.created_at == NOW and batch.created_at.tzinfo is not None
+    assert batch.expires_at == NOW + timedelta(hours=1)

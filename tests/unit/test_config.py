@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slackwater.config import Settings
+from slackwater.domain.errors import ConfigError
+
+TOML = """
+port = 9001
+lease_size = 64
+
+[[models]]
+name = "echo"
+engine = "fake"
+endpoints = ["/v1/chat/completions"]
+max_batch_size = 8
+options = { latency_ms = 5 }
+price = { input = "0.10", output = "0.40" }
+"""
+
+
+def test_defaults_need_no_file() -> None:
+    settings = Settings.load()
+    names = [m.name for m in settings.catalog()]
+    assert names == ["all-MiniLM-L6-v2", "tiny-llama"]
+    assert settings.max_file_bytes == 2 * 1024**3 and settings.max_file_lines == 1_000_000
+    assert settings.resolved_database_url.startswith("sqlite:///")
+
+
+def test_file_then_environment_then_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "slackwater.toml"
+    path.write_text(TOML)
+    settings = Settings.load(path)
+    assert settings.port == 9001 and settings.lease_size == 64
+    [model] = settings.catalog()
+    assert model.engine == "fake" and str(model.price.output) == "0.40"
+    monkeypatch.setenv("SLACKWATER_PORT", "9002")
+    assert Settings.load(path).port == 9002
+    assert Settings.load(path, port=9003, host=None).port == 9003
+    monkeypatch.setenv("SLACKWATER_CONFIG", str(path))
+    assert Settings.load().lease_size == 64
+
+
+def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(TOML.replace('max_batch_size = 8', 'max_batch_size = 0'))
+    with pytest.raises(ConfigError, match=r"bad.toml.*models.0.max_batch_size"):
+        Settings.load(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.load(tmp_path / "missing.toml")
+    path.write_text(TOML + TOML.split("\n\n", 1)[1])
+    with pytest.raises(ConfigError, match="declared twice"):
+        Settings.load(path)
