@@ -51,7 +51,11 @@ def build(
         clock=clock,
         engines=engines,
         files=FileService(
-            store, blobs, clock, max_bytes=settings.max_file_bytes, max_lines=settings.max_file_lines
+            store,
+            blobs,
+            clock,
+            max_bytes=settings.max_file_bytes,
+            max_lines=settings.max_file_lines,
         ),
         batches=BatchService(store, clock),
         intake=intake,

@@ -32,7 +32,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-batches_app = typer.Typer(help="Create, inspect and cancel batches on a server.", no_args_is_help=True)
+batches_app = typer.Typer(
+    help="Create, inspect and cancel batches on a server.", no_args_is_help=True
+)
 files_app = typer.Typer(help="Upload, list and delete files on a server.", no_args_is_help=True)
 models_app = typer.Typer(help="The configured models.", invoke_without_command=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -41,13 +43,16 @@ app.add_typer(files_app, name="files")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output keeps whole ids on one line; a terminal gets its own width.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 T = TypeVar("T")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file (or SLACKWATER_CONFIG).", show_default=False),
+    typer.Option(
+        "--config", "-c", help="TOML config file (or SLACKWATER_CONFIG).", show_default=False
+    ),
 ]
 DataDirOpt = Annotated[
     Path | None,
@@ -58,7 +63,8 @@ BaseUrlOpt = Annotated[
     typer.Option("--base-url", envvar="SLACKWATER_BASE_URL", help="Server URL, up to /v1."),
 ]
 ApiKeyOpt = Annotated[
-    str | None, typer.Option("--api-key", envvar="SLACKWATER_API_KEY", help="API key, if the server has keys.")
+    str | None,
+    typer.Option("--api-key", envvar="SLACKWATER_API_KEY", help="API key, if the server has keys."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
@@ -79,7 +85,9 @@ def _logging(level: str = "INFO") -> None:
 def serve(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    host: Annotated[str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind [default: 127.0.0.1].")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Workers inside the server (0: only separate `worker`s).")
@@ -95,7 +103,10 @@ def serve(
     _logging()
     services = build(settings, workers=workers)
     uvicorn.run(
-        create_app(services), host=settings.host, port=settings.port, log_level="info",
+        create_app(services),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
         timeout_graceful_shutdown=30,
     )
 
@@ -132,10 +143,15 @@ def worker(
 
 @app.command("run-batch")
 def run_batch(
-    input: Annotated[Path, typer.Option("--input", "-i", help="Batch input JSONL (OpenAI format).")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Batch input JSONL (OpenAI format).")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the results.")],
     errors: Annotated[
-        Path | None, typer.Option("--errors", "-e", help="Where to write failed lines [default: OUTPUT.errors.jsonl].")
+        Path | None,
+        typer.Option(
+            "--errors", "-e", help="Where to write failed lines [default: OUTPUT.errors.jsonl]."
+        ),
     ] = None,
     config: ConfigOpt = None,
     data_dir: Annotated[
@@ -149,7 +165,9 @@ def run_batch(
         raise InvalidRequest(f"input file {input} does not exist")
     errors = errors or output.with_suffix(".errors.jsonl")
     with ExitStack() as stack:
-        directory = data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="slackwater-")))
+        directory = data_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="slackwater-"))
+        )
         settings = _settings(config, data_dir=directory)
         batch = asyncio.run(
             _run_offline(settings, input, output, errors, completion_window, progress)
@@ -157,7 +175,8 @@ def run_batch(
     counts = batch["request_counts"]
     err_console.print(
         f"batch {batch['id']} {batch['status']}: {counts['completed']} completed, "
-        f"{counts['failed']} failed -> {output}" + (f", errors -> {errors}" if counts["failed"] else "")
+        f"{counts['failed']} failed -> {output}"
+        + (f", errors -> {errors}" if counts["failed"] else "")
     )
     if batch["status"] == BatchStatus.FAILED:
         raise typer.Exit(1)
@@ -203,8 +222,13 @@ async def _run_offline(
             completion_window=window,
         )
         with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err_console, disable=not show, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=not show,
+            transient=False,
         ) as bar:
             task = bar.add_task("validating", total=file.lines)
             services.intake.on_progress = lambda n: bar.advance(task, n)
@@ -237,13 +261,16 @@ async def _run_offline(
 
 @models_app.callback()
 def models(
-    ctx: typer.Context, config: ConfigOpt = None, data_dir: DataDirOpt = None, json_out: JsonOpt = False
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """List the configured models."""
     if ctx.invoked_subcommand:
         return
     settings = _settings(config, data_dir=data_dir)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": m.name,
             "engine": m.engine,
@@ -259,7 +286,10 @@ def models(
     table = Table("model", "engine", "endpoints", "batch size", "aliases")
     for row in rows:
         table.add_row(
-            row["id"], row["engine"], " ".join(row["endpoints"]), str(row["max_batch_size"]),
+            row["id"],
+            row["engine"],
+            " ".join(row["endpoints"]),
+            str(row["max_batch_size"]),
             " ".join(row["aliases"]),
         )
     console.print(table)
@@ -269,7 +299,9 @@ def models(
 def make_tiny(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
-    path: Annotated[Path | None, typer.Option(help="Target directory [default: the tiny-llama model's path].")] = None,
+    path: Annotated[
+        Path | None, typer.Option(help="Target directory [default: the tiny-llama model's path].")
+    ] = None,
 ) -> None:
     """Build the tiny random-weight Llama the default config serves as `tiny-llama`."""
     from slackwater.engines.tiny_llama import build_tiny_llama
@@ -346,8 +378,13 @@ def _batch_table(items: list[dict[str, Any]]) -> None:
     for b in items:
         counts = b["request_counts"]
         table.add_row(
-            b["id"], b["status"], b["endpoint"], str(counts["completed"]), str(counts["failed"]),
-            str(counts["total"]), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["created_at"])),
+            b["id"],
+            b["status"],
+            b["endpoint"],
+            str(counts["completed"]),
+            str(counts["failed"]),
+            str(counts["total"]),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["created_at"])),
         )
     console.print(table)
 
@@ -356,7 +393,10 @@ def _file_table(items: list[dict[str, Any]]) -> None:
     table = Table("id", "filename", "purpose", "bytes", "created")
     for f in items:
         table.add_row(
-            f["id"], f["filename"], f["purpose"], str(f["bytes"]),
+            f["id"],
+            f["filename"],
+            f["purpose"],
+            str(f["bytes"]),
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(f["created_at"])),
         )
     console.print(table)
@@ -374,7 +414,10 @@ def _upload(client: httpx.Client, path: Path) -> dict[str, Any]:
 
 def _wait(client: httpx.Client, batch: dict[str, Any]) -> dict[str, Any]:
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=err_console,
     ) as bar:
         task = bar.add_task(batch["status"], total=None)
@@ -383,7 +426,9 @@ def _wait(client: httpx.Client, batch: dict[str, Any]) -> dict[str, Any]:
             batch = _call(client.get(f"batches/{batch['id']}"))
             counts = batch["request_counts"]
             bar.update(
-                task, description=batch["status"], total=counts["total"] or None,
+                task,
+                description=batch["status"],
+                total=counts["total"] or None,
                 completed=counts["completed"] + counts["failed"],
             )
     return batch
@@ -391,12 +436,18 @@ def _wait(client: httpx.Client, batch: dict[str, Any]) -> dict[str, Any]:
 
 @batches_app.command("create")
 def batches_create(
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="Upload this JSONL file first.")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Upload this JSONL file first.")
+    ] = None,
     input_file_id: Annotated[str | None, typer.Option(help="An already uploaded file.")] = None,
-    endpoint: Annotated[str | None, typer.Option(help="Default: the url of the first line.")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Default: the url of the first line.")
+    ] = None,
     completion_window: Annotated[str, typer.Option(help="Deadline, 1m to 7d.")] = "24h",
     wait: Annotated[bool, typer.Option(help="Wait until it ends.")] = False,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")
+    ] = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
@@ -429,7 +480,9 @@ def batches_create(
 
 @batches_app.command("get")
 def batches_get(
-    batch_id: str, base_url: BaseUrlOpt = DEFAULT_BASE_URL, api_key: ApiKeyOpt = None,
+    batch_id: str,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show one batch."""
@@ -440,8 +493,11 @@ def batches_get(
 
 @batches_app.command("list")
 def batches_list(
-    limit: int = 20, after: str | None = None, base_url: BaseUrlOpt = DEFAULT_BASE_URL,
-    api_key: ApiKeyOpt = None, json_out: JsonOpt = False,
+    limit: int = 20,
+    after: str | None = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """List batches, newest first."""
     params: dict[str, Any] = {"limit": limit, **({"after": after} if after else {})}
@@ -452,7 +508,9 @@ def batches_list(
 
 @batches_app.command("cancel")
 def batches_cancel(
-    batch_id: str, base_url: BaseUrlOpt = DEFAULT_BASE_URL, api_key: ApiKeyOpt = None,
+    batch_id: str,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Cancel a batch; finished results are kept."""
@@ -471,8 +529,8 @@ def _save_results(client: httpx.Client, batch: dict[str, Any], output: Path | No
                 response.read()
                 _call(response)
             if output is None:
-                for chunk in response.iter_text():
-                    sys.stdout.write(chunk)
+                for text in response.iter_text():
+                    sys.stdout.write(text)
                 continue
             target = output if not suffix else output.with_suffix(f"{suffix}.jsonl")
             with target.open("wb") as handle:
@@ -484,7 +542,9 @@ def _save_results(client: httpx.Client, batch: dict[str, Any], output: Path | No
 @batches_app.command("results")
 def batches_results(
     batch_id: str,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File [default: stdout].")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File [default: stdout].")
+    ] = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -495,7 +555,9 @@ def batches_results(
 
 @files_app.command("upload")
 def files_upload(
-    path: Path, base_url: BaseUrlOpt = DEFAULT_BASE_URL, api_key: ApiKeyOpt = None,
+    path: Path,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Upload a JSONL file for batches."""
@@ -516,7 +578,9 @@ def files_list(
 
 @files_app.command("get")
 def files_get(
-    file_id: str, base_url: BaseUrlOpt = DEFAULT_BASE_URL, api_key: ApiKeyOpt = None,
+    file_id: str,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Show one file."""

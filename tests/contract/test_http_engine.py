@@ -15,8 +15,12 @@ from slackwater.domain.batch import Endpoint
 from slackwater.engines.http import HttpEngine
 from tests.loopback import serve_in_thread
 
-OK_BODY = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [1.0]}],
-           "model": "upstream", "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+OK_BODY = {
+    "object": "list",
+    "data": [{"object": "embedding", "index": 0, "embedding": [1.0]}],
+    "model": "upstream",
+    "usage": {"prompt_tokens": 3, "total_tokens": 3},
+}
 
 
 def flaky_app(script: list[int], seen: list[dict[str, Any]], in_flight: list[int]) -> Starlette:
@@ -31,16 +35,25 @@ def flaky_app(script: list[int], seen: list[dict[str, Any]], in_flight: list[int
             return JSONResponse(OK_BODY)
         return JSONResponse(
             {"error": {"message": f"status {status}", "type": "x", "param": None, "code": None}},
-            status_code=status, headers={"retry-after": "0"} if status == 429 else None,
+            status_code=status,
+            headers={"retry-after": "0"} if status == 429 else None,
         )
 
     return Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
 
 
 def engine(url: str, **options: Any) -> HttpEngine:
-    model = ModelConfig(name="ours", engine="http", endpoints=[Endpoint.EMBEDDINGS],
-                        options={"base_url": url + "/v1", "upstream_model": "theirs",
-                                 "backoff_seconds": 0.01, **options})
+    model = ModelConfig(
+        name="ours",
+        engine="http",
+        endpoints=[Endpoint.EMBEDDINGS],
+        options={
+            "base_url": url + "/v1",
+            "upstream_model": "theirs",
+            "backoff_seconds": 0.01,
+            **options,
+        },
+    )
     return HttpEngine(model.to_model())
 
 

@@ -33,17 +33,30 @@ def make_file(project: str = "p1") -> FileObject:
 
 
 async def make_batch(
-    store: SqlStore, n: int = 5, *, model: str = "m", window: timedelta = timedelta(hours=1),
-    project: str = "p1", activate: bool = True,
+    store: SqlStore,
+    n: int = 5,
+    *,
+    model: str = "m",
+    window: timedelta = timedelta(hours=1),
+    project: str = "p1",
+    activate: bool = True,
 ) -> Batch:
     batch = Batch(
-        id=new_id("batch"), project=project, endpoint="/v1/embeddings",
-        input_file_id="file_x", completion_window="1h", status=BatchStatus.VALIDATING,
-        created_at=NOW, expires_at=NOW + window, metadata={"k": "v"},
+        id=new_id("batch"),
+        project=project,
+        endpoint="/v1/embeddings",
+        input_file_id="file_x",
+        completion_window="1h",
+        status=BatchStatus.VALIDATING,
+        created_at=NOW,
+        expires_at=NOW + window,
+        metadata={"k": "v"},
     )
     await store.add_batch(batch)
     rows = [
-        StagedRequest(i + 1, f"c{i + 1}", model, b'{"model":"%s","input":"x%d"}' % (model.encode(), i))
+        StagedRequest(
+            i + 1, f"c{i + 1}", model, b'{"model":"%s","input":"x%d"}' % (model.encode(), i)
+        )
         for i in range(n)
     ]
     await store.stage_requests(batch, rows)

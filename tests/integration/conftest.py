@@ -31,10 +31,21 @@ class Clock:
 
 def fake_models(**options: Any) -> list[ModelConfig]:
     return [
-        ModelConfig(name="echo", engine="fake", endpoints=["/v1/chat/completions", "/v1/completions"],
-                    max_batch_size=4, context_window=4096, options=options),
-        ModelConfig(name="vec", engine="fake", endpoints=["/v1/embeddings"], max_batch_size=8,
-                    options={"dimensions": 16}),
+        ModelConfig(
+            name="echo",
+            engine="fake",
+            endpoints=["/v1/chat/completions", "/v1/completions"],
+            max_batch_size=4,
+            context_window=4096,
+            options=options,
+        ),
+        ModelConfig(
+            name="vec",
+            engine="fake",
+            endpoints=["/v1/embeddings"],
+            max_batch_size=8,
+            options={"dimensions": 16},
+        ),
     ]
 
 
@@ -44,33 +55,55 @@ class Server:
     services: Services
     clock: Clock
 
-    async def upload(self, lines: list[Any] | bytes, *, name: str = "in.jsonl",
-                     headers: dict[str, str] | None = None) -> httpx.Response:
-        raw = lines if isinstance(lines, bytes) else b"".join(
-            (json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines
+    async def upload(
+        self,
+        lines: list[Any] | bytes,
+        *,
+        name: str = "in.jsonl",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        raw = (
+            lines
+            if isinstance(lines, bytes)
+            else b"".join(
+                (json.dumps(x) if not isinstance(x, str) else x).encode() + b"\n" for x in lines
+            )
         )
         return await self.client.post(
             "/v1/files", files={"file": (name, raw)}, data={"purpose": "batch"}, headers=headers
         )
 
-    async def submit(self, lines: list[Any], endpoint: str = "/v1/chat/completions",
-                     window: str = "24h", headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def submit(
+        self,
+        lines: list[Any],
+        endpoint: str = "/v1/chat/completions",
+        window: str = "24h",
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         file = await self.upload(lines, headers=headers)
         assert file.status_code == 200, file.text
         batch = await self.client.post(
             "/v1/batches",
-            json={"input_file_id": file.json()["id"], "endpoint": endpoint,
-                  "completion_window": window},
+            json={
+                "input_file_id": file.json()["id"],
+                "endpoint": endpoint,
+                "completion_window": window,
+            },
             headers=headers,
         )
         assert batch.status_code == 200, batch.text
         result: dict[str, Any] = batch.json()
         return result
 
-    async def wait(self, batch_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
-                   timeout: float = 30, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def wait(
+        self,
+        batch_id: str,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+        limit: float = 30,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         done = until or (lambda b: b["status"] in {"completed", "failed", "expired", "cancelled"})
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + limit
         while True:
             batch: dict[str, Any] = (
                 await self.client.get(f"/v1/batches/{batch_id}", headers=headers)
@@ -89,9 +122,17 @@ class Server:
 
 
 def chat_line(i: int, model: str = "echo", **extra: Any) -> dict[str, Any]:
-    return {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": model, "messages": [{"role": "user", "content": f"hello {i}"}],
-                     "max_tokens": 8, **extra}}
+    return {
+        "custom_id": f"req-{i}",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {
+            "model": model,
+            "messages": [{"role": "user", "content": f"hello {i}"}],
+            "max_tokens": 8,
+            **extra,
+        },
+    }
 
 
 @pytest.fixture

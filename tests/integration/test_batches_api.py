@@ -33,7 +33,9 @@ async def test_batch_runs_to_completion_in_input_order(server: Server) -> None:
 
 
 async def test_engine_errors_go_to_the_error_file(server_factory: Any) -> None:
-    server: Server = await server_factory(engine_options={"failure_rate": 0.5, "failure_status": 400})
+    server: Server = await server_factory(
+        engine_options={"failure_rate": 0.5, "failure_status": 400}
+    )
     done = await server.wait((await server.submit([chat_line(i) for i in range(40)]))["id"])
     counts = done["request_counts"]
     assert done["status"] == "completed" and 0 < counts["failed"] < 40
@@ -88,7 +90,9 @@ async def test_bad_lines_fail_the_batch_and_the_server_keeps_serving(server: Ser
     assert failed["status"] == "failed" and failed["failed_at"]
     errors = failed["errors"]["data"]
     assert [(e["line"], e["code"]) for e in errors] == [
-        (2, "invalid_json_line"), (3, "model_not_found"), (4, "duplicate_custom_id")
+        (2, "invalid_json_line"),
+        (3, "model_not_found"),
+        (4, "duplicate_custom_id"),
     ]
     assert errors[1]["param"] == "body.model"
     good = await server.wait((await server.submit([chat_line(1)]))["id"])
@@ -102,8 +106,15 @@ async def test_empty_file_fails_with_a_reason(server: Server) -> None:
 
 
 async def test_embeddings_batch(server: Server) -> None:
-    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"model": "vec", "input": [f"text {i}", "more"]}} for i in range(10)]
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "vec", "input": [f"text {i}", "more"]},
+        }
+        for i in range(10)
+    ]
     done = await server.wait((await server.submit(lines, endpoint="/v1/embeddings"))["id"])
     out = await server.lines(done["output_file_id"])
     assert len(out) == 10
@@ -115,8 +126,12 @@ async def test_create_errors_are_openai_style(server: Server) -> None:
     file_id = (await server.upload([chat_line(0)])).json()["id"]
 
     async def create(**fields: Any) -> tuple[int, dict[str, Any]]:
-        body = {"input_file_id": file_id, "endpoint": "/v1/chat/completions",
-                "completion_window": "24h", **fields}
+        body = {
+            "input_file_id": file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+            **fields,
+        }
         response = await server.client.post("/v1/batches", json=body)
         return response.status_code, response.json()["error"]
 
@@ -141,6 +156,7 @@ async def test_list_batches_pages_with_after(server: Server) -> None:
     ids = [(await server.submit([chat_line(0)]))["id"] for _ in range(5)]
     first = (await server.client.get("/v1/batches", params={"limit": 2})).json()
     assert [b["id"] for b in first["data"]] == ids[::-1][:2] and first["has_more"]
-    rest = (await server.client.get("/v1/batches",
-                                    params={"limit": 10, "after": first["last_id"]})).json()
+    rest = (
+        await server.client.get("/v1/batches", params={"limit": 10, "after": first["last_id"]})
+    ).json()
     assert [b["id"] for b in rest["data"]] == ids[::-1][2:] and not rest["has_more"]

@@ -18,7 +18,9 @@ async def test_realtime_endpoints(server: Server) -> None:
     assert chat.json()["choices"][0]["message"]["content"] == "echo: ping"
     emb = await server.client.post("/v1/embeddings", json={"model": "vec", "input": "x"})
     assert len(emb.json()["data"][0]["embedding"]) == 16
-    completion = await server.client.post("/v1/completions", json={"model": "echo", "prompt": "a b"})
+    completion = await server.client.post(
+        "/v1/completions", json={"model": "echo", "prompt": "a b"}
+    )
     assert completion.json()["choices"][0]["text"] == "echo: a b"
     unknown = await server.client.post("/v1/embeddings", json={"model": "nope", "input": "x"})
     assert unknown.status_code == 404 and unknown.json()["error"]["param"] == "model"
@@ -48,7 +50,9 @@ async def test_keys_isolate_projects(server: Server, tmp_path: Path) -> None:
     output = done["output_file_id"]
     assert (await server.client.get(f"/v1/files/{output}/content", headers=b)).status_code == 404
     assert (await server.client.get(f"/v1/files/{output}/content", headers=a)).status_code == 200
-    assert (await server.client.delete(f"/v1/files/{batch['input_file_id']}",
-                                       headers=b)).status_code == 404
-    assert (await server.client.post(f"/v1/batches/{batch['id']}/cancel",
-                                     headers=b)).status_code == 404
+    assert (
+        await server.client.delete(f"/v1/files/{batch['input_file_id']}", headers=b)
+    ).status_code == 404
+    assert (
+        await server.client.post(f"/v1/batches/{batch['id']}/cancel", headers=b)
+    ).status_code == 404

@@ -47,7 +47,7 @@ def test_file_then_environment_then_arguments(
 
 def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(TOML.replace('max_batch_size = 8', 'max_batch_size = 0'))
+    path.write_text(TOML.replace("max_batch_size = 8", "max_batch_size = 0"))
     with pytest.raises(ConfigError, match=r"bad.toml.*models.0.max_batch_size"):
         Settings.load(path)
     with pytest.raises(ConfigError, match="does not exist"):

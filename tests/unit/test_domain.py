@@ -12,8 +12,13 @@ from slackwater.domain.ids import new_id
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("24h", timedelta(hours=24)), ("1m", timedelta(minutes=1)), ("7d", timedelta(days=7)),
-     ("90m", timedelta(minutes=90)), ("3600s", timedelta(hours=1))],
+    [
+        ("24h", timedelta(hours=24)),
+        ("1m", timedelta(minutes=1)),
+        ("7d", timedelta(days=7)),
+        ("90m", timedelta(minutes=90)),
+        ("3600s", timedelta(hours=1)),
+    ],
 )
 def test_completion_windows(text: str, expected: timedelta) -> None:
     assert parse_completion_window(text) == expected
@@ -32,8 +37,12 @@ def test_state_machine() -> None:
     assert can_transition(BatchStatus.CANCELLING, BatchStatus.CANCELLED)
     assert not can_transition(BatchStatus.COMPLETED, BatchStatus.CANCELLING)
     assert not can_transition(BatchStatus.IN_PROGRESS, BatchStatus.COMPLETED)
-    for terminal in (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED,
-                     BatchStatus.CANCELLED):
+    for terminal in (
+        BatchStatus.COMPLETED,
+        BatchStatus.FAILED,
+        BatchStatus.EXPIRED,
+        BatchStatus.CANCELLED,
+    ):
         assert terminal.is_terminal
         assert not any(can_transition(terminal, s) for s in BatchStatus)
 

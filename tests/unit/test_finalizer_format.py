@@ -21,7 +21,9 @@ def test_success_line_is_openai_batch_output() -> None:
 
 
 def test_unrun_requests_carry_an_error_code() -> None:
-    for status, code in ((RequestStatus.CANCELLED, "batch_cancelled"),
-                         (RequestStatus.EXPIRED, "batch_expired")):
+    for status, code in (
+        (RequestStatus.CANCELLED, "batch_cancelled"),
+        (RequestStatus.EXPIRED, "batch_expired"),
+    ):
         data = json.loads(output_line(FinishedRequest(2, "c", status, None, None, "req_2")))
         assert data["response"] is None and data["error"]["code"] == code

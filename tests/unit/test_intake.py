@@ -74,8 +74,11 @@ def test_bom_crlf_blank_lines_and_missing_final_newline_are_accepted() -> None:
         (jsonl(line(max_tokens=100_000)), "context_length_exceeded", "body.max_tokens"),
         (jsonl(line(temperature=3)), "invalid_value", "body.temperature"),
         (jsonl(line(messages=[])), "invalid_value", "body.messages"),
-        (jsonl(line(messages=[{"role": "wizard", "content": "x"}])), "invalid_value",
-         "body.messages[0].role"),
+        (
+            jsonl(line(messages=[{"role": "wizard", "content": "x"}])),
+            "invalid_value",
+            "body.messages[0].role",
+        ),
         (jsonl(line(stream=True)), "invalid_value", "body.stream"),
     ],
 )
@@ -95,14 +98,23 @@ def test_duplicate_custom_id_names_the_later_line() -> None:
 
 def test_every_bad_field_of_a_line_is_reported() -> None:
     checker = check(jsonl({"custom_id": "", "method": "PUT", "url": "/x", "body": {}}))
-    assert {e.param for e in checker.errors} == {"custom_id", "method", "url", "body.model",
-                                                 "body.messages"}
+    assert {e.param for e in checker.errors} == {
+        "custom_id",
+        "method",
+        "url",
+        "body.model",
+        "body.messages",
+    }
     assert checker.error_lines == 5 and all(e.line == 1 for e in checker.errors)
 
 
 def test_embeddings_bodies() -> None:
-    good = {"custom_id": "e", "method": "POST", "url": "/v1/embeddings",
-            "body": {"model": "text-embedding-minilm", "input": ["a", "b"]}}
+    good = {
+        "custom_id": "e",
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": "text-embedding-minilm", "input": ["a", "b"]},
+    }
     checker = check(jsonl(good), Endpoint.EMBEDDINGS.value)
     assert checker.errors == [] and checker.rows[0].model == "all-MiniLM-L6-v2"  # type: ignore[attr-defined]
     bad = {**good, "body": {"model": "all-MiniLM-L6-v2", "input": []}}

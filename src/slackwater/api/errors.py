@@ -49,7 +49,11 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
         return JSONResponse(
-            error_body("The server had an error processing your request.", "server_error", None,
-                       "internal_error"),
+            error_body(
+                "The server had an error processing your request.",
+                "server_error",
+                None,
+                "internal_error",
+            ),
             status_code=500,
         )

@@ -29,7 +29,8 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
     model = svc.engines.model(parsed.model)
     if not model.serves(endpoint.value):
         raise InvalidRequest(
-            f"model {parsed.model!r} does not serve {endpoint.value}", param="model",
+            f"model {parsed.model!r} does not serve {endpoint.value}",
+            param="model",
             code="model_not_supported",
         )
     [outcome] = await svc.engines.run(model.name, endpoint.value, [body])

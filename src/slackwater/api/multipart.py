@@ -19,6 +19,17 @@ class Form:
     filename: str | None = None  # of the file part, once one was seen
 
 
+@dataclass
+class _Part:
+    """The part being parsed: headers so far, its name, and a small field's bytes."""
+
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header: bytes = b""
+    value: bytes = b""
+    name: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+
+
 async def read_form(
     content_type: str,
     body: AsyncIterator[bytes],
@@ -34,46 +45,39 @@ async def read_form(
             code="invalid_content_type",
         )
     form = Form()
-    state: dict[str, object] = {"headers": {}, "field": b"", "value": b"", "name": None}
-    value = bytearray()
+    part = _Part()
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["field"] = bytes(state["field"]) + data[start:end]  # type: ignore[arg-type]
+        part.header += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["value"] = bytes(state["value"]) + data[start:end]  # type: ignore[arg-type]
+        part.value += data[start:end]
 
     def on_header_end() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        headers[bytes(state["field"]).lower()] = bytes(state["value"])  # type: ignore[arg-type]
-        state["field"], state["value"] = b"", b""
+        part.headers[part.header.lower()] = part.value
+        part.header, part.value = b"", b""
 
     def on_headers_finished() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        name = disposition.get(b"name", b"").decode("utf-8", "replace")
-        state["name"] = name
-        if name == file_field:
+        _, disposition = parse_options_header(part.headers.get(b"content-disposition", b""))
+        part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        if part.name == file_field:
             if form.filename is not None:
                 raise InvalidRequest("only one 'file' part is allowed", param="file")
             form.filename = disposition.get(b"filename", b"upload.jsonl").decode("utf-8", "replace")
-        value.clear()
+        part.data.clear()
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["name"] == file_field:
+        if part.name == file_field:
             sink(data[start:end])
             return
-        value.extend(data[start:end])
-        if len(value) > MAX_FIELD_BYTES:
-            raise InvalidRequest(f"form field {state['name']!r} is too long", param=str(state["name"]))
+        part.data.extend(data[start:end])
+        if len(part.data) > MAX_FIELD_BYTES:
+            raise InvalidRequest(f"form field {part.name!r} is too long", param=part.name)
 
     def on_part_end() -> None:
-        name = state["name"]
-        if isinstance(name, str) and name != file_field:
-            form.fields[name] = value.decode("utf-8", "replace")
-        state["headers"], state["name"] = {}, None
+        if part.name is not None and part.name != file_field:
+            form.fields[part.name] = part.data.decode("utf-8", "replace")
+        part.headers, part.name = {}, None
 
     parser = MultipartParser(
         boundary,

@@ -1,9 +1,9 @@
 """Batch: requests submitted together with a completion window, and its state machine.
 
-    validating ──► in_progress ──► finalizing ──► completed
-        │              │  │                  └──► expired
-        ▼              │  └──► cancelling ──► cancelled
-      failed           └──► (expires) finalizing
+validating ──► in_progress ──► finalizing ──► completed
+    │              │  │                  └──► expired
+    ▼              │  └──► cancelling ──► cancelled
+  failed           └──► (expires) finalizing
 """
 
 from __future__ import annotations

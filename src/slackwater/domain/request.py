@@ -62,8 +62,12 @@ class Outcome:
     def error(
         cls, status_code: int, message: str, *, code: str | None = None, retryable: bool = False
     ) -> Outcome:
-        error = {"message": message, "type": "invalid_request_error" if status_code < 500
-                 else "server_error", "param": None, "code": code}
+        error = {
+            "message": message,
+            "type": "invalid_request_error" if status_code < 500 else "server_error",
+            "param": None,
+            "code": code,
+        }
         return cls(status_code=status_code, body={"error": error}, retryable=retryable)
 
 

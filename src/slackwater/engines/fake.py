@@ -4,7 +4,8 @@ For tests and for benchmarks of the queue itself; never a default. Options:
 `latency_ms` per call, `item_latency_ms` per request, `failure_rate` (0..1, decided by a
 hash of the body, so the same request always fails the same way), `failure_status`
 (default 500, retryable), `dimensions` of embeddings, and `call_log`: a file that gets
-one line per request run (its `user` field, or a digest of the body), to prove that nothing runs twice.
+one line per request run (its `user` field, or a digest of the body), to prove that
+nothing runs twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from slackwater.domain.batch import Endpoint
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 from slackwater.engines import responses
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a") as log:
+        log.write(text)
 
 
 def _digest(body: dict[str, Any]) -> bytes:
@@ -49,11 +55,8 @@ class FakeEngine:
         if delay:
             await asyncio.sleep(delay)
         if self.call_log:
-            with open(self.call_log, "a") as log:
-                log.writelines(
-                    str(b.get("user") or _digest(b).hex()) + "\n"
-                    for b in bodies
-                )
+            names = "".join(str(b.get("user") or _digest(b).hex()) + "\n" for b in bodies)
+            await asyncio.to_thread(_append, self.call_log, names)
         return [self._answer(endpoint, body) for body in bodies]
 
     def _answer(self, endpoint: str, body: dict[str, Any]) -> Outcome:

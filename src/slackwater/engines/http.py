@@ -66,7 +66,9 @@ class HttpEngine:
         self.max_retries = int(options.get("max_retries", 4))
         self._wait = _Wait(float(options.get("backoff_seconds", 0.5)))
         self._limit = asyncio.Semaphore(int(options.get("concurrency", 8)))
-        headers = {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
+        headers = (
+            {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
+        )
         self._client = httpx.AsyncClient(
             timeout=float(options.get("timeout", 120)),
             headers=headers,
@@ -97,7 +99,9 @@ class HttpEngine:
             response = exc.response
         except httpx.HTTPError as exc:
             return Outcome.error(
-                502, f"upstream {self.base_url} unreachable: {exc!r}", code="upstream_error",
+                502,
+                f"upstream {self.base_url} unreachable: {exc!r}",
+                code="upstream_error",
                 retryable=True,
             )
         try:
@@ -117,11 +121,11 @@ class HttpEngine:
             return Outcome(
                 response.status_code,
                 data,
-                Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+                Usage(
+                    int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+                ),
             )
-        return Outcome(
-            response.status_code, data, retryable=response.status_code in RETRY_STATUSES
-        )
+        return Outcome(response.status_code, data, retryable=response.status_code in RETRY_STATUSES)
 
     async def _post(self, url: str, payload: dict[str, Any]) -> httpx.Response:
         async for attempt in AsyncRetrying(

@@ -12,9 +12,7 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.request import Outcome, Usage
 
 
-def chat_completion(
-    model: str, text: str, finish_reason: str, usage: Usage
-) -> Outcome:
+def chat_completion(model: str, text: str, finish_reason: str, usage: Usage) -> Outcome:
     body = {
         "id": new_id("chatcmpl"),
         "object": "chat.completion",
@@ -39,9 +37,7 @@ def completion(model: str, text: str, finish_reason: str, usage: Usage) -> Outco
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
         "usage": _usage(usage),
     }
     return Outcome(200, body, usage)

@@ -50,7 +50,7 @@ def build_tiny_llama(target: Path, *, vocab_size: int = 1024, seed: int = 0) -> 
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(_corpus(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=bpe,
         unk_token="<unk>",
         bos_token="<s>",

@@ -89,17 +89,21 @@ class TransformersEngine:
                     "the transformers engine needs the 'local' extra: "
                     "pip install 'slackwater[local]'"
                 ) from None
-            hf_logging.disable_progress_bar()
+            hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
             device = self.device_option
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-            dtype: Any = "auto" if self.dtype_option == "auto" else getattr(torch, self.dtype_option)
+            dtype: Any = (
+                "auto" if self.dtype_option == "auto" else getattr(torch, self.dtype_option)
+            )
             try:
                 tokenizer = AutoTokenizer.from_pretrained(self.path)
-                loader = AutoModelForCausalLM if self.generative else AutoModel
+                loader: Any = AutoModelForCausalLM if self.generative else AutoModel
                 network = loader.from_pretrained(self.path, dtype=dtype).to(device).eval()
             except (OSError, ValueError) as exc:
-                raise ModelUnavailable(f"model {self.model.name!r}: cannot load {self.path}: {exc}") from None
+                raise ModelUnavailable(
+                    f"model {self.model.name!r}: cannot load {self.path}: {exc}"
+                ) from None
             if self.generative:
                 tokenizer.padding_side = "left"
                 if tokenizer.pad_token is None:

@@ -24,7 +24,11 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
     if len(metadata) > MAX_METADATA_KEYS:
         raise InvalidRequest(f"metadata has more than {MAX_METADATA_KEYS} keys", param="metadata")
     for key, value in metadata.items():
-        if not isinstance(value, str) or len(key) > MAX_METADATA_KEY or len(value) > MAX_METADATA_VALUE:
+        if (
+            not isinstance(value, str)
+            or len(key) > MAX_METADATA_KEY
+            or len(value) > MAX_METADATA_VALUE
+        ):
             raise InvalidRequest(
                 f"metadata[{key!r}] must be a string of at most {MAX_METADATA_VALUE} characters "
                 f"under a key of at most {MAX_METADATA_KEY}",

@@ -45,7 +45,9 @@ class EngineSet:
             self._engines[model.name] = engine
             return engine
 
-    async def run(self, model: str, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+    async def run(
+        self, model: str, endpoint: str, bodies: Sequence[dict[str, Any]]
+    ) -> list[Outcome]:
         """Run bodies on the model; a whole-call failure becomes one error outcome each."""
         try:
             engine = await self.engine(model)

@@ -85,7 +85,9 @@ class FileService:
     async def get(self, project: str, file_id: str) -> FileObject:
         return await self.store.get_file(project, file_id)
 
-    async def list(self, project: str, *, purpose: str | None, limit: int, after: str | None) -> Page:
+    async def list(
+        self, project: str, *, purpose: str | None, limit: int, after: str | None
+    ) -> Page:
         return await self.store.list_files(project, purpose=purpose, limit=limit, after=after)
 
     async def content_path(self, project: str, file_id: str) -> str:

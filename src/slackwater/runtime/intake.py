@@ -153,7 +153,9 @@ class LineChecker:
             if not raw:
                 return accepted, number, True
             if len(raw) > self.max_line_bytes and not raw.endswith(b"\n"):
-                self._fail(number, "line_too_long", f"line {number} is over {self.max_line_bytes} bytes")
+                self._fail(
+                    number, "line_too_long", f"line {number} is over {self.max_line_bytes} bytes"
+                )
                 while (rest := handle.readline(1024 * 1024)) and not rest.endswith(b"\n"):
                     pass
                 number += 1
@@ -224,9 +226,7 @@ class Intake:
             return await self._settle(batch_id, BatchStatus.FAILED, errors)
         return await self._settle(batch_id, BatchStatus.IN_PROGRESS, [])
 
-    async def _settle(
-        self, batch_id: str, status: BatchStatus, errors: list[LineError]
-    ) -> Batch:
+    async def _settle(self, batch_id: str, status: BatchStatus, errors: list[LineError]) -> Batch:
         try:
             if status is BatchStatus.IN_PROGRESS:
                 return await self.store.activate(batch_id, self.clock())

@@ -58,13 +58,18 @@ class Monitor:
             if batch_id not in self._ingesting:
                 task = asyncio.create_task(self.intake.ingest(batch_id))
                 self._ingesting[batch_id] = task
-                task.add_done_callback(lambda _t, b=batch_id: self._ingesting.pop(b, None))
+                task.add_done_callback(self._ingested)
         for batch_id in await self.store.batch_ids_in(BatchStatus.IN_PROGRESS):
             await self._guard(self._progress, batch_id)
         for batch_id in await self.store.batch_ids_in(BatchStatus.CANCELLING):
             await self._guard(self._cancelling, batch_id)
         for batch_id in await self.store.batch_ids_in(BatchStatus.FINALIZING):
             await self._guard(self._finalize, batch_id)
+
+    def _ingested(self, task: asyncio.Task[Batch]) -> None:
+        for batch_id, running in list(self._ingesting.items()):
+            if running is task:
+                del self._ingesting[batch_id]
 
     async def settle(self) -> None:
         """Wait for ingests started by ticks (for callers that drive ticks themselves)."""

@@ -46,7 +46,9 @@ def async_url(url: str) -> str:
     """Accept plain `sqlite:///…` and `postgresql://…` URLs and pick the async driver."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ConfigError(f"database_url {url!r} is not a URL like sqlite:///path or postgresql://…")
+        raise ConfigError(
+            f"database_url {url!r} is not a URL like sqlite:///path or postgresql://…"
+        )
     if "+" in scheme:
         return url
     if scheme not in _DRIVERS:
@@ -245,8 +247,10 @@ class SqlStore:
         return Page([_batch(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     async def batch_ids_in(self, status: BatchStatus) -> list[str]:
-        query = select(batches.c.id).where(batches.c.status == status.value).order_by(
-            batches.c.expires_at
+        query = (
+            select(batches.c.id)
+            .where(batches.c.status == status.value)
+            .order_by(batches.c.expires_at)
         )
         async with self.engine.begin() as conn:
             return list((await conn.execute(query)).scalars())
@@ -529,9 +533,7 @@ class SqlStore:
             update(requests)
             .where(
                 requests.c.batch_id == batch_id,
-                requests.c.status.in_(
-                    [RequestStatus.PENDING.value, RequestStatus.STAGED.value]
-                ),
+                requests.c.status.in_([RequestStatus.PENDING.value, RequestStatus.STAGED.value]),
             )
             .values(status=status.value, finished_at=now)
         )

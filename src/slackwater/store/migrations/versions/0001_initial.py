@@ -48,8 +48,13 @@ def upgrade() -> None:
         *(
             sa.Column(name, UtcDateTime)
             for name in (
-                "in_progress_at", "finalizing_at", "completed_at", "failed_at",
-                "expired_at", "cancelling_at", "cancelled_at",
+                "in_progress_at",
+                "finalizing_at",
+                "completed_at",
+                "failed_at",
+                "expired_at",
+                "cancelling_at",
+                "cancelled_at",
             )
         ),
     )
@@ -73,9 +78,7 @@ def upgrade() -> None:
         sa.Column("response", sa.Text),
         sa.Column("finished_at", UtcDateTime),
     )
-    op.create_index(
-        "ix_requests_runnable", "requests", ["status", "model", "deadline", "id"]
-    )
+    op.create_index("ix_requests_runnable", "requests", ["status", "model", "deadline", "id"])
     op.create_index("ix_requests_batch_line", "requests", ["batch_id", "line"], unique=True)
     op.create_index("ix_requests_lease", "requests", ["lease_id"])
     op.create_table(

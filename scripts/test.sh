@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh machine and runs all of it:
+# lint, types, layer contracts, then unit, contract (SQLite and PostgreSQL),
+# integration and acceptance tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# torch is pinned to 2.13.0 in the `local` extra (a CPU wheel; no CUDA download).
+.venv/bin/python -m pip install -q -e '.[local,postgres,dev]'
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test`.
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if ! pg_up; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    sed -i -E 's/(host.*127\.0\.0\.1\/32\s+)\S+$/\1trust/; s/(local\s+all\s+all\s+)\S+$/\1trust/' \
+      "/etc/postgresql/$version/main/pg_hba.conf"
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start
+  for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+fi
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+  || createdb -h 127.0.0.1 -U postgres test
+export SLACKWATER_REQUIRE_PG=1
+
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+.venv/bin/lint-imports
+.venv/bin/python -m pytest -q "$@"

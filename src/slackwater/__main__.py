@@ -1,0 +1,3 @@
+from slackwater.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""The CLI as a user runs it: offline run-batch, client commands, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.conftest import Process, run_cli, start_server
+from tests.acceptance.test_workers import chat_lines, fake_config
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def write(path: Path, lines: list[object]) -> Path:
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    return path
+
+
+def test_run_batch_offline_with_the_real_minilm(tmp_path: Path) -> None:
+    lines = [
+        {
+            "custom_id": f"e{i}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": "all-MiniLM-L6-v2", "input": f"text {i}"},
+        }
+        for i in range(20)
+    ]
+    source = write(tmp_path / "in.jsonl", lines)
+    done = run_cli("run-batch", "-i", str(source), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 0, done.stderr
+    assert "completed: 20 completed, 0 failed" in done.stderr
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["custom_id"] for o in out] == [f"e{i}" for i in range(20)]
+    assert len(out[0]["response"]["body"]["data"][0]["embedding"]) == 384
+
+
+def test_run_batch_reports_bad_lines_by_file_and_line(tmp_path: Path) -> None:
+    good = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/embeddings",
+        "body": {"model": "all-MiniLM-L6-v2", "input": "x"},
+    }
+    source = write(tmp_path / "bad.jsonl", [good, {**good, "custom_id": "a"}, "nope"])
+    done = run_cli(
+        "run-batch", "-i", str(source), "-o", str(tmp_path / "out.jsonl"), "--no-progress"
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{source}:2: custom_id 'a' is used by an earlier line" in done.stderr
+    assert f"{source}:3: line 3 is not valid JSON" in done.stderr
+
+
+def test_run_batch_missing_input_is_one_line(tmp_path: Path) -> None:
+    done = run_cli("run-batch", "-i", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "o"))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: input file {tmp_path / 'none.jsonl'} does not exist"
+    ]
+
+
+def test_client_commands_against_a_server(tmp_path: Path, processes: list[Process]) -> None:
+    config = fake_config(tmp_path / "sw.toml", tmp_path / "calls.log", 0, None)
+    server = start_server(tmp_path / "data", "--config", str(config))
+    processes.append(server)
+    env = {"SLACKWATER_BASE_URL": server.url + "/v1"}
+    source = write(tmp_path / "in.jsonl", chat_lines(5))
+    created = run_cli(
+        "batches",
+        "create",
+        "-i",
+        str(source),
+        "--wait",
+        "-o",
+        str(tmp_path / "out.jsonl"),
+        "--json",
+        env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    batch = json.loads(created.stdout)
+    assert batch["status"] == "completed"
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 5
+    listed = run_cli("batches", "list", "--json", env=env)
+    assert [b["id"] for b in json.loads(listed.stdout)["data"]] == [batch["id"]]
+    shown = run_cli("batches", "get", batch["id"], env=env)
+    assert batch["id"] in shown.stdout and "completed" in shown.stdout
+    printed = run_cli("batches", "results", batch["id"], env=env)
+    assert [json.loads(x)["custom_id"] for x in printed.stdout.splitlines()] == [
+        f"r{i}" for i in range(5)
+    ]
+    files = json.loads(run_cli("files", "list", "--json", env=env).stdout)["data"]
+    assert {f["purpose"] for f in files} == {"batch", "batch_output"}
+    missing = run_cli("batches", "get", "batch_nope", env=env)
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: HTTP 404: No such Batch object: batch_nope"
+    assert run_cli("files", "delete", batch["input_file_id"], env=env).returncode == 0
+    models = run_cli("models", "--config", str(config), "--json")
+    assert json.loads(models.stdout)[0]["id"] == "echo"
+
+
+def test_unreachable_server_is_one_line() -> None:
+    done = run_cli("batches", "list", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: cannot reach the server")
+
+
+def test_api_keys_from_the_cli(tmp_path: Path, processes: list[Process]) -> None:
+    data = tmp_path / "data"
+    config = fake_config(tmp_path / "sw.toml", tmp_path / "calls.log", 0, None)
+    key = run_cli(
+        "keys", "create", "--project", "team-a", "--data-dir", str(data), "--config", str(config)
+    ).stdout.strip()
+    assert key.startswith("sk-sw-")
+    server = start_server(data, "--config", str(config))
+    processes.append(server)
+    base = ["--base-url", server.url + "/v1"]
+    denied = run_cli("batches", "list", *base)
+    assert denied.returncode == 1 and "HTTP 401" in denied.stderr
+    allowed = run_cli("batches", "list", *base, "--api-key", key, "--json")
+    assert allowed.returncode == 0 and json.loads(allowed.stdout)["data"] == []
