@@ -69,6 +69,7 @@ def build(
                 lease_size=settings.lease_size,
                 lease_seconds=settings.lease_seconds,
                 poll_seconds=settings.poll_seconds,
+                flush_seconds=settings.flush_seconds,
                 models=worker_models,
             )
             for _ in range(count)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 import signal
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from slackwater.config import DEFAULT_CHAT_MODEL, Settings
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import InvalidRequest, SlackwaterError
+from slackwater.runtime.offline import OFFLINE_LEASE_SIZE, endpoint_of
 
 app = typer.Typer(
     help="slackwater: cost-first batch inference with an OpenAI-compatible Batch API.",
@@ -168,7 +168,7 @@ def run_batch(
         directory = data_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="slackwater-"))
         )
-        settings = _settings(config, data_dir=directory)
+        settings = _settings(config, data_dir=directory, lease_size=OFFLINE_LEASE_SIZE)
         batch = asyncio.run(
             _run_offline(settings, input, output, errors, completion_window, progress)
         )
@@ -182,74 +182,39 @@ def run_batch(
         raise typer.Exit(1)
 
 
-def _endpoint_of(path: Path) -> str:
-    with path.open("rb") as handle:
-        for raw in handle:
-            if raw.strip():
-                try:
-                    url = json.loads(raw.lstrip(b"\xef\xbb\xbf")).get("url")
-                except (ValueError, AttributeError):
-                    raise InvalidRequest(f"{path}:1: the first line is not a JSON object") from None
-                if not isinstance(url, str):
-                    raise InvalidRequest(f"{path}:1: field 'url' is missing")
-                return url
-    raise InvalidRequest(f"{path} has no requests")
-
-
 async def _run_offline(
     settings: Settings, input: Path, output: Path, errors: Path, window: str, show: bool
 ) -> dict[str, Any]:
-    from slackwater.api.auth import DEFAULT_PROJECT
     from slackwater.api.schemas import batch_json
     from slackwater.app import build
+    from slackwater.runtime.offline import Progress as Callbacks
+    from slackwater.runtime.offline import run_file
 
     services = build(settings, monitor=True, workers=1)
     await services.store.migrate()
-    [runner] = services.workers
-    monitor = services.monitor
-    assert monitor is not None
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     try:
-        with ExitStack() as stack:
-            upload = services.files.receive(stack)
-            with input.open("rb") as source:
-                while chunk := source.read(1 << 20):
-                    upload.write(chunk)
-        file = await services.files.commit(upload, DEFAULT_PROJECT, input.name, "batch")
-        batch = await services.batches.create(
-            DEFAULT_PROJECT,
-            input_file_id=file.id,
-            endpoint=_endpoint_of(input),
-            completion_window=window,
-        )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=not show,
-            transient=False,
-        ) as bar:
-            task = bar.add_task("validating", total=file.lines)
-            services.intake.on_progress = lambda n: bar.advance(task, n)
-            batch = await services.intake.ingest(batch.id)
-            if batch.status is BatchStatus.FAILED:
-                for error in batch.errors:
-                    where = f"{input}:{error.line}" if error.line else str(input)
-                    err_console.print(f"{where}: {error.message}")
-                return batch_json(batch)
-            bar.update(task, description="running", completed=0, total=batch.request_counts.total)
-            runner.on_recorded = lambda n: bar.advance(task, n)
-            while await runner.step():
-                pass
-            while not batch.status.is_terminal:
-                await monitor.tick()
-                batch = await services.store.get_batch(None, batch.id)
-        for file_id, target in ((batch.output_file_id, output), (batch.error_file_id, errors)):
-            if file_id:
-                shutil.copyfile(services.blobs.path(file_id), target)
-            elif target == output:
-                target.write_bytes(b"")
+        with Progress(*columns, console=err_console, disable=not show) as bar:
+            task = bar.add_task("validating", total=None)
+            callbacks = Callbacks(
+                validating=lambda total: bar.update(task, total=total),
+                validated=lambda n: bar.advance(task, n),
+                running=lambda total: bar.update(
+                    task, description="running", completed=0, total=total
+                ),
+                recorded=lambda n: bar.advance(task, n),
+            )
+            batch = await run_file(
+                services, input, output, errors, completion_window=window, progress=callbacks
+            )
+        for error in batch.errors:
+            where = f"{input}:{error.line}" if error.line else str(input)
+            err_console.print(f"{where}: {error.message}")
         return batch_json(batch)
     finally:
         await services.engines.close()
@@ -458,7 +423,7 @@ def batches_create(
     with _client(base_url, api_key) as client:
         if input is not None:
             input_file_id = _upload(client, input)["id"]
-            endpoint = endpoint or _endpoint_of(input)
+            endpoint = endpoint or endpoint_of(input)
         if endpoint is None:
             raise InvalidRequest("--endpoint is required with --input-file-id")
         batch = _call(

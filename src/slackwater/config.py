@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     lease_seconds: float = 60.0
     lease_size: int = 256
     poll_seconds: float = 0.2
+    # How often a worker writes finished results while a chunk runs.
+    flush_seconds: float = 0.5
     # Intake: how many validated lines go to the store per write.
     ingest_chunk: int = 5000
     models: list[ModelConfig] = Field(default_factory=default_models)

@@ -149,8 +149,9 @@ class TransformersEngine:
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
             counts = encoded["attention_mask"].sum(1).tolist()
+            rows = pooled.float().cpu().tolist()
             for row, i in enumerate(chunk):
-                vectors[i] = pooled[row].float().cpu().tolist()
+                vectors[i] = rows[row]
                 tokens[i] = int(counts[row])
         outcomes = []
         for index, body in enumerate(bodies):

@@ -1,9 +1,9 @@
 """Worker: lease a chunk of requests of one model, run it in engine batches, record.
 
-Results are recorded after every engine batch, so request counts move while a chunk
-runs, and a crash loses at most the engine batch in flight. A heartbeat keeps the lease
-alive while the engine works; if the worker dies, the lease runs out and the monitor
-gives the requests back to the queue.
+Results are recorded in the background at least every `flush_seconds` while the chunk
+runs, so request counts move live and a crash loses at most that much finished work.
+A heartbeat keeps the lease alive while the engine works; if the worker dies, the lease
+runs out and the monitor gives the requests back to the queue.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ class Worker:
         lease_size: int = 256,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.2,
+        flush_seconds: float = 0.5,
         models: list[str] | None = None,
         on_recorded: Callable[[int], None] | None = None,
     ) -> None:
@@ -42,6 +44,7 @@ class Worker:
         self.lease_size = lease_size
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.flush_seconds = flush_seconds
         self.models = models or engines.catalog.names()
         self.owner = f"{socket.gethostname()}:{new_id('worker')}"
         self.on_recorded = on_recorded
@@ -83,18 +86,40 @@ class Worker:
         for request in lease.requests:
             by_endpoint[request.endpoint].append(request)
         recorded = 0
-        for endpoint, pending in by_endpoint.items():
-            for start in range(0, len(pending), model.max_batch_size):
-                chunk = pending[start : start + model.max_batch_size]
-                outcomes = await self.engines.run(model.name, endpoint, [r.body for r in chunk])
-                results = [Result(r.id, o) for r, o in zip(chunk, outcomes, strict=True)]
-                stored = await self.store.record(lease.id, results, self.clock())
-                recorded += stored
-                if self.on_recorded:
-                    self.on_recorded(stored)
+        # Results are written in the background while the engine goes on, at most one
+        # write in flight, at least every `flush_seconds`: counts move live, and a crash
+        # loses at most that much finished work (which then runs again, once).
+        buffer: list[Result] = []
+        writing: asyncio.Task[int] | None = None
+        last_flush = time.monotonic()
+        try:
+            for endpoint, pending in by_endpoint.items():
+                for start in range(0, len(pending), model.max_batch_size):
+                    chunk = pending[start : start + model.max_batch_size]
+                    outcomes = await self.engines.run(model.name, endpoint, [r.body for r in chunk])
+                    buffer.extend(Result(r.id, o) for r, o in zip(chunk, outcomes, strict=True))
+                    if time.monotonic() - last_flush < self.flush_seconds:
+                        continue
+                    if writing is not None:
+                        recorded += await writing
+                    writing = asyncio.create_task(self._record(lease, buffer))
+                    buffer, last_flush = [], time.monotonic()
+            if writing is not None:
+                recorded += await writing
+                writing = None
+            recorded += await self._record(lease, buffer)
+        finally:
+            if writing is not None:
+                writing.cancel()
         # Anything not recorded (shutdown mid-chunk) goes back to the queue now.
         await self.store.release(lease.id)
         return recorded
+
+    async def _record(self, lease: Lease, results: list[Result]) -> int:
+        stored = await self.store.record(lease.id, results, self.clock())
+        if self.on_recorded:
+            self.on_recorded(stored)
+        return stored
 
     async def _heartbeat(self, lease: Lease) -> None:
         while True:

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from importlib.resources import files as package_files
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, and_, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from slackwater.domain.batch import (
     STATUS_TIMESTAMP,
@@ -118,9 +118,9 @@ class SqlStore:
         self.url = async_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
-            # One connection per transaction: SQLite connections are cheap and this
-            # keeps each process's locks short-lived.
-            self.engine = create_async_engine(self.url, echo=echo, poolclass=NullPool)
+            # aiosqlite runs each connection on its own thread: keep a few open rather
+            # than paying a thread and a connection per transaction.
+            self.engine = create_async_engine(self.url, echo=echo, pool_size=4, max_overflow=4)
             _sqlite_setup(self.engine)
         else:
             self.engine = create_async_engine(
@@ -458,7 +458,7 @@ class SqlStore:
                             RequestStatus.SUCCEEDED if outcome.ok else RequestStatus.FAILED
                         ).value,
                         "status_code": outcome.status_code,
-                        "response": json.dumps(outcome.body, separators=(",", ":")),
+                        "response": orjson.dumps(outcome.body).decode(),
                     }
                 )
                 done = counts.setdefault(row.batch_id, [0, 0])
