@@ -30,4 +30,5 @@ export SLACKWATER_REQUIRE_PG=1
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/lint-imports
+.venv/bin/cog --check docs/cli.md
 .venv/bin/python -m pytest -q "$@"

@@ -55,3 +55,12 @@ def test_bad_config_names_file_and_field(tmp_path: Path) -> None:
     path.write_text(TOML + TOML.split("\n\n", 1)[1])
     with pytest.raises(ConfigError, match="declared twice"):
         Settings.load(path)
+
+
+def test_the_documented_config_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "slackwater.toml"
+    path.write_text(example)
+    settings = Settings.load(path)
+    assert [m.engine for m in settings.catalog()] == ["transformers", "transformers", "http"]
