@@ -30,14 +30,12 @@ def backend_params() -> list[object]:
 
 
 async def reset_postgres(url: str) -> None:
-    """Drop slackwater's tables, so each test starts from the first migration."""
+    """Drop everything, so each test starts from the first migration."""
     import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(
-            "DROP TABLE IF EXISTS api_keys, requests, batches, files, alembic_version CASCADE"
-        )
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
 

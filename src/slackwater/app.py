@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from slackwater.config import Settings
 from slackwater.domain.clock import utcnow
 from slackwater.domain.model import Catalog, Model
 from slackwater.engines import create_engine
+from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import Clock, Engine
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
@@ -32,7 +34,7 @@ def build(
     """Everything one process runs. `workers` defaults to one when the settings say the
     server runs its own worker, else none."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.resolved_database_url)
+    store = SqlStore(settings.resolved_database_url, webhooks=settings.webhook_url is not None)
     blobs = LocalBlobStore(settings.data_dir / "files")
     catalog = Catalog(settings.catalog())
 
@@ -41,7 +43,17 @@ def build(
         return create_engine(replace(model, options=options))
 
     engines = EngineSet(catalog, engine_for)
-    intake = Intake(store, blobs, catalog, clock, chunk=settings.ingest_chunk)
+    cache_ttl = (
+        timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
+    )
+    intake = Intake(
+        store, blobs, catalog, clock, chunk=settings.ingest_chunk, cache=cache_ttl is not None
+    )
+    retry_policy = RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_seconds=settings.retry_base_seconds,
+        max_seconds=settings.retry_max_seconds,
+    )
     finalizer = Finalizer(store, blobs, clock)
     count = workers if workers is not None else int(settings.run_worker_in_server)
     return Services(
@@ -70,6 +82,8 @@ def build(
                 lease_seconds=settings.lease_seconds,
                 poll_seconds=settings.poll_seconds,
                 flush_seconds=settings.flush_seconds,
+                retry_policy=retry_policy,
+                cache_ttl=cache_ttl,
                 models=worker_models,
             )
             for _ in range(count)

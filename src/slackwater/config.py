@@ -104,6 +104,20 @@ class Settings(BaseSettings):
     flush_seconds: float = 0.5
     # Intake: how many validated lines go to the store per write.
     ingest_chunk: int = 5000
+    # Retries of retryable engine errors (429, 5xx, timeouts): exponential backoff.
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Reuse results of identical deterministic requests for this long (0: never).
+    # A batch opts out with metadata {"cache": "off"}.
+    cache_ttl_seconds: float = Field(default=7 * 86400, ge=0)
+    # Per-project quotas (API key projects); 0 means no limit.
+    max_queued_requests_per_project: int = Field(default=0, ge=0)
+    max_stored_bytes_per_project: int = Field(default=0, ge=0)
+    # Webhooks: batch.completed / failed / expired / cancelled, signed with HMAC-SHA256.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_max_attempts: int = Field(default=10, ge=1)
     models: list[ModelConfig] = Field(default_factory=default_models)
 
     @field_validator("models")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 
 from slackwater.api.deps import Project, services
 from slackwater.api.schemas import CreateBatch, batch_json, list_json
@@ -15,14 +15,19 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
 @router.post("")
 async def create_batch(
-    body: CreateBatch, project: Project, svc: Annotated[Services, Depends(services)]
+    body: CreateBatch,
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> dict[str, Any]:
+    """Create a batch. A repeated `Idempotency-Key` returns the batch it first created."""
     batch = await svc.batches.create(
         project,
         input_file_id=body.input_file_id,
         endpoint=body.endpoint,
         completion_window=body.completion_window,
         metadata=body.metadata,
+        idempotency_key=idempotency_key,
     )
     return batch_json(batch)
 
@@ -49,3 +54,11 @@ async def cancel_batch(
     batch_id: str, project: Project, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     return batch_json(await svc.batches.cancel(project, batch_id))
+
+
+@router.post("/{batch_id}/retry")
+async def retry_batch(
+    batch_id: str, project: Project, svc: Annotated[Services, Depends(services)]
+) -> dict[str, Any]:
+    """A new batch of only the lines that failed, were cancelled or expired."""
+    return batch_json(await svc.batches.retry(project, batch_id))

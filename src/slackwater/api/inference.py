@@ -33,7 +33,7 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
             param="model",
             code="model_not_supported",
         )
-    [outcome] = await svc.engines.run(model.name, endpoint.value, [body])
+    [outcome] = await svc.engines.run(model.name, endpoint.value, [body], realtime=True)
     return JSONResponse(outcome.body, status_code=outcome.status_code)
 
 

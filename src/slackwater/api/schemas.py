@@ -73,6 +73,7 @@ def batch_json(batch: Batch) -> dict[str, Any]:
             "failed": batch.request_counts.failed,
         },
         "metadata": batch.metadata,
+        "retried_from": batch.retried_from,
     }
 
 

@@ -101,6 +101,7 @@ class Batch:
     cancelled_at: datetime | None = None
     # Why finalizing was entered: decides the terminal status the finalizer writes.
     outcome: BatchStatus | None = None
+    retried_from: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

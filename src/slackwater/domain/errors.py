@@ -7,9 +7,11 @@
     ├── AuthenticationError    missing or unknown API key (HTTP 401)
     ├── NotFound               no such object for this project (HTTP 404)
     ├── Conflict               the object is in a state that forbids the action (HTTP 409)
+    ├── QuotaExceeded          a project's queue quota is full (HTTP 429)
     └── EngineError            an engine failed a whole call; `retryable` says if trying
         │                      again may help
-        └── ModelUnavailable   a configured model cannot be loaded or reached
+        ├── ModelUnavailable   a configured model cannot be loaded or reached
+        └── OutOfMemory        the engine batch did not fit; smaller batches may
 
 The docstrings of the classes are their default messages.
 """
@@ -81,6 +83,14 @@ class Conflict(SlackwaterError):
     type = "invalid_request_error"
 
 
+class QuotaExceeded(SlackwaterError):
+    """The project's quota is used up; try again when some of its work has finished."""
+
+    status_code = 429
+    code = "quota_exceeded"
+    type = "requests"
+
+
 class EngineError(SlackwaterError):
     """The engine failed to run the requests."""
 
@@ -99,3 +109,12 @@ class ModelUnavailable(EngineError):
     """The model cannot be loaded or reached."""
 
     code = "model_unavailable"
+
+
+class OutOfMemory(EngineError):
+    """The engine ran out of memory on this batch."""
+
+    code = "out_of_memory"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, retryable=True, status_code=507)

@@ -10,6 +10,7 @@ from typing import Any
 class RequestStatus(StrEnum):
     STAGED = "staged"  # ingested, batch still validating: not runnable yet
     PENDING = "pending"
+    RETRYING = "retrying"  # failed with a retryable error; pending again at not_before
     LEASED = "leased"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -33,6 +34,7 @@ class Request:
     endpoint: str
     body: dict[str, Any]
     attempts: int = 0
+    cache_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slackwater.domain.batch import Endpoint
-from slackwater.domain.errors import ModelUnavailable
+from slackwater.domain.errors import ModelUnavailable, OutOfMemory
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 from slackwater.engines import responses
@@ -115,10 +115,15 @@ class TransformersEngine:
 
     def run_sync(self, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
         torch, tokenizer, network = self._load()
-        with torch.inference_mode():
-            if endpoint == Endpoint.EMBEDDINGS:
-                return self._embed(torch, tokenizer, network, bodies)
-            return self._generate(torch, tokenizer, network, endpoint, bodies)
+        try:
+            with torch.inference_mode():
+                if endpoint == Endpoint.EMBEDDINGS:
+                    return self._embed(torch, tokenizer, network, bodies)
+                return self._generate(torch, tokenizer, network, endpoint, bodies)
+        except torch.OutOfMemoryError as exc:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            raise OutOfMemory(f"{len(bodies)} requests did not fit in memory: {exc}") from None
 
     def _embed(
         self, torch: Any, tokenizer: Any, network: Any, bodies: list[dict[str, Any]]

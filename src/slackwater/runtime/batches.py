@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from slackwater.domain.batch import Batch, BatchStatus, Endpoint
 from slackwater.domain.clock import parse_completion_window
-from slackwater.domain.errors import InvalidRequest
-from slackwater.domain.files import FilePurpose
+from slackwater.domain.errors import Conflict, InvalidRequest, QuotaExceeded
+from slackwater.domain.files import FileObject, FilePurpose
 from slackwater.domain.ids import new_id
-from slackwater.ports import Clock, Page, Store
+from slackwater.domain.request import RequestStatus
+from slackwater.ports import BlobStore, Clock, Page, Store
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY = 64
@@ -38,9 +40,18 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
 
 
 class BatchService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        blobs: BlobStore | None = None,
+        max_queued_requests: int = 0,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.blobs = blobs
+        self.max_queued_requests = max_queued_requests
 
     async def create(
         self,
@@ -50,6 +61,8 @@ class BatchService:
         endpoint: str,
         completion_window: str,
         metadata: Any = None,
+        idempotency_key: str | None = None,
+        retried_from: str | None = None,
     ) -> Batch:
         if endpoint not in {e.value for e in Endpoint}:
             raise InvalidRequest(
@@ -65,6 +78,13 @@ class BatchService:
                 f"file {input_file_id} has purpose {file.purpose!r}; batches need 'batch'",
                 param="input_file_id",
             )
+        if self.max_queued_requests:
+            queued = await self.store.open_requests(project)
+            if queued + file.lines > self.max_queued_requests:
+                raise QuotaExceeded(
+                    f"project {project!r} has {queued} requests queued; {file.lines} more would "
+                    f"pass its quota of {self.max_queued_requests}. Try again when some finish."
+                )
         now = self.clock()
         batch = Batch(
             id=new_id("batch"),
@@ -76,9 +96,9 @@ class BatchService:
             created_at=now,
             expires_at=now + window,
             metadata=checked,
+            retried_from=retried_from,
         )
-        await self.store.add_batch(batch)
-        return await self.store.get_batch(project, batch.id)
+        return await self.store.add_batch(batch, idempotency_key)
 
     async def get(self, project: str, batch_id: str) -> Batch:
         return await self.store.get_batch(project, batch_id)
@@ -91,3 +111,53 @@ class BatchService:
         if batch.status in (BatchStatus.CANCELLING, BatchStatus.CANCELLED):
             return batch
         return await self.store.move_batch(batch_id, BatchStatus.CANCELLING, self.clock())
+
+    async def retry(self, project: str, batch_id: str) -> Batch:
+        """A new batch of the lines that failed, were cancelled or expired in `batch_id`."""
+        batch = await self.store.get_batch(project, batch_id)
+        if not batch.status.is_terminal:
+            raise Conflict(f"batch {batch_id} is {batch.status.value}; retry it once it has ended")
+        if batch.status is BatchStatus.FAILED and batch.request_counts.total == 0:
+            raise Conflict(
+                f"batch {batch_id} failed validation; fix its input file and create a new batch"
+            )
+        lines = {
+            request.line
+            async for request in self.store.finished(batch_id)
+            if request.status is not RequestStatus.SUCCEEDED
+        }
+        if not lines:
+            raise Conflict(f"batch {batch_id} has no failed lines to retry")
+        assert self.blobs is not None, "BatchService.retry needs the blob store"
+        file = await asyncio.to_thread(self._copy_lines, batch, lines)
+        await self.store.add_file(file)
+        metadata = {**(batch.metadata or {}), "retried_from": batch_id}
+        return await self.create(
+            project,
+            input_file_id=file.id,
+            endpoint=batch.endpoint,
+            completion_window=batch.completion_window,
+            metadata=dict(list(metadata.items())[-MAX_METADATA_KEYS:]),
+            retried_from=batch_id,
+        )
+
+    def _copy_lines(self, batch: Batch, lines: set[int]) -> FileObject:
+        assert self.blobs is not None
+        file_id = new_id("file")
+        size = count = 0
+        with self.blobs.open(batch.input_file_id) as source, self.blobs.writer(file_id) as target:
+            for number, raw in enumerate(source, start=1):
+                if number in lines:
+                    line = raw if raw.endswith(b"\n") else raw + b"\n"
+                    target.write(line)
+                    size += len(line)
+                    count += 1
+        return FileObject(
+            id=file_id,
+            project=batch.project,
+            filename=f"{batch.id}_retry.jsonl",
+            purpose=FilePurpose.BATCH.value,
+            bytes=size,
+            lines=count,
+            created_at=self.clock(),
+        )

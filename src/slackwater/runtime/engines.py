@@ -6,10 +6,28 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from slackwater.domain.errors import EngineError, NotFound, SlackwaterError
+from slackwater.domain.errors import EngineError, NotFound, OutOfMemory, SlackwaterError
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.ports import Engine
+
+
+class _Gate:
+    """Realtime calls go first: a batch step waits while any realtime call is waiting."""
+
+    def __init__(self) -> None:
+        self.realtime = 0
+        self.clear = asyncio.Event()
+        self.clear.set()
+
+    def enter_realtime(self) -> None:
+        self.realtime += 1
+        self.clear.clear()
+
+    def leave_realtime(self) -> None:
+        self.realtime -= 1
+        if not self.realtime:
+            self.clear.set()
 
 
 class EngineSet:
@@ -19,6 +37,7 @@ class EngineSet:
         self._engines: dict[str, Engine] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._broken: dict[str, SlackwaterError] = {}
+        self._gates: dict[str, _Gate] = {}
 
     def model(self, name: str) -> Model:
         model = self.catalog.find(name)
@@ -46,12 +65,40 @@ class EngineSet:
             return engine
 
     async def run(
-        self, model: str, endpoint: str, bodies: Sequence[dict[str, Any]]
+        self,
+        model: str,
+        endpoint: str,
+        bodies: Sequence[dict[str, Any]],
+        *,
+        realtime: bool = False,
     ) -> list[Outcome]:
-        """Run bodies on the model; a whole-call failure becomes one error outcome each."""
+        """Run bodies on the model; a whole-call failure becomes one error outcome each.
+
+        Realtime calls overtake batch work: a batch step starts only when no realtime
+        call waits, so a realtime call waits for at most the batch step in flight.
+        """
+        gate = self._gates.setdefault(self.model(model).name, _Gate())
+        if realtime:
+            gate.enter_realtime()
+            try:
+                return await self._run(model, endpoint, list(bodies))
+            finally:
+                gate.leave_realtime()
+        await gate.clear.wait()
+        return await self._run(model, endpoint, list(bodies))
+
+    async def _run(self, model: str, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
         try:
             engine = await self.engine(model)
             outcomes = await engine.run(endpoint, bodies)
+        except OutOfMemory as exc:
+            if len(bodies) == 1:
+                return [Outcome.error(exc.status_code, exc.message, code=exc.code)]
+            half = len(bodies) // 2  # split and try the halves, down to single requests
+            return [
+                *await self._run(model, endpoint, bodies[:half]),
+                *await self._run(model, endpoint, bodies[half:]),
+            ]
         except EngineError as exc:
             outcome = Outcome.error(
                 exc.status_code, exc.message, code=exc.code, retryable=exc.retryable

@@ -49,13 +49,21 @@ class Upload:
 
 class FileService:
     def __init__(
-        self, store: Store, blobs: BlobStore, clock: Clock, *, max_bytes: int, max_lines: int
+        self,
+        store: Store,
+        blobs: BlobStore,
+        clock: Clock,
+        *,
+        max_bytes: int,
+        max_lines: int,
+        max_stored_bytes: int = 0,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.clock = clock
         self.max_bytes = max_bytes
         self.max_lines = max_lines
+        self.max_stored_bytes = max_stored_bytes
 
     def receive(self, stack: ExitStack) -> Upload:
         """Open an upload whose blob is kept only if the `stack` closes without error."""
@@ -70,6 +78,15 @@ class FileService:
             )
         if upload.lines > self.max_lines:
             raise LimitExceeded(f"file has more than {self.max_lines} lines", param="file")
+        if self.max_stored_bytes:
+            stored = await self.store.stored_bytes(project)
+            if stored + upload.size > self.max_stored_bytes:
+                raise LimitExceeded(
+                    f"project {project!r} stores {stored} bytes of files; this upload of "
+                    f"{upload.size} bytes would pass its quota of {self.max_stored_bytes}. "
+                    "Delete files you no longer need.",
+                    param="file",
+                )
         file = FileObject(
             id=upload.id,
             project=project,

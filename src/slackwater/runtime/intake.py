@@ -9,6 +9,7 @@ file size and the event loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from slackwater.domain.batch import Batch, BatchStatus, LineError
+from slackwater.domain.batch import Batch, BatchStatus, Endpoint, LineError
 from slackwater.domain.bodies import parse_body
 from slackwater.domain.errors import Conflict
 from slackwater.domain.model import Catalog
@@ -36,6 +37,7 @@ class LineChecker:
     endpoint: str
     catalog: Catalog
     max_line_bytes: int = 64 * 1024 * 1024
+    cache: bool = True  # give deterministic requests a key to reuse results by
     errors: list[LineError] = field(default_factory=list)
     error_lines: int = 0
     seen: set[str] = field(default_factory=set)
@@ -100,12 +102,22 @@ class LineChecker:
 
         if self.error_lines > errors_before or model_name is None:
             return None
+        assert isinstance(body, dict)
         return StagedRequest(
             line=line,
             custom_id=str(custom_id),
             model=model_name,
             body=orjson.dumps(body),
+            cache_key=self._cache_key(model_name, body) if self.cache else None,
         )
+
+    def _cache_key(self, model: str, body: dict[str, Any]) -> str | None:
+        """Same model, endpoint and body, and an answer that cannot vary: reuse it."""
+        deterministic = self.endpoint == Endpoint.EMBEDDINGS or body.get("temperature") == 0
+        if not deterministic:
+            return None
+        canonical = orjson.dumps({**body, "model": model}, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(self.endpoint.encode() + b"\n" + canonical).hexdigest()
 
     def _check_body(self, line: int, body: dict[str, Any]) -> str | None:
         parsed = parse_body(self.endpoint, body, line=line)
@@ -180,6 +192,7 @@ class Intake:
         clock: Clock,
         *,
         chunk: int = 5000,
+        cache: bool = True,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -187,6 +200,7 @@ class Intake:
         self.catalog = catalog
         self.clock = clock
         self.chunk = chunk
+        self.cache = cache
         self.on_progress = on_progress
 
     async def ingest(self, batch_id: str) -> Batch:
@@ -195,7 +209,8 @@ class Intake:
             return batch
         # A restart after a crash mid-ingest starts the file over.
         await self.store.drop_staged(batch_id)
-        checker = LineChecker(batch.endpoint, self.catalog)
+        cache = self.cache and (batch.metadata or {}).get("cache", "on") != "off"
+        checker = LineChecker(batch.endpoint, self.catalog, cache=cache)
         accepted = 0
         handle = await asyncio.to_thread(self.blobs.open, batch.input_file_id)
         try:

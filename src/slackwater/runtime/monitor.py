@@ -46,14 +46,18 @@ class Monitor:
                 log.exception("monitor tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.interval)
-        for task in self._ingesting.values():
+        # Intake is restartable: stop it and wait, so nothing touches the store after.
+        running = list(self._ingesting.values())
+        for task in running:
             task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     def stop(self) -> None:
         self.stopping.set()
 
     async def tick(self) -> None:
         await self.store.reap_leases(self.clock())
+        await self.store.promote_retries(self.clock())
         for batch_id in await self.store.batch_ids_in(BatchStatus.VALIDATING):
             if batch_id not in self._ingesting:
                 task = asyncio.create_task(self.intake.ingest(batch_id))

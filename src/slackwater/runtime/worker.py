@@ -4,6 +4,10 @@ Results are recorded in the background at least every `flush_seconds` while the 
 runs, so request counts move live and a crash loses at most that much finished work.
 A heartbeat keeps the lease alive while the engine works; if the worker dies, the lease
 runs out and the monitor gives the requests back to the queue.
+
+Before running, a chunk's deterministic requests are looked up in the result cache, and
+identical requests within the chunk run once. Retryable failures (429, 5xx, timeouts)
+are put aside with exponential backoff until their attempts run out.
 """
 
 from __future__ import annotations
@@ -11,14 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
+
+import orjson
 
 from slackwater.domain.ids import new_id
-from slackwater.domain.request import Request, Result
-from slackwater.ports import Clock, Lease, Store
+from slackwater.domain.request import Outcome, Request, Result
+from slackwater.policy.retry import RetryPolicy, retry_decision
+from slackwater.ports import Clock, Lease, Retry, Store
 from slackwater.runtime.engines import EngineSet
 
 log = logging.getLogger(__name__)
@@ -35,6 +44,8 @@ class Worker:
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.2,
         flush_seconds: float = 0.5,
+        retry_policy: RetryPolicy | None = None,
+        cache_ttl: timedelta | None = None,
         models: list[str] | None = None,
         on_recorded: Callable[[int], None] | None = None,
     ) -> None:
@@ -45,6 +56,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.flush_seconds = flush_seconds
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.cache_ttl = cache_ttl
         self.models = models or engines.catalog.names()
         self.owner = f"{socket.gethostname()}:{new_id('worker')}"
         self.on_recorded = on_recorded
@@ -66,7 +79,7 @@ class Worker:
         self.stopping.set()
 
     async def step(self) -> int:
-        """Lease and run one chunk; returns how many requests were recorded."""
+        """Lease and run one chunk; returns how many requests were settled."""
         lease = await self.store.lease(
             self.owner, self.models, self.lease_size, self.clock(), self.lease_seconds
         )
@@ -82,41 +95,91 @@ class Worker:
 
     async def _run(self, lease: Lease) -> int:
         model = self.engines.model(lease.model)
+        known = await self._cached(lease)
         by_endpoint: dict[str, list[Request]] = defaultdict(list)
         for request in lease.requests:
             by_endpoint[request.endpoint].append(request)
-        recorded = 0
-        # Results are written in the background while the engine goes on, at most one
-        # write in flight, at least every `flush_seconds`: counts move live, and a crash
-        # loses at most that much finished work (which then runs again, once).
+        settled = 0
         buffer: list[Result] = []
+        retries: list[Retry] = []
         writing: asyncio.Task[int] | None = None
         last_flush = time.monotonic()
         try:
             for endpoint, pending in by_endpoint.items():
                 for start in range(0, len(pending), model.max_batch_size):
+                    if self.stopping.is_set():
+                        break  # drain: what is not done goes back to the queue below
                     chunk = pending[start : start + model.max_batch_size]
-                    outcomes = await self.engines.run(model.name, endpoint, [r.body for r in chunk])
-                    buffer.extend(Result(r.id, o) for r, o in zip(chunk, outcomes, strict=True))
+                    results = await self._run_chunk(model.name, endpoint, chunk, known)
+                    for result, request in zip(results, chunk, strict=True):
+                        decision = retry_decision(
+                            result.outcome,
+                            request.attempts,
+                            self.clock(),
+                            self.retry_policy,
+                            random.random(),
+                        )
+                        if decision.retry and decision.at is not None:
+                            retries.append(Retry(request.id, decision.at))
+                        else:
+                            buffer.append(result)
                     if time.monotonic() - last_flush < self.flush_seconds:
                         continue
+                    # Results are written in the background while the engine goes on,
+                    # with at most one write in flight.
                     if writing is not None:
-                        recorded += await writing
-                    writing = asyncio.create_task(self._record(lease, buffer))
-                    buffer, last_flush = [], time.monotonic()
+                        settled += await writing
+                    writing = asyncio.create_task(self._flush(lease, buffer, retries))
+                    buffer, retries, last_flush = [], [], time.monotonic()
             if writing is not None:
-                recorded += await writing
+                settled += await writing
                 writing = None
-            recorded += await self._record(lease, buffer)
+            settled += await self._flush(lease, buffer, retries)
         finally:
             if writing is not None:
                 writing.cancel()
-        # Anything not recorded (shutdown mid-chunk) goes back to the queue now.
+        # Anything not recorded (a drain mid-chunk) goes back to the queue now.
         await self.store.release(lease.id)
-        return recorded
+        return settled
 
-    async def _record(self, lease: Lease, results: list[Result]) -> int:
-        stored = await self.store.record(lease.id, results, self.clock())
+    async def _run_chunk(
+        self, model: str, endpoint: str, chunk: list[Request], known: dict[str, Outcome]
+    ) -> list[Result]:
+        """Run what is not known yet; identical deterministic requests run once."""
+        to_run: list[Request] = []
+        keys: set[str] = set()
+        for request in chunk:
+            key = request.cache_key
+            if key is None or (key not in known and key not in keys):
+                to_run.append(request)
+                if key is not None:
+                    keys.add(key)
+        outcomes = await self.engines.run(model, endpoint, [r.body for r in to_run])
+        ran = dict(zip((r.id for r in to_run), outcomes, strict=True))
+        for request, done in zip(to_run, outcomes, strict=True):
+            if request.cache_key is not None and done.ok:
+                known[request.cache_key] = done
+        results = []
+        for request in chunk:
+            outcome = ran.get(request.id) or known.get(request.cache_key or "")
+            if outcome is None:
+                # A twin in this chunk failed: this copy runs again on its own later.
+                outcome = Outcome.error(503, "identical request failed; retrying", retryable=True)
+            results.append(Result(request.id, outcome))
+        return results
+
+    async def _cached(self, lease: Lease) -> dict[str, Outcome]:
+        if self.cache_ttl is None:
+            return {}
+        keys = [r.cache_key for r in lease.requests if r.cache_key]
+        hits = await self.store.cached(keys, self.clock())
+        return {key: Outcome(hit.status_code, orjson.loads(hit.body)) for key, hit in hits.items()}
+
+    async def _flush(self, lease: Lease, results: list[Result], retries: list[Retry]) -> int:
+        now = self.clock()
+        until = now + self.cache_ttl if self.cache_ttl is not None else None
+        stored = await self.store.record(lease.id, results, now, cache_until=until)
+        stored += await self.store.retry(lease.id, retries)
         if self.on_recorded:
             self.on_recorded(stored)
         return stored

@@ -85,7 +85,10 @@ batches = Table(
     Column("expired_at", UtcDateTime),
     Column("cancelling_at", UtcDateTime),
     Column("cancelled_at", UtcDateTime),
+    Column("idempotency_key", String(255)),
+    Column("retried_from", String(40)),
     Index("ix_batches_project_id", "project", "id"),
+    Index("ix_batches_idempotency", "project", "idempotency_key", unique=True),
     Index("ix_batches_status", "status"),
 )
 
@@ -107,7 +110,14 @@ requests = Table(
     Column("status_code", Integer),
     Column("response", Text),
     Column("finished_at", UtcDateTime),
-    Index("ix_requests_runnable", "status", "model", "deadline", "id"),
+    Column("project", String(128), nullable=False, server_default="default"),
+    # Leasing order: `urgency` (the deadline in 5-minute steps) first, then `fair_rank`,
+    # which interleaves projects (start-time fair queuing).
+    Column("urgency", BigInteger, nullable=False, server_default="0"),
+    Column("fair_rank", BigInteger, nullable=False, server_default="0"),
+    Column("not_before", UtcDateTime),
+    Column("cache_key", String(64)),
+    Index("ix_requests_queue", "status", "model", "urgency", "fair_rank", "id"),
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
     Index("ix_requests_lease", "lease_id"),
 )
@@ -118,4 +128,42 @@ api_keys = Table(
     Column("key_hash", String(128), primary_key=True),
     Column("project", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("next_rank", BigInteger, nullable=False),
+)
+
+scheduler_state = Table(
+    "scheduler_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+result_cache = Table(
+    "result_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_due", "delivered_at", "next_attempt_at"),
 )

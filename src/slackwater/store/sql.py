@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files as package_files
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, and_, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from slackwater.domain.batch import (
@@ -32,8 +44,40 @@ from slackwater.domain.errors import ConfigError, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.request import Request, RequestStatus, Result
-from slackwater.ports import FinishedRequest, Lease, Page, StagedRequest
-from slackwater.store.schema import api_keys, batches, files, requests
+from slackwater.ports import (
+    CachedResult,
+    Delivery,
+    FinishedRequest,
+    Lease,
+    Page,
+    Retry,
+    StagedRequest,
+)
+from slackwater.store.schema import (
+    api_keys,
+    batches,
+    files,
+    projects,
+    requests,
+    result_cache,
+    scheduler_state,
+    webhook_deliveries,
+)
+
+URGENCY_STEP_SECONDS = 300  # deadlines within 5 minutes of each other share the queue fairly
+OPEN = (RequestStatus.PENDING.value, RequestStatus.LEASED.value, RequestStatus.RETRYING.value)
+UNSTARTED = (RequestStatus.PENDING.value, RequestStatus.STAGED.value, RequestStatus.RETRYING.value)
+EVENTS = {
+    BatchStatus.COMPLETED: "batch.completed",
+    BatchStatus.FAILED: "batch.failed",
+    BatchStatus.EXPIRED: "batch.expired",
+    BatchStatus.CANCELLED: "batch.cancelled",
+}
+
+
+def urgency(deadline: datetime) -> int:
+    return int(deadline.timestamp()) // URGENCY_STEP_SECONDS
+
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -109,13 +153,15 @@ def _batch(row: Row[Any]) -> Batch:
         error_file_id=row.error_file_id,
         errors=errors,
         request_counts=RequestCounts(row.total, row.completed, row.failed),
+        retried_from=row.retried_from,
         **{column: getattr(row, column) for column in STATUS_TIMESTAMP.values()},
     )
 
 
 class SqlStore:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         self.url = async_url(url)
+        self.webhooks = webhooks
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
             # aiosqlite runs each connection on its own thread: keep a few open rather
@@ -201,24 +247,43 @@ class SqlStore:
 
     # -- batches -----------------------------------------------------------------------
 
-    async def add_batch(self, batch: Batch) -> None:
+    async def add_batch(self, batch: Batch, idempotency_key: str | None = None) -> Batch:
+        """Store a new batch; with an idempotency key already used, the first batch."""
+        values = {
+            "id": batch.id,
+            "project": batch.project,
+            "endpoint": batch.endpoint,
+            "input_file_id": batch.input_file_id,
+            "completion_window": batch.completion_window,
+            "status": batch.status.value,
+            "metadata": _dumps(batch.metadata),
+            "total": 0,
+            "completed": 0,
+            "failed": 0,
+            "created_at": batch.created_at,
+            "expires_at": batch.expires_at,
+            "idempotency_key": idempotency_key,
+            "retried_from": batch.retried_from,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(batches).values(**values))
+                return await self._get_batch(conn, None, batch.id)
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(batches).values(
-                    id=batch.id,
-                    project=batch.project,
-                    endpoint=batch.endpoint,
-                    input_file_id=batch.input_file_id,
-                    completion_window=batch.completion_window,
-                    status=batch.status.value,
-                    metadata=_dumps(batch.metadata),
-                    total=0,
-                    completed=0,
-                    failed=0,
-                    created_at=batch.created_at,
-                    expires_at=batch.expires_at,
+            row = (
+                await conn.execute(
+                    select(batches).where(
+                        batches.c.project == batch.project,
+                        batches.c.idempotency_key == idempotency_key,
+                    )
                 )
-            )
+            ).first()
+        if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
+            raise NotFound(f"no batch for idempotency key {idempotency_key}")
+        return _batch(row)
 
     async def get_batch(self, project: str | None, batch_id: str) -> Batch:
         async with self.engine.begin() as conn:
@@ -282,7 +347,19 @@ class SqlStore:
             if new in (BatchStatus.CANCELLING, BatchStatus.FAILED):
                 # Nothing not yet started will run now.
                 await self._close_unstarted(conn, batch_id, RequestStatus.CANCELLED, now)
-            return await self._get_batch(conn, None, batch_id)
+            moved = await self._get_batch(conn, None, batch_id)
+            if self.webhooks and new in EVENTS:
+                await conn.execute(
+                    insert(webhook_deliveries).values(
+                        batch_id=batch_id,
+                        event=EVENTS[new],
+                        payload=json.dumps({"type": EVENTS[new], "batch_id": batch_id}),
+                        attempts=0,
+                        next_attempt_at=now,
+                        created_at=now,
+                    )
+                )
+            return moved
 
     # -- requests ----------------------------------------------------------------------
 
@@ -303,6 +380,9 @@ class SqlStore:
                         "status": RequestStatus.STAGED.value,
                         "deadline": batch.expires_at,
                         "attempts": 0,
+                        "project": batch.project,
+                        "urgency": urgency(batch.expires_at),
+                        "cache_key": r.cache_key,
                     }
                     for r in rows
                 ],
@@ -322,13 +402,29 @@ class SqlStore:
         async with self.engine.begin() as conn:
             batch = await self._get_batch(conn, None, batch_id, lock=True)
             check_transition(batch_id, batch.status, BatchStatus.IN_PROGRESS)
+            # Start-time fair queuing: a project's requests are numbered on from where its
+            # last batch ended, or from the queue's current position if it has been idle,
+            # so every project's work interleaves with every other's.
+            last_line = (
+                await conn.execute(
+                    select(func.max(requests.c.line)).where(
+                        requests.c.batch_id == batch_id,
+                        requests.c.status == RequestStatus.STAGED.value,
+                    )
+                )
+            ).scalar() or 0
+            start = max(
+                await self._counter(conn, projects, batch.project),
+                await self._counter(conn, scheduler_state, "virtual_time"),
+            )
+            await self._set_counter(conn, projects, batch.project, start + last_line + 1)
             result = await conn.execute(
                 update(requests)
                 .where(
                     requests.c.batch_id == batch_id,
                     requests.c.status == RequestStatus.STAGED.value,
                 )
-                .values(status=RequestStatus.PENDING.value)
+                .values(status=RequestStatus.PENDING.value, fair_rank=requests.c.line + start)
             )
             await conn.execute(
                 update(batches)
@@ -347,29 +443,39 @@ class SqlStore:
         if not models:
             return None
         pending = requests.c.status == RequestStatus.PENDING.value
+        order = (requests.c.urgency, requests.c.fair_rank, requests.c.id)
         async with self.engine.begin() as conn:
-            # Earliest deadline first across batches: the model of the most urgent request.
-            model = (
-                await conn.execute(
-                    select(requests.c.model)
-                    .where(pending, requests.c.model.in_(models))
-                    .order_by(requests.c.deadline, requests.c.id)
-                    .limit(1)
-                )
-            ).scalar()
-            if model is None:
+            # The most urgent (then the fairest) head among the models asked for.
+            heads = []
+            for name in models:
+                head = (
+                    await conn.execute(
+                        select(requests.c.urgency, requests.c.fair_rank)
+                        .where(pending, requests.c.model == name)
+                        .order_by(*order)
+                        .limit(1)
+                    )
+                ).first()
+                if head is not None:
+                    heads.append((head.urgency, head.fair_rank, name))
+            if not heads:
                 return None
+            model = min(heads)[2]
             pick = (
-                select(requests.c.id)
+                select(requests.c.id, requests.c.fair_rank)
                 .where(pending, requests.c.model == model)
-                .order_by(requests.c.deadline, requests.c.id)
+                .order_by(*order)
                 .limit(limit)
             )
             if self._skip_locked:
                 pick = pick.with_for_update(skip_locked=True)
-            ids = list((await conn.execute(pick)).scalars())
-            if not ids:
+            picked = (await conn.execute(pick)).all()
+            if not picked:
                 return None
+            ids = [row.id for row in picked]
+            reached = max(row.fair_rank for row in picked)
+            if reached > await self._counter(conn, scheduler_state, "virtual_time"):
+                await self._set_counter(conn, scheduler_state, "virtual_time", reached)
             lease_id = new_id("lease")
             expires_at = now + timedelta(seconds=seconds)
             await conn.execute(
@@ -392,9 +498,10 @@ class SqlStore:
                         requests.c.endpoint,
                         requests.c.body,
                         requests.c.attempts,
+                        requests.c.cache_key,
                     )
                     .where(requests.c.id.in_(ids))
-                    .order_by(requests.c.deadline, requests.c.id)
+                    .order_by(*order)
                 )
             ).all()
         return Lease(
@@ -410,6 +517,7 @@ class SqlStore:
                     endpoint=r.endpoint,
                     body=json.loads(r.body),
                     attempts=r.attempts,
+                    cache_key=r.cache_key,
                 )
                 for r in rows
             ],
@@ -427,7 +535,13 @@ class SqlStore:
             )
             return int(result.rowcount)
 
-    async def record(self, lease_id: str, results: Sequence[Result], now: datetime) -> int:
+    async def record(
+        self,
+        lease_id: str,
+        results: Sequence[Result],
+        now: datetime,
+        cache_until: datetime | None = None,
+    ) -> int:
         """Store outcomes for requests this lease still holds; drop the rest.
 
         Idempotent: a request whose lease expired (and may be running elsewhere) or whose
@@ -437,7 +551,7 @@ class SqlStore:
             return 0
         by_id = {r.request_id: r for r in results}
         async with self.engine.begin() as conn:
-            held = select(requests.c.id, requests.c.batch_id).where(
+            held = select(requests.c.id, requests.c.batch_id, requests.c.cache_key).where(
                 requests.c.lease_id == lease_id,
                 requests.c.status == RequestStatus.LEASED.value,
                 requests.c.id.in_(list(by_id)),
@@ -449,8 +563,16 @@ class SqlStore:
                 return 0
             counts: dict[str, list[int]] = {}
             params = []
+            cache: dict[str, dict[str, Any]] = {}
             for row in rows:
                 outcome = by_id[row.id].outcome
+                if cache_until is not None and row.cache_key and outcome.ok:
+                    cache[row.cache_key] = {
+                        "key": row.cache_key,
+                        "status_code": outcome.status_code,
+                        "response": orjson.dumps(outcome.body).decode(),
+                        "expires_at": cache_until,
+                    }
                 params.append(
                     {
                         "rid": row.id,
@@ -476,6 +598,21 @@ class SqlStore:
                 ),
                 params,
             )
+            if cache:
+                upsert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(
+                    result_cache
+                )
+                await conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=["key"],
+                        set_={
+                            "status_code": upsert.excluded.status_code,
+                            "response": upsert.excluded.response,
+                            "expires_at": upsert.excluded.expires_at,
+                        },
+                    ),
+                    list(cache.values()),
+                )
             for batch_id, (completed, failed) in counts.items():
                 await conn.execute(
                     update(batches)
@@ -486,6 +623,144 @@ class SqlStore:
                     )
                 )
             return len(rows)
+
+    async def retry(self, lease_id: str, retries: Sequence[Retry]) -> int:
+        """Put requests this lease holds aside until their `not_before`."""
+        if not retries:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(
+                    requests.c.id == bindparam("rid"),
+                    requests.c.lease_id == lease_id,
+                    requests.c.status == RequestStatus.LEASED.value,
+                )
+                .values(
+                    status=RequestStatus.RETRYING.value,
+                    not_before=bindparam("not_before"),
+                    lease_id=None,
+                    lease_expires_at=None,
+                ),
+                [{"rid": r.request_id, "not_before": r.not_before} for r in retries],
+            )
+            return int(result.rowcount)
+
+    async def promote_retries(self, now: datetime) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(
+                    requests.c.status == RequestStatus.RETRYING.value,
+                    requests.c.not_before <= now,
+                )
+                .values(status=RequestStatus.PENDING.value, not_before=None)
+            )
+            return int(result.rowcount)
+
+    async def cached(self, keys: Sequence[str], now: datetime) -> dict[str, CachedResult]:
+        if not keys:
+            return {}
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(result_cache).where(
+                        result_cache.c.key.in_(list(set(keys))), result_cache.c.expires_at > now
+                    )
+                )
+            ).all()
+        return {r.key: CachedResult(r.status_code, r.response.encode()) for r in rows}
+
+    async def open_requests(self, project: str) -> int:
+        """Requests of the project's batches that are queued, validating or running."""
+        running = select(
+            func.coalesce(func.sum(batches.c.total - batches.c.completed - batches.c.failed), 0)
+        ).where(
+            batches.c.project == project,
+            batches.c.status.in_([BatchStatus.IN_PROGRESS.value, BatchStatus.CANCELLING.value]),
+        )
+        validating = (
+            select(func.coalesce(func.sum(files.c.lines), 0))
+            .select_from(batches.join(files, files.c.id == batches.c.input_file_id))
+            .where(
+                batches.c.project == project,
+                batches.c.status == BatchStatus.VALIDATING.value,
+            )
+        )
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(running)).scalar_one()) + int(
+                (await conn.execute(validating)).scalar_one()
+            )
+
+    async def stored_bytes(self, project: str) -> int:
+        async with self.engine.begin() as conn:
+            return int(
+                (
+                    await conn.execute(
+                        select(func.coalesce(func.sum(files.c.bytes), 0)).where(
+                            files.c.project == project
+                        )
+                    )
+                ).scalar_one()
+            )
+
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
+        async with self.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(webhook_deliveries)
+                    .where(
+                        webhook_deliveries.c.delivered_at.is_(None),
+                        webhook_deliveries.c.next_attempt_at <= now,
+                    )
+                    .order_by(webhook_deliveries.c.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [Delivery(r.id, r.batch_id, r.event, r.payload.encode(), r.attempts) for r in rows]
+
+    async def delivered(self, delivery_id: int, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == delivery_id)
+                .values(delivered_at=now, attempts=webhook_deliveries.c.attempts + 1)
+            )
+
+    async def delivery_failed(
+        self, delivery_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """Note a failed attempt; with no next attempt the delivery is given up."""
+        values: dict[str, Any] = {
+            "attempts": webhook_deliveries.c.attempts + 1,
+            "last_error": error[:2000],
+        }
+        if next_attempt_at is None:
+            values["delivered_at"] = datetime.max.replace(tzinfo=UTC)
+        else:
+            values["next_attempt_at"] = next_attempt_at
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == delivery_id)
+                .values(**values)
+            )
+
+    async def _counter(self, conn: AsyncConnection, table: Any, name: str) -> int:
+        key = table.c[table.primary_key.columns.keys()[0]]
+        value_column = table.c.next_rank if table is projects else table.c.value
+        value = (await conn.execute(select(value_column).where(key == name))).scalar()
+        return int(value or 0)
+
+    async def _set_counter(self, conn: AsyncConnection, table: Any, name: str, value: int) -> None:
+        key_name = table.primary_key.columns.keys()[0]
+        value_name = "next_rank" if table is projects else "value"
+        upsert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+        await conn.execute(
+            upsert.values({key_name: name, value_name: value}).on_conflict_do_update(
+                index_elements=[key_name], set_={value_name: value}
+            )
+        )
 
     async def release(self, lease_id: str) -> int:
         """Give a lease's unfinished requests back to the queue (drain, shutdown)."""
@@ -547,9 +822,7 @@ class SqlStore:
                     await conn.execute(
                         select(func.count()).where(
                             requests.c.batch_id == batch_id,
-                            requests.c.status.in_(
-                                [RequestStatus.PENDING.value, RequestStatus.LEASED.value]
-                            ),
+                            requests.c.status.in_(OPEN),
                         )
                     )
                 ).scalar_one()
