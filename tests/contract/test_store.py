@@ -211,3 +211,103 @@ async def test_timestamps_come_back_aware_utc(store: SqlStore) -> None:
     batch = await make_batch(store, 1)
     assert batch.created_at == NOW and batch.created_at.tzinfo is not None
     assert batch.expires_at == NOW + timedelta(hours=1)
+
+
+async def test_projects_interleave_in_lease_order(store: SqlStore) -> None:
+    big = await make_batch(store, 30, project="big")
+    small = await make_batch(store, 3, project="small")
+    lease = await store.lease("w", ["m"], 6, NOW, 30)
+    assert lease is not None
+    owners = [r.batch_id for r in lease.requests]
+    # The small project's work is not stuck behind the big project's 30 requests.
+    assert owners.count(small.id) == 3 and owners.count(big.id) == 3
+
+
+async def test_retry_waits_until_not_before(store: SqlStore) -> None:
+    from slackwater.ports import Retry
+
+    batch = await make_batch(store, 2)
+    lease = await store.lease("w", ["m"], 10, NOW, 30)
+    assert lease is not None
+    later = NOW + timedelta(seconds=30)
+    assert await store.retry(lease.id, [Retry(r.id, later) for r in lease.requests]) == 2
+    assert await store.count_open(batch.id) == 2
+    assert await store.lease("w", ["m"], 10, NOW, 30) is None
+    assert await store.promote_retries(NOW + timedelta(seconds=29)) == 0
+    assert await store.promote_retries(later) == 2
+    again = await store.lease("w", ["m"], 10, later, 30)
+    assert again is not None and [r.attempts for r in again.requests] == [2, 2]
+
+
+async def test_result_cache_expires(store: SqlStore) -> None:
+    batch = Batch(
+        id=new_id("batch"),
+        project="p1",
+        endpoint="/v1/embeddings",
+        input_file_id="f",
+        completion_window="1h",
+        status=BatchStatus.VALIDATING,
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+    await store.add_batch(batch)
+    await store.stage_requests(batch, [StagedRequest(1, "a", "m", b"{}", cache_key="k1")])
+    await store.activate(batch.id, NOW)
+    lease = await store.lease("w", ["m"], 10, NOW, 30)
+    assert lease is not None and lease.requests[0].cache_key == "k1"
+    until = NOW + timedelta(minutes=5)
+    await store.record(lease.id, [ok(lease.requests[0].id)], NOW, cache_until=until)
+    hit = (await store.cached(["k1", "k2"], NOW))["k1"]
+    assert hit.status_code == 200 and b'"object":"list"' in hit.body
+    assert await store.cached(["k1"], until) == {}
+
+
+async def test_idempotency_key_returns_the_first_batch(store: SqlStore) -> None:
+    def batch() -> Batch:
+        return Batch(
+            id=new_id("batch"),
+            project="p1",
+            endpoint="/v1/embeddings",
+            input_file_id="f",
+            completion_window="1h",
+            status=BatchStatus.VALIDATING,
+            created_at=NOW,
+            expires_at=NOW + timedelta(hours=1),
+        )
+
+    first = await store.add_batch(batch(), "key-1")
+    assert (await store.add_batch(batch(), "key-1")).id == first.id
+    assert (await store.add_batch(batch(), "key-2")).id != first.id
+    assert (await store.add_batch(batch())).id != first.id
+
+
+async def test_quota_counts(store: SqlStore) -> None:
+    await make_batch(store, 5, project="q")
+    await store.add_file(FileObject(new_id("file"), "q", "a.jsonl", "batch", 123, 1, NOW))
+    assert await store.open_requests("q") == 5
+    assert await store.stored_bytes("q") == 123
+    assert await store.open_requests("other") == 0
+
+
+async def test_webhook_outbox_is_written_with_the_final_status(database_url: str) -> None:
+    store = SqlStore(database_url, webhooks=True)
+    await store.migrate()
+    try:
+        batch = await make_batch(store, 1)
+        await store.move_batch(batch.id, BatchStatus.CANCELLING, NOW)
+        assert await store.due_deliveries(NOW, 10) == []
+        await store.move_batch(batch.id, BatchStatus.CANCELLED, NOW)
+        [delivery] = await store.due_deliveries(NOW, 10)
+        assert (delivery.event, delivery.batch_id, delivery.attempts) == (
+            "batch.cancelled",
+            batch.id,
+            0,
+        )
+        await store.delivery_failed(delivery.id, "503", NOW + timedelta(seconds=10))
+        assert await store.due_deliveries(NOW, 10) == []
+        [again] = await store.due_deliveries(NOW + timedelta(seconds=10), 10)
+        assert again.attempts == 1
+        await store.delivered(again.id, NOW)
+        assert await store.due_deliveries(NOW + timedelta(days=1), 10) == []
+    finally:
+        await store.close()

@@ -3,7 +3,8 @@
 For tests and for benchmarks of the queue itself; never a default. Options:
 `latency_ms` per call, `item_latency_ms` per request, `failure_rate` (0..1, decided by a
 hash of the body, so the same request always fails the same way), `failure_status`
-(default 500, retryable), `dimensions` of embeddings, and `call_log`: a file that gets
+(default 500, retryable), `fits` (a larger engine batch raises OutOfMemory, as a GPU
+would), `dimensions` of embeddings, and `call_log`: a file that gets
 one line per request run (its `user` field, or a digest of the body), to prove that
 nothing runs twice.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from slackwater.domain.batch import Endpoint
+from slackwater.domain.errors import OutOfMemory
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 from slackwater.engines import responses
@@ -41,6 +43,7 @@ class FakeEngine:
         self.failure_status = int(options.get("failure_status", 500))
         self.dimensions = int(options.get("dimensions", 8))
         self.call_log: str | None = options.get("call_log")
+        self.fits = int(options.get("fits", 0))
         self.calls = 0
 
     async def start(self) -> None:
@@ -51,6 +54,8 @@ class FakeEngine:
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         self.calls += 1
+        if self.fits and len(bodies) > self.fits:
+            raise OutOfMemory(f"{len(bodies)} requests do not fit; at most {self.fits} do")
         delay = self.latency + self.item_latency * len(bodies)
         if delay:
             await asyncio.sleep(delay)

@@ -629,22 +629,32 @@ class SqlStore:
         if not retries:
             return 0
         async with self.engine.begin() as conn:
-            result = await conn.execute(
+            held = select(requests.c.id).where(
+                requests.c.lease_id == lease_id,
+                requests.c.status == RequestStatus.LEASED.value,
+                requests.c.id.in_([r.request_id for r in retries]),
+            )
+            if self._skip_locked:
+                held = held.with_for_update()
+            ids = set((await conn.execute(held)).scalars())
+            if not ids:
+                return 0
+            await conn.execute(
                 update(requests)
-                .where(
-                    requests.c.id == bindparam("rid"),
-                    requests.c.lease_id == lease_id,
-                    requests.c.status == RequestStatus.LEASED.value,
-                )
+                .where(requests.c.id == bindparam("rid"))
                 .values(
                     status=RequestStatus.RETRYING.value,
                     not_before=bindparam("not_before"),
                     lease_id=None,
                     lease_expires_at=None,
                 ),
-                [{"rid": r.request_id, "not_before": r.not_before} for r in retries],
+                [
+                    {"rid": r.request_id, "not_before": r.not_before}
+                    for r in retries
+                    if r.request_id in ids
+                ],
             )
-            return int(result.rowcount)
+            return len(ids)
 
     async def promote_retries(self, now: datetime) -> int:
         async with self.engine.begin() as conn:
