@@ -18,6 +18,7 @@ from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.services import Services
+from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
@@ -79,6 +80,21 @@ def build(
         intake=intake,
         finalizer=finalizer,
         monitor=Monitor(store, intake, finalizer, clock) if monitor else None,
+        webhooks=(
+            WebhookSender(
+                store,
+                clock,
+                settings.webhook_url,
+                settings.webhook_secret,
+                policy=RetryPolicy(
+                    max_attempts=settings.webhook_max_attempts,
+                    base_seconds=settings.webhook_retry_base_seconds,
+                    max_seconds=600,
+                ),
+            )
+            if monitor and settings.webhook_url
+            else None
+        ),
         workers=[
             Worker(
                 store,

@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: str | None = None
     webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
 
     @field_validator("models")

@@ -143,7 +143,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         options = settings.pop("engine_options", {})
         clock = Clock()
         config = Settings.load(
-            data_dir=tmp_path / f"data{len(started)}",
+            data_dir=settings.pop("data_dir", tmp_path / f"data{len(started)}"),
             models=settings.pop("models", fake_models(**options)),
             poll_seconds=0.02,
             **settings,

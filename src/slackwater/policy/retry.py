@@ -30,6 +30,10 @@ def retry_decision(
     """`attempts` counts runs so far, this one included; `rand` is uniform in [0, 1)."""
     if outcome.ok or not outcome.retryable or attempts >= policy.max_attempts:
         return RetryDecision(retry=False)
+    return RetryDecision(retry=True, at=now + backoff(attempts, policy, rand))
+
+
+def backoff(attempts: int, policy: RetryPolicy, rand: float) -> timedelta:
+    """How long to wait after the `attempts`-th failure."""
     delay = min(policy.max_seconds, policy.base_seconds * 2 ** (attempts - 1))
-    delay *= 1 - policy.jitter * rand
-    return RetryDecision(retry=True, at=now + timedelta(seconds=delay))
+    return timedelta(seconds=delay * (1 - policy.jitter * rand))

@@ -15,6 +15,7 @@ from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,29 @@ class Services:
     finalizer: Finalizer
     monitor: Monitor | None
     workers: list[Worker] = field(default_factory=list)
+    webhooks: WebhookSender | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stopped: bool = False
 
     async def start(self) -> None:
         await self.store.migrate()
         loops = [w.run() for w in self.workers]
         if self.monitor is not None:
             loops.append(self.monitor.run())
+        if self.webhooks is not None:
+            loops.append(self.webhooks.run())
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         for worker in self.workers:
             worker.stop()
         if self.monitor is not None:
             self.monitor.stop()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 try:
