@@ -16,6 +16,7 @@ from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
+from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
@@ -56,6 +57,7 @@ def build(
         max_seconds=settings.retry_max_seconds,
     )
     finalizer = Finalizer(store, blobs, clock)
+    metrics = Metrics()
     count = workers if workers is not None else int(settings.run_worker_in_server)
     return Services(
         store=store,
@@ -79,7 +81,8 @@ def build(
         ),
         intake=intake,
         finalizer=finalizer,
-        monitor=Monitor(store, intake, finalizer, clock) if monitor else None,
+        monitor=Monitor(store, intake, finalizer, clock, metrics=metrics) if monitor else None,
+        metrics=metrics,
         webhooks=(
             WebhookSender(
                 store,
@@ -106,6 +109,7 @@ def build(
                 flush_seconds=settings.flush_seconds,
                 retry_policy=retry_policy,
                 cache_ttl=cache_ttl,
+                metrics=metrics,
                 models=worker_models,
             )
             for _ in range(count)

@@ -63,8 +63,10 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> Proc
     return Process(popen, log)
 
 
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Serve:
-    port = free_port()
+def start_server(
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Serve:
+    port = port or free_port()
     proc = start(
         ["serve", "--data-dir", str(data_dir), "--port", str(port), *extra],
         data_dir.parent / f"serve-{port}.log",

@@ -13,7 +13,8 @@ from tests.integration.conftest import Server, chat_line, fake_models
 
 
 def calls(path: Path) -> Counter[str]:
-    return Counter(path.read_text().split()) if path.exists() else Counter()
+    lines = path.read_text().splitlines() if path.exists() else []
+    return Counter(line.split()[0] for line in lines)
 
 
 async def test_retryable_failures_are_retried_then_reported(
@@ -198,3 +199,28 @@ async def test_realtime_overtakes_batch_work(server_factory: Any) -> None:
     assert response.status_code == 200
     # One batch step in flight (100 ms) plus its own call (100 ms), not the queue (5 s).
     assert waited < 1.0, waited
+
+
+async def test_prometheus_metrics(server_factory: Any) -> None:
+    server: Server = await server_factory(
+        engine_options={"failure_rate": 0.5, "failure_status": 503},
+        max_attempts=2,
+        retry_base_seconds=0.01,
+    )
+    await server.wait((await server.submit([chat_line(i) for i in range(20)]))["id"])
+    text = (await server.client.get("/metrics")).text
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    success = lines['slackwater_requests_total{model="echo",outcome="success"}']
+    errors = lines['slackwater_requests_total{model="echo",outcome="error"}']
+    assert success + errors == 20 and errors > 0
+    assert lines['slackwater_retries_total{model="echo"}'] == errors  # one retry each
+    assert lines['slackwater_tokens_total{kind="prompt",model="echo"}'] > 0
+    assert lines['slackwater_batch_duration_seconds_count{status="completed"}'] == 1
+    assert "slackwater_lease_expiries_total" in lines
+    await server.submit([chat_line(i) for i in range(3)])
+    depth = (await server.client.get("/metrics")).text
+    assert "slackwater_queue_depth" in depth

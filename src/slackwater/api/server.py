@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from slackwater import __version__
 from slackwater.api import batches, errors, files, inference
@@ -31,6 +32,11 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(inference.router)
+
+    @app.get("/metrics", tags=["meta"], response_class=Response)
+    async def metrics() -> Response:
+        svc.metrics.set_queue_depth(await svc.store.queue_depth())
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:

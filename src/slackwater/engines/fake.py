@@ -5,8 +5,8 @@ For tests and for benchmarks of the queue itself; never a default. Options:
 hash of the body, so the same request always fails the same way), `failure_status`
 (default 500, retryable), `fits` (a larger engine batch raises OutOfMemory, as a GPU
 would), `dimensions` of embeddings, and `call_log`: a file that gets
-one line per request run (its `user` field, or a digest of the body), to prove that
-nothing runs twice.
+one line per request run (its `user` field, or a digest of the body, and the Unix time
+the call started), to prove that nothing runs twice.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,13 +55,14 @@ class FakeEngine:
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         self.calls += 1
+        started = time.time()
         if self.fits and len(bodies) > self.fits:
             raise OutOfMemory(f"{len(bodies)} requests do not fit; at most {self.fits} do")
         delay = self.latency + self.item_latency * len(bodies)
         if delay:
             await asyncio.sleep(delay)
         if self.call_log:
-            names = "".join(str(b.get("user") or _digest(b).hex()) + "\n" for b in bodies)
+            names = "".join(f"{b.get('user') or _digest(b).hex()} {started:.6f}\n" for b in bodies)
             await asyncio.to_thread(_append, self.call_log, names)
         return [self._answer(endpoint, body) for body in bodies]
 

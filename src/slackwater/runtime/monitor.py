@@ -16,6 +16,7 @@ from slackwater.domain.request import RequestStatus
 from slackwater.ports import Clock, Store
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
+from slackwater.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,14 @@ class Monitor:
         clock: Clock,
         *,
         interval: float = 0.25,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.intake = intake
         self.finalizer = finalizer
         self.clock = clock
         self.interval = interval
+        self.metrics = metrics
         self.stopping = asyncio.Event()
         self._ingesting: dict[str, asyncio.Task[Batch]] = {}
 
@@ -56,7 +59,9 @@ class Monitor:
         self.stopping.set()
 
     async def tick(self) -> None:
-        await self.store.reap_leases(self.clock())
+        reaped = await self.store.reap_leases(self.clock())
+        if reaped and self.metrics:
+            self.metrics.lease_expiries.inc(reaped)
         await self.store.promote_retries(self.clock())
         for batch_id in await self.store.batch_ids_in(BatchStatus.VALIDATING):
             if batch_id not in self._ingesting:
@@ -102,12 +107,17 @@ class Monitor:
             batch = await self.store.move_batch(
                 batch_id, BatchStatus.FINALIZING, now, outcome=BatchStatus.COMPLETED
             )
-            await self.finalizer.finalize(batch)
+            await self._close(batch)
 
     async def _cancelling(self, batch_id: str) -> None:
         if batch_id in self._ingesting or await self.store.count_open(batch_id):
             return
-        await self.finalizer.finalize(await self.store.get_batch(None, batch_id))
+        await self._close(await self.store.get_batch(None, batch_id))
 
     async def _finalize(self, batch_id: str) -> None:
-        await self.finalizer.finalize(await self.store.get_batch(None, batch_id))
+        await self._close(await self.store.get_batch(None, batch_id))
+
+    async def _close(self, batch: Batch) -> None:
+        closed = await self.finalizer.finalize(batch)
+        if self.metrics:
+            self.metrics.finished(closed)

@@ -29,6 +29,7 @@ from slackwater.domain.request import Outcome, Request, Result
 from slackwater.policy.retry import RetryPolicy, retry_decision
 from slackwater.ports import Clock, Lease, Retry, Store
 from slackwater.runtime.engines import EngineSet
+from slackwater.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Worker:
         cache_ttl: timedelta | None = None,
         models: list[str] | None = None,
         on_recorded: Callable[[int], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -61,6 +63,7 @@ class Worker:
         self.models = models or engines.catalog.names()
         self.owner = f"{socket.gethostname()}:{new_id('worker')}"
         self.on_recorded = on_recorded
+        self.metrics = metrics
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -180,6 +183,10 @@ class Worker:
         until = now + self.cache_ttl if self.cache_ttl is not None else None
         stored = await self.store.record(lease.id, results, now, cache_until=until)
         stored += await self.store.retry(lease.id, retries)
+        if self.metrics:
+            self.metrics.recorded(lease.model, results)
+            if retries:
+                self.metrics.retries.labels(lease.model).inc(len(retries))
         if self.on_recorded:
             self.on_recorded(stored)
         return stored

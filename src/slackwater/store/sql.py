@@ -702,6 +702,16 @@ class SqlStore:
                 (await conn.execute(validating)).scalar_one()
             )
 
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Requests not finished, per (model, status)."""
+        query = (
+            select(requests.c.model, requests.c.status, func.count())
+            .where(requests.c.status.in_(OPEN))
+            .group_by(requests.c.model, requests.c.status)
+        )
+        async with self.engine.begin() as conn:
+            return {(m, s): int(n) for m, s, n in (await conn.execute(query)).all()}
+
     async def stored_bytes(self, project: str) -> int:
         async with self.engine.begin() as conn:
             return int(
