@@ -30,7 +30,7 @@ class Model:
     owned_by: str = "slackwater"
 
     def serves(self, endpoint: str) -> bool:
-        return endpoint in {e.value for e in self.endpoints}
+        return endpoint in self.endpoints  # Endpoint is a str enum: plain strings match
 
 
 class Catalog:

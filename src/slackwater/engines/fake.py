@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import OutOfMemory
 from slackwater.domain.model import Model
@@ -31,7 +33,8 @@ def _append(path: str, text: str) -> None:
 
 
 def _digest(body: dict[str, Any]) -> bytes:
-    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=16).digest()
+    canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 class FakeEngine:

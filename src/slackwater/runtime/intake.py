@@ -214,16 +214,27 @@ class Intake:
         accepted = 0
         handle = await asyncio.to_thread(self.blobs.open, batch.input_file_id)
         try:
-            line, done = 1, False
+            # The next chunk is read and checked while this one is written.
+            reading = asyncio.create_task(
+                asyncio.to_thread(checker.read_chunk, handle, 1, self.chunk)
+            )
+            done = False
             while not done:
-                rows, line, done = await asyncio.to_thread(
-                    checker.read_chunk, handle, line, self.chunk
-                )
+                rows, line, done = await reading
+                if not done:
+                    reading = asyncio.create_task(
+                        asyncio.to_thread(checker.read_chunk, handle, line, self.chunk)
+                    )
                 if checker.error_lines == 0:
                     await self.store.stage_requests(batch, rows)
                     accepted += len(rows)
                     if self.on_progress:
                         self.on_progress(len(rows))
+        except BaseException:
+            if not reading.done():
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+            raise
         finally:
             handle.close()
 

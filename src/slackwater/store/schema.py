@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 
@@ -117,9 +118,36 @@ requests = Table(
     Column("fair_rank", BigInteger, nullable=False, server_default="0"),
     Column("not_before", UtcDateTime),
     Column("cache_key", String(64)),
-    Index("ix_requests_queue", "status", "model", "urgency", "fair_rank", "id"),
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
-    Index("ix_requests_lease", "lease_id"),
+    # Partial indexes: a request enters each only while in that state, so a request's
+    # life costs a few index writes, not one per status change per index.
+    Index(
+        "ix_requests_pending",
+        "model",
+        "urgency",
+        "fair_rank",
+        "id",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_requests_leased",
+        "lease_expires_at",
+        sqlite_where=text("status = 'leased'"),
+        postgresql_where=text("status = 'leased'"),
+    ),
+    Index(
+        "ix_requests_retrying",
+        "not_before",
+        sqlite_where=text("status = 'retrying'"),
+        postgresql_where=text("status = 'retrying'"),
+    ),
+    Index(
+        "ix_requests_lease",
+        "lease_id",
+        sqlite_where=text("lease_id IS NOT NULL"),
+        postgresql_where=text("lease_id IS NOT NULL"),
+    ),
 )
 
 api_keys = Table(

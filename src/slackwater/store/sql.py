@@ -17,6 +17,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     and_,
     bindparam,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -54,6 +56,7 @@ from slackwater.ports import (
     StagedRequest,
 )
 from slackwater.store.schema import (
+    UtcDateTime,
     api_keys,
     batches,
     files,
@@ -73,6 +76,11 @@ EVENTS = {
     BatchStatus.EXPIRED: "batch.expired",
     BatchStatus.CANCELLED: "batch.cancelled",
 }
+
+
+def status_is(status: RequestStatus) -> ColumnElement[bool]:
+    """`status = '<literal>'`: a bound parameter would hide the partial indexes."""
+    return requests.c.status == literal_column(f"'{status.value}'")
 
 
 def urgency(deadline: datetime) -> int:
@@ -173,6 +181,15 @@ class SqlStore:
                 self.url, echo=echo, pool_size=8, max_overflow=8, pool_pre_ping=True
             )
         self._skip_locked = self.dialect == "postgresql"
+        processor = UtcDateTime().bind_processor(self.engine.dialect)
+        self._time: Any = processor or (lambda value: value)
+
+    def _sql(self, text: str) -> str:
+        """Driver SQL from `?` placeholders (bulk paths skip SQLAlchemy's per-row work)."""
+        if self.engine.dialect.paramstyle == "qmark":
+            return text
+        parts = text.split("?")
+        return parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -366,27 +383,37 @@ class SqlStore:
     async def stage_requests(self, batch: Batch, rows: Sequence[StagedRequest]) -> None:
         if not rows:
             return
+        deadline = self._time(batch.expires_at)
+        rank = urgency(batch.expires_at)
+        staged = RequestStatus.STAGED.value
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(requests),
+            await self._executemany(
+                conn,
+                "INSERT INTO requests (batch_id, line, custom_id, model, endpoint, body, "
+                "status, deadline, attempts, project, urgency, fair_rank, cache_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?)",
                 [
-                    {
-                        "batch_id": batch.id,
-                        "line": r.line,
-                        "custom_id": r.custom_id,
-                        "model": r.model,
-                        "endpoint": batch.endpoint,
-                        "body": r.body.decode(),
-                        "status": RequestStatus.STAGED.value,
-                        "deadline": batch.expires_at,
-                        "attempts": 0,
-                        "project": batch.project,
-                        "urgency": urgency(batch.expires_at),
-                        "cache_key": r.cache_key,
-                    }
+                    (
+                        batch.id,
+                        r.line,
+                        r.custom_id,
+                        r.model,
+                        batch.endpoint,
+                        r.body.decode(),
+                        staged,
+                        deadline,
+                        batch.project,
+                        rank,
+                        r.cache_key,
+                    )
                     for r in rows
                 ],
             )
+
+    async def _executemany(
+        self, conn: AsyncConnection, sql: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        await conn.exec_driver_sql(self._sql(sql), rows)
 
     async def drop_staged(self, batch_id: str) -> None:
         async with self.engine.begin() as conn:
@@ -442,7 +469,7 @@ class SqlStore:
     ) -> Lease | None:
         if not models:
             return None
-        pending = requests.c.status == RequestStatus.PENDING.value
+        pending = status_is(RequestStatus.PENDING)
         order = (requests.c.urgency, requests.c.fair_rank, requests.c.id)
         async with self.engine.begin() as conn:
             # The most urgent (then the fairest) head among the models asked for.
@@ -515,7 +542,7 @@ class SqlStore:
                     custom_id=r.custom_id,
                     model=r.model,
                     endpoint=r.endpoint,
-                    body=json.loads(r.body),
+                    body=orjson.loads(r.body),
                     attempts=r.attempts,
                     cache_key=r.cache_key,
                 )
@@ -529,7 +556,7 @@ class SqlStore:
                 update(requests)
                 .where(
                     requests.c.lease_id == lease_id,
-                    requests.c.status == RequestStatus.LEASED.value,
+                    status_is(RequestStatus.LEASED),
                 )
                 .values(lease_expires_at=now + timedelta(seconds=seconds))
             )
@@ -553,7 +580,7 @@ class SqlStore:
         async with self.engine.begin() as conn:
             held = select(requests.c.id, requests.c.batch_id, requests.c.cache_key).where(
                 requests.c.lease_id == lease_id,
-                requests.c.status == RequestStatus.LEASED.value,
+                status_is(RequestStatus.LEASED),
                 requests.c.id.in_(list(by_id)),
             )
             if self._skip_locked:
@@ -585,18 +612,15 @@ class SqlStore:
                 )
                 done = counts.setdefault(row.batch_id, [0, 0])
                 done[0 if outcome.ok else 1] += 1
-            await conn.execute(
-                update(requests)
-                .where(requests.c.id == bindparam("rid"))
-                .values(
-                    status=bindparam("status"),
-                    status_code=bindparam("status_code"),
-                    response=bindparam("response"),
-                    finished_at=now,
-                    lease_id=None,
-                    lease_expires_at=None,
-                ),
-                params,
+            finished = self._time(now)
+            await self._executemany(
+                conn,
+                "UPDATE requests SET status = ?, status_code = ?, response = ?, "
+                "finished_at = ?, lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
+                [
+                    (p["status"], p["status_code"], p["response"], finished, p["rid"])
+                    for p in params
+                ],
             )
             if cache:
                 upsert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(
@@ -631,7 +655,7 @@ class SqlStore:
         async with self.engine.begin() as conn:
             held = select(requests.c.id).where(
                 requests.c.lease_id == lease_id,
-                requests.c.status == RequestStatus.LEASED.value,
+                status_is(RequestStatus.LEASED),
                 requests.c.id.in_([r.request_id for r in retries]),
             )
             if self._skip_locked:
@@ -661,7 +685,7 @@ class SqlStore:
             result = await conn.execute(
                 update(requests)
                 .where(
-                    requests.c.status == RequestStatus.RETRYING.value,
+                    status_is(RequestStatus.RETRYING),
                     requests.c.not_before <= now,
                 )
                 .values(status=RequestStatus.PENDING.value, not_before=None)
@@ -789,7 +813,7 @@ class SqlStore:
                 update(requests)
                 .where(
                     requests.c.lease_id == lease_id,
-                    requests.c.status == RequestStatus.LEASED.value,
+                    status_is(RequestStatus.LEASED),
                 )
                 .values(
                     status=RequestStatus.PENDING.value,
@@ -806,7 +830,7 @@ class SqlStore:
             result = await conn.execute(
                 update(requests)
                 .where(
-                    requests.c.status == RequestStatus.LEASED.value,
+                    status_is(RequestStatus.LEASED),
                     requests.c.lease_expires_at < now,
                 )
                 .values(status=RequestStatus.PENDING.value, lease_id=None, lease_expires_at=None)
