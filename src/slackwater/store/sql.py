@@ -118,7 +118,6 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
             "journal_mode=WAL",
             "busy_timeout=60000",
             "synchronous=NORMAL",
-            "temp_store=MEMORY",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
