@@ -91,7 +91,8 @@ def run_one(size: int, store: str, work: Path) -> dict[str, Any]:
     logs = [(data / name).open("w") for name in ("serve.log", "worker.log")]
     server = subprocess.Popen(
         [*base, "serve", *common, "--port", str(port), "--workers", "0"],
-        stdout=logs[0], stderr=subprocess.STDOUT,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
     )
     worker = subprocess.Popen([*base, "worker", *common], stdout=logs[1], stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -105,12 +106,18 @@ def run_one(size: int, store: str, work: Path) -> dict[str, Any]:
                     time.sleep(0.1)
             start = time.perf_counter()
             with source.open("rb") as handle:
-                file = client.post("/v1/files", files={"file": ("in.jsonl", handle)},
-                                   data={"purpose": "batch"}).json()
+                file = client.post(
+                    "/v1/files", files={"file": ("in.jsonl", handle)}, data={"purpose": "batch"}
+                ).json()
             uploaded = time.perf_counter() - start
-            batch = client.post("/v1/batches", json={
-                "input_file_id": file["id"], "endpoint": "/v1/chat/completions",
-                "completion_window": "24h"}).json()
+            batch = client.post(
+                "/v1/batches",
+                json={
+                    "input_file_id": file["id"],
+                    "endpoint": "/v1/chat/completions",
+                    "completion_window": "24h",
+                },
+            ).json()
             ingested = None
             while batch["status"] not in ("completed", "failed", "expired", "cancelled"):
                 time.sleep(0.05)
@@ -159,11 +166,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    header = f"{'store':<11}{'lines':>10}{'ingest/s':>11}{'e2e req/s':>11}{'server MB':>11}{'worker MB':>11}"
-    print(header)
+    columns = ("lines", "ingest/s", "e2e req/s", "server MB", "worker MB")
+    print(f"{'store':<11}" + "".join(f"{c:>11}" for c in columns))
     for row in rows:
         print(
-            f"{row['store']:<11}{row['lines']:>10}{row['ingest_lines_per_s']:>11}"
+            f"{row['store']:<11}{row['lines']:>11}{row['ingest_lines_per_s']:>11}"
             f"{row['end_to_end_requests_per_s']:>11}{row['server_peak_rss_mb']:>11}"
             f"{row['worker_peak_rss_mb']:>11}"
         )

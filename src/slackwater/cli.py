@@ -484,6 +484,27 @@ def batches_cancel(
     _print(batch, json_out, lambda b: _batch_table([b]))
 
 
+@batches_app.command("retry")
+def batches_retry(
+    batch_id: str,
+    wait: Annotated[bool, typer.Option(help="Wait until the new batch ends.")] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")
+    ] = None,
+    base_url: BaseUrlOpt = DEFAULT_BASE_URL,
+    api_key: ApiKeyOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run again only the lines of an ended batch that failed, were cancelled or expired."""
+    with _client(base_url, api_key) as client:
+        batch = _call(client.post(f"batches/{batch_id}/retry"))
+        if wait:
+            batch = _wait(client, batch)
+            if output is not None:
+                _save_results(client, batch, output)
+    _print(batch, json_out, lambda b: _batch_table([b]))
+
+
 def _save_results(client: httpx.Client, batch: dict[str, Any], output: Path | None) -> None:
     for key, suffix in (("output_file_id", ""), ("error_file_id", ".errors")):
         file_id = batch.get(key)

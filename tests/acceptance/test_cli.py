@@ -96,6 +96,8 @@ def test_client_commands_against_a_server(tmp_path: Path, processes: list[Proces
     missing = run_cli("batches", "get", "batch_nope", env=env)
     assert missing.returncode == 1
     assert missing.stderr.strip() == "error: HTTP 404: No such Batch object: batch_nope"
+    nothing = run_cli("batches", "retry", batch["id"], env=env)
+    assert nothing.returncode == 1 and "no failed lines to retry" in nothing.stderr
     assert run_cli("files", "delete", batch["input_file_id"], env=env).returncode == 0
     models = run_cli("models", "--config", str(config), "--json")
     assert json.loads(models.stdout)[0]["id"] == "echo"
