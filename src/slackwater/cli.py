@@ -338,6 +338,21 @@ def _print(data: Any, json_out: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
+def _show(
+    base_url: str,
+    api_key: str | None,
+    json_out: bool,
+    render: Callable[[Any], None],
+    method: str,
+    path: str,
+    **request: Any,
+) -> None:
+    """One API call, its answer printed as JSON or rendered as a table."""
+    with _client(base_url, api_key) as client:
+        data = _call(client.request(method, path, **request))
+    _print(data, json_out, render)
+
+
 def _batch_table(items: list[dict[str, Any]]) -> None:
     table = Table("id", "status", "endpoint", "done", "failed", "total", "created")
     for b in items:
@@ -451,9 +466,7 @@ def batches_get(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one batch."""
-    with _client(base_url, api_key) as client:
-        batch = _call(client.get(f"batches/{batch_id}"))
-    _print(batch, json_out, lambda b: _batch_table([b]))
+    _show(base_url, api_key, json_out, lambda b: _batch_table([b]), "GET", f"batches/{batch_id}")
 
 
 @batches_app.command("list")
@@ -466,9 +479,8 @@ def batches_list(
 ) -> None:
     """List batches, newest first."""
     params: dict[str, Any] = {"limit": limit, **({"after": after} if after else {})}
-    with _client(base_url, api_key) as client:
-        page = _call(client.get("batches", params=params))
-    _print(page, json_out, lambda p: _batch_table(p["data"]))
+    render = lambda p: _batch_table(p["data"])  # noqa: E731
+    _show(base_url, api_key, json_out, render, "GET", "batches", params=params)
 
 
 @batches_app.command("cancel")
@@ -479,9 +491,8 @@ def batches_cancel(
     json_out: JsonOpt = False,
 ) -> None:
     """Cancel a batch; finished results are kept."""
-    with _client(base_url, api_key) as client:
-        batch = _call(client.post(f"batches/{batch_id}/cancel"))
-    _print(batch, json_out, lambda b: _batch_table([b]))
+    path = f"batches/{batch_id}/cancel"
+    _show(base_url, api_key, json_out, lambda b: _batch_table([b]), "POST", path)
 
 
 @batches_app.command("retry")
@@ -557,9 +568,7 @@ def files_list(
     base_url: BaseUrlOpt = DEFAULT_BASE_URL, api_key: ApiKeyOpt = None, json_out: JsonOpt = False
 ) -> None:
     """List files."""
-    with _client(base_url, api_key) as client:
-        page = _call(client.get("files"))
-    _print(page, json_out, lambda p: _file_table(p["data"]))
+    _show(base_url, api_key, json_out, lambda p: _file_table(p["data"]), "GET", "files")
 
 
 @files_app.command("get")
@@ -570,9 +579,7 @@ def files_get(
     json_out: JsonOpt = False,
 ) -> None:
     """Show one file."""
-    with _client(base_url, api_key) as client:
-        file = _call(client.get(f"files/{file_id}"))
-    _print(file, json_out, lambda f: _file_table([f]))
+    _show(base_url, api_key, json_out, lambda f: _file_table([f]), "GET", f"files/{file_id}")
 
 
 @files_app.command("delete")

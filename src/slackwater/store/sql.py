@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files as package_files
 from typing import Any
@@ -132,15 +133,7 @@ def _dumps(value: Any) -> str | None:
 
 
 def _file(row: Row[Any]) -> FileObject:
-    return FileObject(
-        id=row.id,
-        project=row.project,
-        filename=row.filename,
-        purpose=row.purpose,
-        bytes=row.bytes,
-        lines=row.lines,
-        created_at=row.created_at,
-    )
+    return FileObject(**row._mapping)
 
 
 def _batch(row: Row[Any]) -> Batch:
@@ -214,17 +207,7 @@ class SqlStore:
 
     async def add_file(self, file: FileObject) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(
-                insert(files).values(
-                    id=file.id,
-                    project=file.project,
-                    filename=file.filename,
-                    purpose=file.purpose,
-                    bytes=file.bytes,
-                    lines=file.lines,
-                    created_at=file.created_at,
-                )
-            )
+            await conn.execute(insert(files).values(**asdict(file)))
 
     async def get_file(self, project: str | None, file_id: str) -> FileObject:
         query = select(files).where(files.c.id == file_id)
