@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 
-PG_URL = os.environ.get("SLACKWATER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A database of its own, so a test run resetting `test` cannot pull the floor away.
+PG_SERVER = os.environ.get("SLACKWATER_BENCH_PG_SERVER", "postgresql://postgres@127.0.0.1:5432")
+PG_URL = f"{PG_SERVER}/slackwater_bench"
 CONFIG = """
 {database}
 lease_size = 2000
@@ -68,6 +70,12 @@ def peak_rss_mb(pid: int) -> float:
 async def reset_postgres() -> None:
     import asyncpg
 
+    admin = await asyncpg.connect(f"{PG_SERVER}/postgres")
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'slackwater_bench'"):
+            await admin.execute("CREATE DATABASE slackwater_bench")
+    finally:
+        await admin.close()
     conn = await asyncpg.connect(PG_URL)
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
@@ -122,10 +130,11 @@ def run_one(size: int, store: str, work: Path) -> dict[str, Any]:
             while batch["status"] not in ("completed", "failed", "expired", "cancelled"):
                 time.sleep(0.05)
                 batch = client.get(f"/v1/batches/{batch['id']}").json()
+                assert "status" in batch, batch
                 if ingested is None and batch["status"] != "validating":
                     ingested = time.perf_counter() - start
             total = time.perf_counter() - start
-            assert batch["status"] == "completed", batch
+            assert batch.get("status") == "completed", batch
             assert batch["request_counts"]["completed"] == size, batch
             lines = 0
             with client.stream("GET", f"/v1/files/{batch['output_file_id']}/content") as body:
