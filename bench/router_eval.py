@@ -1,0 +1,270 @@
+"""How well does the learned router trade cost for quality, on subjects it never saw?
+
+Data: a folder of CSVs (one per subject), columns `prompt`, then one True/False column
+per model saying whether it answered correctly; the first model column is the weak
+(cheap) model, the second the strong one (RouteLLM's MMLU format, ../shared/data/routing).
+Prompts are embedded with the local MiniLM; the router scores each prompt's expected gain
+from the strong model from similar labelled prompts and the prompt's length, weighted
+by a fit on the training prompts only (slackwater.policy.quality.StrongOrWeak). Evaluation is
+grouped k-fold over subjects: every prompt is scored by a router trained only on other
+subjects.
+
+Printed per policy: APGR (average performance gap recovered over the strong-call share),
+CPT(50%) and CPT(80%) (strong-call share needed to recover that much of the gap), the
+strong-call share and cost saving at 95% of the strong model's quality, beside random
+routing, always-weak, always-strong and an oracle. Also the router's overhead per request.
+
+    python bench/router_eval.py [--data DIR] [--folds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slackwater.config import Settings
+from slackwater.domain.batch import Endpoint
+from slackwater.engines.transformers import TransformersEngine
+from slackwater.policy.quality import StrongOrWeak
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "routing" / "mmlu"
+GRID = np.linspace(0, 1, 101)
+
+
+def load(folder: Path) -> tuple[list[str], list[str], NDArray[np.float32], list[str]]:
+    """Prompts, their subject, outcomes (rows x models) and the model names."""
+    prompts: list[str] = []
+    subjects: list[str] = []
+    rows: list[list[float]] = []
+    models: list[str] = []
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise SystemExit(f"no CSV files in {folder}")
+    csv.field_size_limit(sys.maxsize)
+    for path in files:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            if models and header[1:] != models:
+                raise SystemExit(f"{path}: columns {header[1:]} differ from {models}")
+            models = header[1:]
+            for number, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise SystemExit(f"{path}:{number}: expected {len(header)} fields")
+                prompts.append(row[0])
+                subjects.append(path.stem)
+                rows.append([1.0 if v.strip().lower() == "true" else 0.0 for v in row[1:]])
+    return prompts, subjects, np.asarray(rows, dtype=np.float32), models
+
+
+def contaminated(folder: Path) -> set[str]:
+    path = folder.parent / f"{folder.name}-contaminated_prompts.jsonl"
+    if not path.exists():
+        return set()
+    return {
+        json.loads(line)["eval_prompt"] for line in path.read_text().splitlines() if line.strip()
+    }
+
+
+def embed(prompts: list[str], cache_dir: Path) -> NDArray[np.float32]:
+    digest = hashlib.sha256("\x00".join(prompts).encode()).hexdigest()[:16]
+    cached = cache_dir / f"minilm-{digest}.npy"
+    if cached.exists():
+        return np.load(cached)
+    engine = TransformersEngine(Settings.load().catalog()[0])
+    vectors = []
+    for start in range(0, len(prompts), 64):
+        bodies = [{"model": "m", "input": p} for p in prompts[start : start + 64]]
+        for outcome in engine.run_sync(Endpoint.EMBEDDINGS.value, bodies):
+            vectors.append(outcome.body["data"][0]["embedding"])
+    matrix = np.asarray(vectors, dtype=np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cached, matrix)
+    return matrix
+
+
+def curve(score: NDArray[np.float64], outcomes: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Accuracy when the top `share` of prompts by score go to the strong model."""
+    order = np.argsort(-score, kind="stable")
+    weak, strong = outcomes[order, 0], outcomes[order, 1]
+    # Sending the first n prompts to the strong model: strong's hits on them + weak's rest.
+    gain = np.concatenate([[0.0], np.cumsum(strong - weak)])
+    base = weak.sum()
+    n = np.rint(GRID * len(score)).astype(int)
+    return np.asarray((base + gain[n]) / len(score), dtype=np.float64)
+
+
+def summarise(
+    accuracy: NDArray[np.float64], weak: float, strong: float, prices: tuple[float, float]
+) -> dict[str, float | None]:
+    pgr = (accuracy - weak) / (strong - weak)
+    apgr = float(np.trapezoid(pgr, GRID))
+
+    def first(mask: NDArray[np.bool_]) -> float | None:
+        hits = np.flatnonzero(mask)
+        return float(GRID[hits[0]]) if len(hits) else None
+
+    share95 = first(accuracy >= 0.95 * strong)
+    saving = None
+    if share95 is not None:
+        cost = share95 * prices[1] + (1 - share95) * prices[0]
+        saving = 1 - cost / prices[1]
+    return {
+        "apgr": round(apgr, 4),
+        "cpt50": first(pgr >= 0.5),
+        "cpt80": first(pgr >= 0.8),
+        "strong_share_at_95": share95,
+        "saving_at_95": None if saving is None else round(saving, 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--keep-contaminated",
+        action="store_true",
+        help="also evaluate on prompts RouteLLM trained on",
+    )
+    parser.add_argument(
+        "--weak-price",
+        type=float,
+        default=0.24,
+        help="USD per million tokens (RouteLLM's Mixtral figure)",
+    )
+    parser.add_argument(
+        "--strong-price",
+        type=float,
+        default=24.7,
+        help="USD per million tokens (RouteLLM's GPT-4 figure)",
+    )
+    parser.add_argument(
+        "--cheap-latency-ms",
+        type=float,
+        default=2000.0,
+        help="a cheap model's time per answer, to express the overhead in",
+    )
+    parser.add_argument("--cache", type=Path, default=ROOT / ".slackwater" / "cache")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    prompts, subjects, outcomes, models = load(args.data)
+    if not args.keep_contaminated:
+        skip = contaminated(args.data)
+        keep = [i for i, p in enumerate(prompts) if p not in skip]
+        prompts = [prompts[i] for i in keep]
+        subjects = [subjects[i] for i in keep]
+        outcomes = outcomes[keep]
+    vectors = embed(prompts, args.cache)
+
+    rng = np.random.default_rng(args.seed)
+    names = sorted(set(subjects))
+    rng.shuffle(names)
+    fold_of = {name: i % args.folds for i, name in enumerate(names)}
+    folds = np.asarray([fold_of[s] for s in subjects])
+    lengths = np.asarray([len(p) for p in prompts], dtype=np.float64)
+    scores = np.zeros(len(prompts))
+    for fold in range(args.folds):
+        train, test = folds != fold, folds == fold
+        learned = StrongOrWeak(models)
+        learned.fit(vectors[train], lengths[train], outcomes[train])
+        scores[test] = learned.score(vectors[test], lengths[test])
+
+    weak_acc, strong_acc = (float(v) for v in outcomes[:, :2].mean(0))
+    prices = (args.weak_price, args.strong_price)
+    oracle = (outcomes[:, 1] - outcomes[:, 0]).astype(np.float64)
+    random_curve = weak_acc + GRID * (strong_acc - weak_acc)
+    policies = {
+        "slackwater (learned)": curve(scores, outcomes),
+        "random": random_curve,
+        "oracle": curve(oracle + 1e-9 * rng.random(len(oracle)), outcomes),
+    }
+    results: dict[str, Any] = {
+        name: summarise(acc, weak_acc, strong_acc, prices) for name, acc in policies.items()
+    }
+    results["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
+    results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
+
+    # Overhead: embed one prompt and predict, as the router does per request.
+    engine = TransformersEngine(Settings.load().catalog()[0])
+    engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": "warm up"}])
+    router = StrongOrWeak(models)
+    router.fit(vectors, lengths, outcomes)
+    router.score(vectors[:1], lengths[:1])
+    samples = prompts[:200]
+    start = time.perf_counter()
+    for prompt in samples:
+        [out] = engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": prompt}])
+        vector = np.asarray([out.body["data"][0]["embedding"]], dtype=np.float32)
+        router.score(vector, np.asarray([len(prompt)], dtype=np.float64))
+    one = (time.perf_counter() - start) / len(samples) * 1000
+    start = time.perf_counter()
+    for i in range(0, len(samples), 64):
+        bodies = [{"model": "m", "input": p} for p in samples[i : i + 64]]
+        outs = engine.run_sync(Endpoint.EMBEDDINGS.value, bodies)
+        router.score(
+            np.asarray([o.body["data"][0]["embedding"] for o in outs], dtype=np.float32),
+            np.asarray([len(p) for p in samples[i : i + 64]], dtype=np.float64),
+        )
+    batched = (time.perf_counter() - start) / len(samples) * 1000
+    summary = {
+        "data": str(args.data),
+        "prompts": len(prompts),
+        "subjects": len(names),
+        "folds": args.folds,
+        "models": {"weak": models[0], "strong": models[1]},
+        "policies": results,
+        "router_overhead_ms": {
+            "one_at_a_time": round(one, 2),
+            "batched": round(batched, 2),
+            "share_of_cheap_model_latency": round(batched / args.cheap_latency_ms, 5),
+        },
+    }
+    if args.json:
+        mine = results["slackwater (learned)"]
+        print(
+            json.dumps(
+                {
+                    "apgr": mine["apgr"],
+                    "cpt50": mine["cpt50"],
+                    "cpt80": mine["cpt80"],
+                    "saving_at_95": mine["saving_at_95"],
+                    **summary,
+                }
+            )
+        )
+        return
+    print(
+        f"{len(prompts)} prompts, {len(names)} subjects, {args.folds}-fold by subject "
+        f"(scored only by routers that never saw the subject)"
+    )
+    print(f"weak {models[0]}: accuracy {weak_acc:.3f}; strong {models[1]}: {strong_acc:.3f}")
+    print(f"{'policy':<22}{'APGR':>7}{'CPT50':>8}{'CPT80':>8}{'strong@95%':>12}{'saving@95%':>12}")
+    for name in ("slackwater (learned)", "random", "oracle"):
+        r = results[name]
+        cells = [r["apgr"], r["cpt50"], r["cpt80"], r["strong_share_at_95"], r["saving_at_95"]]
+        text = [f"{c:.3f}" if isinstance(c, float) else "n/a" for c in cells]
+        print(f"{name:<22}{text[0]:>7}{text[1]:>8}{text[2]:>8}{text[3]:>12}{text[4]:>12}")
+    print(f"{'always weak':<22}{'':>7}{'':>8}{'':>8}{'0.000':>12}  accuracy {weak_acc:.3f}")
+    print(f"{'always strong':<22}{'':>7}{'':>8}{'':>8}{'1.000':>12}  accuracy {strong_acc:.3f}")
+    print(
+        f"router overhead per request: {one:.1f} ms alone, {batched:.2f} ms batched "
+        f"({batched / args.cheap_latency_ms:.3%} of a {args.cheap_latency_ms:.0f} ms cheap answer)"
+    )
+    print("reference: RouteLLM reports ~45% saving at 95% of GPT-4's quality on MMLU")
+
+
+if __name__ == "__main__":
+    main()
