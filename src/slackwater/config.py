@@ -47,6 +47,17 @@ class ModelConfig(BaseModel):
     context_window: int | None = Field(default=None, ge=1)
     aliases: list[str] = Field(default_factory=list)
     price: PriceConfig = PriceConfig()
+    batch_price: PriceConfig | None = None
+    features: list[str] = Field(default_factory=list)
+    quality: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("quality")
+    @classmethod
+    def _scores(cls, quality: dict[str, float]) -> dict[str, float]:
+        for task, score in quality.items():
+            if not 0 <= score <= 1:
+                raise ValueError(f"quality[{task!r}] = {score} is not between 0 and 1")
+        return quality
 
     def to_model(self) -> Model:
         return Model(
@@ -58,6 +69,11 @@ class ModelConfig(BaseModel):
             context_window=self.context_window,
             aliases=tuple(self.aliases),
             price=Price(self.price.input, self.price.output),
+            batch_price=(
+                Price(self.batch_price.input, self.batch_price.output) if self.batch_price else None
+            ),
+            features=frozenset(self.features),
+            quality=dict(self.quality),
         )
 
 

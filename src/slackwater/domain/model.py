@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from slackwater.domain.batch import Endpoint
@@ -17,6 +18,14 @@ class Price:
     output: Decimal = Decimal(0)
 
 
+class Tier(StrEnum):
+    """How long a caller can wait: the price of a model depends on it."""
+
+    REALTIME = "realtime"
+    FLEX = "flex"
+    BATCH = "batch"
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -26,8 +35,22 @@ class Model:
     max_batch_size: int = 32
     context_window: int | None = None
     aliases: tuple[str, ...] = ()
-    price: Price = Price()
+    price: Price = Price()  # realtime
+    batch_price: Price | None = None  # flex and batch; the realtime price when unset
+    features: frozenset[str] = frozenset()  # e.g. json_schema, tools
+    quality: dict[str, float] = field(default_factory=dict)  # task category -> 0..1
     owned_by: str = "slackwater"
+
+    def price_for(self, tier: Tier) -> Price:
+        if tier is Tier.REALTIME or self.batch_price is None:
+            return self.price
+        return self.batch_price
+
+    def quality_for(self, task: str | None) -> float | None:
+        """The evaluated quality for a task category, else the model's default."""
+        if task is not None and task in self.quality:
+            return self.quality[task]
+        return self.quality.get("default")
 
     def serves(self, endpoint: str) -> bool:
         return endpoint in self.endpoints  # Endpoint is a str enum: plain strings match
