@@ -221,6 +221,51 @@ async def _run_offline(
         await services.store.close()
 
 
+@app.command()
+def quote(
+    input: Annotated[Path, typer.Argument(help="Batch input JSONL (OpenAI format).")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Price a batch file per model and tier before it runs (no engine calls)."""
+    from slackwater.domain.model import Catalog
+    from slackwater.engines.transformers import token_counter
+    from slackwater.runtime.quote import by_model, quote_file
+
+    if not input.is_file():
+        raise InvalidRequest(f"input file {input} does not exist")
+    settings = _settings(config, data_dir=data_dir)
+    catalog = Catalog(settings.catalog())
+    counters = {
+        m.name: counter
+        for m in catalog.models
+        if m.engine == "transformers"
+        and (counter := token_counter(m, settings.data_dir)) is not None
+    }
+    result = quote_file(input, catalog, counters)
+    for error in result.errors:
+        err_console.print(f"{input}:{error.line}: {error.message} (not priced)")
+    data = by_model(result)
+    if json_out:
+        console.print_json(json.dumps({"endpoint": result.endpoint, "models": data}))
+        return
+    table = Table(
+        "model", "requests", "prompt tokens", "max output tokens", "realtime $", "batch $"
+    )
+    for name, row in data.items():
+        mark = " (est.)" if row["tokens_estimated"] else ""
+        table.add_row(
+            name,
+            str(row["requests"]),
+            f"{row['prompt_tokens']}{mark}",
+            str(row["max_output_tokens"]),
+            row["cost_usd"]["realtime"],
+            row["cost_usd"]["batch"],
+        )
+    console.print(table)
+
+
 # -- models and keys ------------------------------------------------------------------------
 
 

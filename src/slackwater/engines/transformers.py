@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files as package_files
 from pathlib import Path
@@ -271,3 +271,23 @@ def _text(content: Any) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], int] | None:
+    """Count tokens with the model's own tokenizer (no weights loaded); None if it has none."""
+    path = resolve_path(str(model.options.get("path", "")), data_dir)
+    if not path.is_dir():
+        return None
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        return None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        return None
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    return count
