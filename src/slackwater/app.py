@@ -18,6 +18,7 @@ from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -49,7 +50,13 @@ def build(
         timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
     )
     intake = Intake(
-        store, blobs, catalog, clock, chunk=settings.ingest_chunk, cache=cache_ttl is not None
+        store,
+        blobs,
+        catalog,
+        clock,
+        chunk=settings.ingest_chunk,
+        cache=cache_ttl is not None,
+        router=AutoRouter(catalog),
     )
     retry_policy = RetryPolicy(
         max_attempts=settings.max_attempts,

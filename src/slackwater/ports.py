@@ -23,6 +23,7 @@ class StagedRequest:
     model: str
     body: bytes  # the JSON body exactly as validated
     cache_key: str | None = None  # set for deterministic requests whose results can be reused
+    route: bytes | None = None  # JSON: why the router chose this model (model "auto")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class FinishedRequest:
     status_code: int | None
     response: bytes | None  # the JSON response (or error) body
     request_id: str
+    route: bytes | None = None
 
 
 @dataclass(frozen=True)

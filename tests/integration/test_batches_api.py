@@ -160,3 +160,38 @@ async def test_list_batches_pages_with_after(server: Server) -> None:
         await server.client.get("/v1/batches", params={"limit": 10, "after": first["last_id"]})
     ).json()
     assert [b["id"] for b in rest["data"]] == ids[::-1][2:] and not rest["has_more"]
+
+
+async def test_auto_routed_results_say_which_model_answered_and_why(
+    server_factory: Any,
+) -> None:
+    from slackwater.config import ModelConfig
+
+    models = [
+        ModelConfig(
+            name="cheap",
+            engine="fake",
+            endpoints=["/v1/chat/completions"],
+            price={"input": "0.1", "output": "0.1"},
+            quality={"default": 0.6},
+        ),
+        ModelConfig(
+            name="dear",
+            engine="fake",
+            endpoints=["/v1/chat/completions"],
+            price={"input": "5", "output": "5"},
+            quality={"default": 0.9},
+        ),
+    ]
+    server: Server = await server_factory(models=models)
+    lines = [
+        chat_line(0, model="auto"),
+        chat_line(1, model="auto", slackwater={"min_quality": 0.8}),
+    ]
+    done = await server.wait((await server.submit(lines))["id"])
+    assert done["status"] == "completed"
+    out = await server.lines(done["output_file_id"])
+    answered = [o["response"]["body"]["model"] for o in out]
+    routes = [o["response"]["body"]["slackwater"]["route"] for o in out]
+    assert answered == ["cheap", "dear"] == [r["model"] for r in routes]
+    assert routes[1]["passed_over"]["cheap"] == "predicted quality 0.60 is under 0.80"

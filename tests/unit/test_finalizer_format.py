@@ -27,3 +27,11 @@ def test_unrun_requests_carry_an_error_code() -> None:
     ):
         data = json.loads(output_line(FinishedRequest(2, "c", status, None, None, "req_2")))
         assert data["response"] is None and data["error"]["code"] == code
+
+
+def test_routed_results_carry_the_route_in_an_extension_field() -> None:
+    route = b'{"model":"cheap","reason":"cheapest"}'
+    for body in (b'{"object":"list"}', b"{}"):
+        request = FinishedRequest(1, "c", RequestStatus.SUCCEEDED, 200, body, "req_1", route)
+        data = json.loads(output_line(request))["response"]["body"]
+        assert data["slackwater"] == {"route": {"model": "cheap", "reason": "cheapest"}}

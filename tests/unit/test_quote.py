@@ -5,8 +5,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from slackwater.config import ModelConfig
+from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog
-from slackwater.runtime.quote import prompt_text, quote_file
+from slackwater.runtime.quote import quote_file
 
 CATALOG = Catalog(
     [

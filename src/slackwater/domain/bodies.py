@@ -6,6 +6,8 @@ Types are strict (a string "5" is not a number); unknown fields pass through to 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -115,3 +117,19 @@ def _loc(loc: tuple[int | str, ...]) -> str:
         elif "[" not in part and part not in _TYPE_TAGS:  # pydantic's union-member tags
             parts.append(("." if parts else "") + part)
     return "".join(parts)
+
+
+def prompt_text(body: Mapping[str, Any]) -> str:
+    """The text a model reads for this body: messages, prompt or embedding input."""
+    if "messages" in body:
+        parts = []
+        for message in body["messages"]:
+            content = message.get("content")
+            if isinstance(content, list):
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            parts.append(f"{message.get('role', '')}: {content or ''}")
+        return "\n".join(parts)
+    value = body.get("prompt", body.get("input", ""))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return value if isinstance(value, str) else json.dumps(value)

@@ -37,6 +37,12 @@ def output_line(request: FinishedRequest) -> bytes:
     head = b'{"id":"batch_' + request.request_id.encode() + b'","custom_id":'
     head += orjson.dumps(request.custom_id)
     if request.status in (RequestStatus.SUCCEEDED, RequestStatus.FAILED):
+        body = request.response or b"null"
+        if request.route is not None and body.rstrip().endswith(b"}"):
+            # An extension field: which model answered and why (clients ignore extras).
+            inner = body.rstrip()[:-1].rstrip()
+            comma = b"" if inner.endswith(b"{") else b","
+            body = inner + comma + b'"slackwater":{"route":' + request.route + b"}}"
         return (
             head
             + b',"response":{"status_code":'
@@ -44,7 +50,7 @@ def output_line(request: FinishedRequest) -> bytes:
             + b',"request_id":"'
             + request.request_id.encode()
             + b'","body":'
-            + (request.response or b"null")
+            + body
             + b'},"error":null}\n'
         )
     error = _UNRUN_ERRORS.get(request.status, _UNRUN_ERRORS[RequestStatus.CANCELLED])

@@ -22,6 +22,7 @@ from slackwater.domain.bodies import parse_body
 from slackwater.domain.errors import Conflict
 from slackwater.domain.model import Catalog
 from slackwater.ports import BlobStore, Clock, StagedRequest, Store
+from slackwater.runtime.routing import AUTO, EXTENSION, AutoRouter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class LineChecker:
     catalog: Catalog
     max_line_bytes: int = 64 * 1024 * 1024
     cache: bool = True  # give deterministic requests a key to reuse results by
+    router: AutoRouter | None = None  # routes lines asking for model "auto"
+    route_defaults: dict[str, Any] = field(default_factory=dict)  # from batch metadata
     errors: list[LineError] = field(default_factory=list)
     error_lines: int = 0
     seen: set[str] = field(default_factory=set)
@@ -94,21 +97,26 @@ class LineChecker:
             )
 
         body = data.get("body")
-        model_name: str | None = None
+        checked: tuple[str, bytes | None] | None = None
         if not isinstance(body, dict):
             self._fail(line, "invalid_type", "body must be a JSON object", "body")
         else:
-            model_name = self._check_body(line, body)
+            checked = self._check_body(line, body)
 
-        if self.error_lines > errors_before or model_name is None:
+        if self.error_lines > errors_before or checked is None:
             return None
         assert isinstance(body, dict)
+        model_name, route = checked
+        body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
+        if route is not None:
+            body["model"] = model_name
         return StagedRequest(
             line=line,
             custom_id=str(custom_id),
             model=model_name,
             body=orjson.dumps(body),
             cache_key=self._cache_key(model_name, body) if self.cache else None,
+            route=route,
         )
 
     def _cache_key(self, model: str, body: dict[str, Any]) -> str | None:
@@ -119,12 +127,15 @@ class LineChecker:
         canonical = orjson.dumps({**body, "model": model}, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(self.endpoint.encode() + b"\n" + canonical).hexdigest()
 
-    def _check_body(self, line: int, body: dict[str, Any]) -> str | None:
+    def _check_body(self, line: int, body: dict[str, Any]) -> tuple[str, bytes | None] | None:
+        """The model to run the body on, and the route record when the router chose it."""
         parsed = parse_body(self.endpoint, body, line=line)
         if isinstance(parsed, list):
             for err in parsed:
                 self._fail(line, err.code, err.message, err.param)
             return None
+        if parsed.model == AUTO and self.router is not None:
+            return self._route(line, body)
         model = self.catalog.find(parsed.model)
         if model is None:
             self._fail(
@@ -152,7 +163,20 @@ class LineChecker:
                 "body.max_tokens",
             )
             return None
-        return model.name
+        return model.name, None
+
+    def _route(self, line: int, body: dict[str, Any]) -> tuple[str, bytes] | None:
+        assert self.router is not None
+        constraints = self.router.constraints(body.get(EXTENSION), self.route_defaults, line)
+        if isinstance(constraints, list):
+            for err in constraints:
+                self._fail(line, err.code, err.message, err.param)
+            return None
+        choice = self.router.choose(self.endpoint, body, constraints, line)
+        if isinstance(choice, LineError):
+            self._fail(line, choice.code, choice.message, choice.param)
+            return None
+        return choice
 
     def read_chunk(
         self, handle: IO[bytes], first_line: int, size: int
@@ -193,6 +217,7 @@ class Intake:
         *,
         chunk: int = 5000,
         cache: bool = True,
+        router: AutoRouter | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -201,6 +226,7 @@ class Intake:
         self.clock = clock
         self.chunk = chunk
         self.cache = cache
+        self.router = router
         self.on_progress = on_progress
 
     async def ingest(self, batch_id: str) -> Batch:
@@ -210,7 +236,13 @@ class Intake:
         # A restart after a crash mid-ingest starts the file over.
         await self.store.drop_staged(batch_id)
         cache = self.cache and (batch.metadata or {}).get("cache", "on") != "off"
-        checker = LineChecker(batch.endpoint, self.catalog, cache=cache)
+        checker = LineChecker(
+            batch.endpoint,
+            self.catalog,
+            cache=cache,
+            router=self.router,
+            route_defaults=self.router.defaults(batch.metadata) if self.router else {},
+        )
         accepted = 0
         handle = await asyncio.to_thread(self.blobs.open, batch.input_file_id)
         try:

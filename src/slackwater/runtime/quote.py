@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slackwater.domain.batch import LineError
+from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog, Model, Tier
 from slackwater.policy.router import MILLION
 from slackwater.runtime.intake import LineChecker
@@ -27,22 +28,6 @@ TokenCounter = Callable[[str], int]
 
 def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
-
-
-def prompt_text(body: Mapping[str, Any]) -> str:
-    """The text a model reads for this body: messages, prompt or embedding input."""
-    if "messages" in body:
-        parts = []
-        for message in body["messages"]:
-            content = message.get("content")
-            if isinstance(content, list):
-                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            parts.append(f"{message.get('role', '')}: {content or ''}")
-        return "\n".join(parts)
-    value = body.get("prompt", body.get("input", ""))
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 @dataclass

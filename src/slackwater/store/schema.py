@@ -118,6 +118,7 @@ requests = Table(
     Column("fair_rank", BigInteger, nullable=False, server_default="0"),
     Column("not_before", UtcDateTime),
     Column("cache_key", String(64)),
+    Column("route", Text),  # JSON: the router's choice and reason, earlier attempts
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
     # Partial indexes: a request enters each only while in that state, so a request's
     # life costs a few index writes, not one per status change per index.

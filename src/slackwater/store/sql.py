@@ -372,8 +372,8 @@ class SqlStore:
             await self._executemany(
                 conn,
                 "INSERT INTO requests (batch_id, line, custom_id, model, endpoint, body, "
-                "status, deadline, attempts, project, urgency, fair_rank, cache_key) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?)",
+                "status, deadline, attempts, project, urgency, fair_rank, cache_key, route) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?)",
                 [
                     (
                         batch.id,
@@ -387,6 +387,7 @@ class SqlStore:
                         batch.project,
                         rank,
                         r.cache_key,
+                        r.route.decode() if r.route is not None else None,
                     )
                     for r in rows
                 ],
@@ -866,6 +867,7 @@ class SqlStore:
                     requests.c.status,
                     requests.c.status_code,
                     requests.c.response,
+                    requests.c.route,
                 )
                 .where(and_(requests.c.batch_id == batch_id, requests.c.line > last))
                 .order_by(requests.c.line)
@@ -881,6 +883,7 @@ class SqlStore:
                     status_code=row.status_code,
                     response=row.response.encode() if row.response is not None else None,
                     request_id=f"req_{row.id:016x}",
+                    route=row.route.encode() if row.route is not None else None,
                 )
             if len(rows) < chunk:
                 return

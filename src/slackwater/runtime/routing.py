@@ -1,0 +1,134 @@
+"""Auto-routing at intake: a line asking for `"model": "auto"` gets the cheapest model
+that meets its needs and its caller's constraints.
+
+Constraints come from the line's `slackwater` extension field, over the batch's
+metadata (`slackwater.task`, `slackwater.min_quality`, `slackwater.max_price`,
+`slackwater.features`, comma-separated). The extension field is never sent to engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from slackwater.domain.batch import Endpoint, LineError
+from slackwater.domain.bodies import prompt_text
+from slackwater.domain.model import Catalog, Tier
+from slackwater.policy.router import Constraints, Need, NoRoute, route
+
+AUTO = "auto"
+EXTENSION = "slackwater"
+KNOWN_FEATURES = frozenset({"json_schema", "tools"})
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class AutoRouter:
+    def __init__(
+        self,
+        catalog: Catalog,
+        count_tokens: Callable[[str], int] = estimate_tokens,
+        default_max_tokens: int = 256,
+    ) -> None:
+        self.catalog = catalog
+        self.count_tokens = count_tokens
+        self.default_max_tokens = default_max_tokens
+
+    def defaults(self, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+        """Batch-level constraints from metadata keys `slackwater.<name>`."""
+        found: dict[str, Any] = {}
+        for key, value in (metadata or {}).items():
+            if key.startswith(f"{EXTENSION}."):
+                name = key.split(".", 1)[1]
+                found[name] = value.split(",") if name == "features" else value
+        return found
+
+    def constraints(
+        self, given: Any, defaults: Mapping[str, Any], line: int
+    ) -> Constraints | list[LineError]:
+        fields = {**defaults, **(given if isinstance(given, dict) else {})}
+        errors: list[LineError] = []
+        if given is not None and not isinstance(given, dict):
+            errors.append(_error(line, "body.slackwater", "must be an object"))
+
+        def number(name: str, low: Decimal, high: Decimal | None) -> Decimal | None:
+            if fields.get(name) is None:
+                return None
+            try:
+                value = Decimal(str(fields[name]))
+            except InvalidOperation:
+                errors.append(_error(line, f"body.slackwater.{name}", "must be a number"))
+                return None
+            if value < low or (high is not None and value > high):
+                span = f"between {low} and {high}" if high is not None else f"at least {low}"
+                errors.append(_error(line, f"body.slackwater.{name}", f"must be {span}"))
+            return value
+
+        min_quality = number("min_quality", Decimal(0), Decimal(1))
+        max_price = number("max_price", Decimal(0), None)
+        task = fields.get("task")
+        if task is not None and not isinstance(task, str):
+            errors.append(_error(line, "body.slackwater.task", "must be a string"))
+        features = fields.get("features") or []
+        if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+            errors.append(_error(line, "body.slackwater.features", "must be a list of strings"))
+            features = []
+        unknown = set(features) - KNOWN_FEATURES
+        if unknown:
+            errors.append(
+                _error(
+                    line,
+                    "body.slackwater.features",
+                    f"unknown features {sorted(unknown)}; known: {sorted(KNOWN_FEATURES)}",
+                )
+            )
+        if errors:
+            return errors
+        return Constraints(
+            task=task,
+            min_quality=float(min_quality) if min_quality is not None else None,
+            max_price=max_price,
+            features=frozenset(features),
+            tier=Tier.BATCH,
+        )
+
+    def choose(
+        self, endpoint: str, body: dict[str, Any], constraints: Constraints, line: int
+    ) -> tuple[str, bytes] | LineError:
+        """The chosen model and the route record (JSON), or why no model fits."""
+        needs = set()
+        response_format = body.get("response_format")
+        if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+            needs.add("json_schema")
+        if body.get("tools"):
+            needs.add("tools")
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        need = Need(
+            endpoint=endpoint,
+            prompt_tokens=self.count_tokens(prompt_text(body)),
+            max_tokens=0
+            if endpoint == Endpoint.EMBEDDINGS
+            else int(limit or self.default_max_tokens),
+            features=frozenset(needs),
+        )
+        try:
+            chosen = route(self.catalog.models, need, constraints)
+        except NoRoute as exc:
+            return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
+        record = {
+            "requested": AUTO,
+            "model": chosen.model,
+            "reason": chosen.reason,
+            "expected_cost_usd": str(chosen.expected_cost),
+            "passed_over": chosen.passed_over,
+        }
+        return chosen.model, orjson.dumps(record)
+
+
+def _error(line: int, param: str, message: str) -> LineError:
+    return LineError(code="invalid_value", message=f"{param} {message}", line=line, param=param)

@@ -1,0 +1,103 @@
+"""Lines asking for model "auto" are routed at intake; the extension field never reaches
+an engine; bad constraints are named by line and field."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from slackwater.config import ModelConfig
+from slackwater.domain.model import Catalog
+from slackwater.runtime.intake import LineChecker
+from slackwater.runtime.routing import AutoRouter
+
+CATALOG = Catalog(
+    [
+        ModelConfig(
+            name="small",
+            engine="fake",
+            endpoints=["/v1/chat/completions"],
+            context_window=2048,
+            price={"input": "0.1", "output": "0.1"},
+            quality={"default": 0.6, "extraction": 0.85},
+        ).to_model(),
+        ModelConfig(
+            name="large",
+            engine="fake",
+            endpoints=["/v1/chat/completions"],
+            context_window=128000,
+            features=["json_schema"],
+            price={"input": "5", "output": "15"},
+            quality={"default": 0.9},
+        ).to_model(),
+    ]
+)
+
+
+def check(*bodies: dict[str, object], metadata: dict[str, str] | None = None) -> LineChecker:
+    router = AutoRouter(CATALOG)
+    checker = LineChecker(
+        "/v1/chat/completions", CATALOG, router=router, route_defaults=router.defaults(metadata)
+    )
+    raw = b"".join(
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"messages": [{"role": "user", "content": "hi"}], **body},
+            }
+        ).encode()
+        + b"\n"
+        for i, body in enumerate(bodies)
+    )
+    rows, _, _ = checker.read_chunk(io.BytesIO(raw), 1, 100)
+    checker.rows = rows  # type: ignore[attr-defined]
+    return checker
+
+
+def test_auto_lines_get_the_cheapest_model_that_meets_their_constraints() -> None:
+    checker = check(
+        {"model": "auto"},
+        {"model": "auto", "slackwater": {"min_quality": 0.8}},
+        {"model": "auto", "slackwater": {"task": "extraction", "min_quality": 0.8}},
+        {"model": "auto", "response_format": {"type": "json_schema", "json_schema": {}}},
+        {"model": "auto", "max_tokens": 4000},  # past the small model's context
+        {"model": "small", "slackwater": {"note": "stripped too"}},
+    )
+    assert checker.errors == []
+    rows = checker.rows  # type: ignore[attr-defined]
+    assert [r.model for r in rows] == ["small", "large", "small", "large", "large", "small"]
+    for row in rows:
+        body = json.loads(row.body)
+        assert body["model"] == row.model and "slackwater" not in body
+    route = json.loads(rows[1].route)
+    assert route["requested"] == "auto" and route["model"] == "large"
+    assert "under 0.80" in route["passed_over"]["small"]
+    assert rows[5].route is None
+
+
+def test_batch_metadata_sets_default_constraints() -> None:
+    checker = check(
+        {"model": "auto"},
+        {"model": "auto", "slackwater": {"min_quality": 0.5}},
+        metadata={"slackwater.min_quality": "0.8"},
+    )
+    assert [r.model for r in checker.rows] == ["large", "small"]  # type: ignore[attr-defined]
+
+
+def test_bad_constraints_and_impossible_requests_are_named() -> None:
+    checker = check(
+        {"model": "auto", "slackwater": {"min_quality": 2}},
+        {"model": "auto", "slackwater": {"max_price": "cheap"}},
+        {"model": "auto", "slackwater": {"features": ["telepathy"]}},
+        {"model": "auto", "slackwater": {"min_quality": 0.95}},
+    )
+    assert [(e.line, e.param) for e in checker.errors] == [
+        (1, "body.slackwater.min_quality"),
+        (2, "body.slackwater.max_price"),
+        (3, "body.slackwater.features"),
+        (4, "body.model"),
+    ]
+    assert checker.errors[3].code == "no_route"
+    assert "small predicted quality 0.60 is under 0.95" in checker.errors[3].message
