@@ -39,6 +39,16 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """Run a request again on another model (its answer failed a check)."""
+
+    request_id: int
+    model: str
+    body: bytes
+    route: bytes
+
+
+@dataclass(frozen=True)
 class Delivery:
     """A webhook event waiting to be sent (an outbox row)."""
 
@@ -123,6 +133,7 @@ class Store(Protocol):
         cache_until: datetime | None = None,
     ) -> int: ...
     async def retry(self, lease_id: str, retries: Sequence[Retry]) -> int: ...
+    async def escalate(self, lease_id: str, escalations: Sequence[Escalation]) -> int: ...
     async def promote_retries(self, now: datetime) -> int: ...
     async def release(self, lease_id: str) -> int: ...
     async def reap_leases(self, now: datetime) -> int: ...

@@ -35,6 +35,7 @@ class Request:
     body: dict[str, Any]
     attempts: int = 0
     cache_key: str | None = None
+    route: str | None = None  # JSON route record of an auto-routed request
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,10 @@ For tests and for benchmarks of the queue itself; never a default. Options:
 `latency_ms` per call, `item_latency_ms` per request, `failure_rate` (0..1, decided by a
 hash of the body, so the same request always fails the same way), `failure_status`
 (default 500, retryable), `fits` (a larger engine batch raises OutOfMemory, as a GPU
-would), `dimensions` of embeddings, and `call_log`: a file that gets
-one line per request run (its `user` field, or a digest of the body, and the Unix time
-the call started), to prove that nothing runs twice.
+would), `json_answers` (answer a JSON object instead of text), `dimensions` of
+embeddings, and `call_log`: a file that gets one line per request run (its `user` field,
+or a digest of the body, and the Unix time the call started), to prove that nothing runs
+twice.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class FakeEngine:
         self.dimensions = int(options.get("dimensions", 8))
         self.call_log: str | None = options.get("call_log")
         self.fits = int(options.get("fits", 0))
+        self.json_answers = bool(options.get("json_answers", False))
         self.calls = 0
 
     async def start(self) -> None:
@@ -91,7 +93,7 @@ class FakeEngine:
         answer = ["echo:", *words][:limit]
         usage = Usage(prompt_tokens=len(words), completion_tokens=len(answer))
         finish = "length" if len(words) + 1 > limit else "stop"
-        text = " ".join(answer)
+        text = json.dumps({"echo": " ".join(words)}) if self.json_answers else " ".join(answer)
         if endpoint == Endpoint.CHAT:
             return responses.chat_completion(self.model.name, text, finish, usage)
         return responses.completion(self.model.name, text, finish, usage)

@@ -46,6 +46,7 @@ class Constraints:
     max_price: Decimal | None = None  # USD per million output tokens at the tier
     features: frozenset[str] = frozenset()
     tier: Tier = Tier.BATCH
+    check_regex: str | None = None  # an answer that does not match escalates
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Route:
     quality: float | None
     reason: str
     passed_over: dict[str, str] = field(default_factory=dict)
+    ladder: tuple[str, ...] = ()  # every qualifying model, cheapest first: the cascade
 
 
 def expected_cost(model: Model, need: Need, tier: Tier) -> Decimal:
@@ -114,4 +116,5 @@ def route(
     reason = f"cheapest of {len(candidates)} qualifying model(s)"
     if quality is not None:
         reason += f"; quality {quality:.2f}"
-    return Route(chosen.name, cost, quality, reason, passed_over)
+    ladder = tuple(c[2].name for c in sorted(candidates, key=lambda c: (c[0], c[1], c[2].name)))
+    return Route(chosen.name, cost, quality, reason, passed_over, ladder)

@@ -8,6 +8,7 @@ metadata (`slackwater.task`, `slackwater.min_quality`, `slackwater.max_price`,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -87,9 +88,16 @@ class AutoRouter:
                     f"unknown features {sorted(unknown)}; known: {sorted(KNOWN_FEATURES)}",
                 )
             )
+        regex = fields.get("check_regex")
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except (re.error, TypeError) as exc:
+                errors.append(_error(line, "body.slackwater.check_regex", f"is not a regex: {exc}"))
         if errors:
             return errors
         return Constraints(
+            check_regex=regex,
             task=task,
             min_quality=float(min_quality) if min_quality is not None else None,
             max_price=max_price,
@@ -120,13 +128,17 @@ class AutoRouter:
             chosen = route(self.catalog.models, need, constraints)
         except NoRoute as exc:
             return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
-        record = {
+        record: dict[str, Any] = {
             "requested": AUTO,
             "model": chosen.model,
             "reason": chosen.reason,
             "expected_cost_usd": str(chosen.expected_cost),
             "passed_over": chosen.passed_over,
+            "ladder": list(chosen.ladder),
+            "attempts": [],
         }
+        if constraints.check_regex is not None:
+            record["check_regex"] = constraints.check_regex
         return chosen.model, orjson.dumps(record)
 
 

@@ -25,9 +25,11 @@ from datetime import timedelta
 import orjson
 
 from slackwater.domain.ids import new_id
+from slackwater.domain.model import Tier
 from slackwater.domain.request import Outcome, Request, Result
+from slackwater.policy.checks import failed_check
 from slackwater.policy.retry import RetryPolicy, retry_decision
-from slackwater.ports import Clock, Lease, Retry, Store
+from slackwater.ports import Clock, Escalation, Lease, Retry, Store
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.metrics import Metrics
 
@@ -105,6 +107,7 @@ class Worker:
         settled = 0
         buffer: list[Result] = []
         retries: list[Retry] = []
+        escalations: list[Escalation] = []
         writing: asyncio.Task[int] | None = None
         last_flush = time.monotonic()
         try:
@@ -115,6 +118,10 @@ class Worker:
                     chunk = pending[start : start + model.max_batch_size]
                     results = await self._run_chunk(model.name, endpoint, chunk, known)
                     for result, request in zip(results, chunk, strict=True):
+                        escalation = self._escalation(request, result.outcome)
+                        if escalation is not None:
+                            escalations.append(escalation)
+                            continue
                         decision = retry_decision(
                             result.outcome,
                             request.attempts,
@@ -132,12 +139,13 @@ class Worker:
                     # with at most one write in flight.
                     if writing is not None:
                         settled += await writing
-                    writing = asyncio.create_task(self._flush(lease, buffer, retries))
-                    buffer, retries, last_flush = [], [], time.monotonic()
+                    writing = asyncio.create_task(self._flush(lease, buffer, retries, escalations))
+                    buffer, retries, escalations = [], [], []
+                    last_flush = time.monotonic()
             if writing is not None:
                 settled += await writing
                 writing = None
-            settled += await self._flush(lease, buffer, retries)
+            settled += await self._flush(lease, buffer, retries, escalations)
         finally:
             if writing is not None:
                 writing.cancel()
@@ -178,11 +186,53 @@ class Worker:
         hits = await self.store.cached(keys, self.clock())
         return {key: Outcome(hit.status_code, orjson.loads(hit.body)) for key, hit in hits.items()}
 
-    async def _flush(self, lease: Lease, results: list[Result], retries: list[Retry]) -> int:
+    def _escalation(self, request: Request, outcome: Outcome) -> Escalation | None:
+        """For an auto-routed answer that fails its check: the next model up, if any."""
+        if request.route is None or not outcome.ok:
+            return None
+        route = orjson.loads(request.route)
+        failure = failed_check(request.body, outcome.body, route.get("check_regex"))
+        if failure is None:
+            return None
+        ladder: list[str] = route.get("ladder", [])
+        current = request.model
+        tried = {a["model"] for a in route.get("attempts", [])} | {current}
+        higher = ladder[ladder.index(current) + 1 :] if current in ladder else []
+        following = [name for name in higher if name not in tried]
+        if not following:
+            return None  # the best model's answer stands, check failure and all
+        price = self.engines.model(current).price_for(Tier.BATCH)
+        usage = outcome.usage
+        cost = (price.input * usage.prompt_tokens + price.output * usage.completion_tokens) / (
+            1_000_000
+        )
+        attempt = {
+            "model": current,
+            "failed_check": failure,
+            "cost_usd": str(cost),
+            "usage": {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            },
+        }
+        route["attempts"] = [*route.get("attempts", []), attempt]
+        route["model"] = following[0]
+        route["reason"] = f"escalated: {current}'s answer failed a check ({failure})"
+        body = {**request.body, "model": following[0]}
+        return Escalation(request.id, following[0], orjson.dumps(body), orjson.dumps(route))
+
+    async def _flush(
+        self,
+        lease: Lease,
+        results: list[Result],
+        retries: list[Retry],
+        escalations: list[Escalation],
+    ) -> int:
         now = self.clock()
         until = now + self.cache_ttl if self.cache_ttl is not None else None
         stored = await self.store.record(lease.id, results, now, cache_until=until)
         stored += await self.store.retry(lease.id, retries)
+        await self.store.escalate(lease.id, escalations)
         if self.metrics:
             self.metrics.recorded(lease.model, results)
             if retries:

@@ -50,6 +50,7 @@ from slackwater.domain.request import Request, RequestStatus, Result
 from slackwater.ports import (
     CachedResult,
     Delivery,
+    Escalation,
     FinishedRequest,
     Lease,
     Page,
@@ -509,6 +510,7 @@ class SqlStore:
                         requests.c.body,
                         requests.c.attempts,
                         requests.c.cache_key,
+                        requests.c.route,
                     )
                     .where(requests.c.id.in_(ids))
                     .order_by(*order)
@@ -528,6 +530,7 @@ class SqlStore:
                     body=orjson.loads(r.body),
                     attempts=r.attempts,
                     cache_key=r.cache_key,
+                    route=r.route,
                 )
                 for r in rows
             ],
@@ -659,6 +662,33 @@ class SqlStore:
                     {"rid": r.request_id, "not_before": r.not_before}
                     for r in retries
                     if r.request_id in ids
+                ],
+            )
+            return len(ids)
+
+    async def escalate(self, lease_id: str, escalations: Sequence[Escalation]) -> int:
+        """Send requests this lease holds back to the queue on another model."""
+        if not escalations:
+            return 0
+        async with self.engine.begin() as conn:
+            held = select(requests.c.id).where(
+                requests.c.lease_id == lease_id,
+                status_is(RequestStatus.LEASED),
+                requests.c.id.in_([e.request_id for e in escalations]),
+            )
+            if self._skip_locked:
+                held = held.with_for_update()
+            ids = set((await conn.execute(held)).scalars())
+            if not ids:
+                return 0
+            await self._executemany(
+                conn,
+                "UPDATE requests SET model = ?, body = ?, route = ?, cache_key = NULL, "
+                "status = 'pending', lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
+                [
+                    (e.model, e.body.decode(), e.route.decode(), e.request_id)
+                    for e in escalations
+                    if e.request_id in ids
                 ],
             )
             return len(ids)

@@ -1,0 +1,79 @@
+"""The cascade: a cheap model's answer that fails its check runs again on the next model
+up, and the output records every attempt with its cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slackwater.config import ModelConfig
+from tests.integration.conftest import Server, chat_line
+
+SCHEMA = {"type": "object", "required": ["echo"], "properties": {"echo": {"type": "string"}}}
+
+
+def models() -> list[ModelConfig]:
+    chat = ["/v1/chat/completions"]
+    return [
+        # Cheapest: answers in prose, so it fails any JSON check.
+        ModelConfig(
+            name="prose",
+            engine="fake",
+            endpoints=chat,
+            features=["json_schema"],
+            price={"input": "0.1", "output": "0.2"},
+            quality={"default": 0.7},
+        ),
+        ModelConfig(
+            name="json",
+            engine="fake",
+            endpoints=chat,
+            features=["json_schema"],
+            options={"json_answers": True},
+            price={"input": "1", "output": "2"},
+            quality={"default": 0.8},
+        ),
+        ModelConfig(
+            name="best",
+            engine="fake",
+            endpoints=chat,
+            features=["json_schema"],
+            options={"json_answers": True},
+            price={"input": "10", "output": "20"},
+            quality={"default": 0.95},
+        ),
+    ]
+
+
+async def test_invalid_json_escalates_and_both_attempts_are_recorded(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(models=models())
+    wants_json = {"type": "json_schema", "json_schema": {"name": "echo", "schema": SCHEMA}}
+    lines = [
+        chat_line(0, model="auto", response_format=wants_json),
+        chat_line(1, model="auto"),  # plain text is fine: no escalation
+        chat_line(2, model="auto", slackwater={"check_regex": "^never$"}),
+    ]
+    done = await server.wait((await server.submit(lines))["id"])
+    assert done["status"] == "completed" and done["request_counts"]["completed"] == 3
+    out = {
+        o["custom_id"]: o["response"]["body"] for o in await server.lines(done["output_file_id"])
+    }
+
+    first = out["req-0"]
+    assert first["model"] == "json"
+    route = first["slackwater"]["route"]
+    assert route["model"] == "json" and route["ladder"] == ["prose", "json", "best"]
+    [attempt] = route["attempts"]
+    assert attempt["model"] == "prose" and attempt["failed_check"].startswith("invalid JSON")
+    assert float(attempt["cost_usd"]) > 0 and attempt["usage"]["completion_tokens"] > 0
+    assert "escalated" in route["reason"]
+
+    assert (
+        out["req-1"]["model"] == "prose" and out["req-1"]["slackwater"]["route"]["attempts"] == []
+    )
+
+    # Nothing passes the regex: it climbs the whole ladder and the best answer stands.
+    third = out["req-2"]["slackwater"]["route"]
+    assert [a["model"] for a in third["attempts"]] == ["prose", "json"]
+    assert out["req-2"]["model"] == "best"
