@@ -221,6 +221,54 @@ async def _run_offline(
         await services.store.close()
 
 
+@app.command("route")
+def route_command(
+    prompt: Annotated[str, typer.Argument(help="The prompt (a user message).")],
+    max_tokens: Annotated[int, typer.Option(help="Answer length to plan for.")] = 256,
+    task: Annotated[str | None, typer.Option(help="Task category (quality scores).")] = None,
+    min_quality: Annotated[float | None, typer.Option(help="Lowest acceptable quality.")] = None,
+    max_price: Annotated[
+        str | None, typer.Option(help="Highest USD per million output tokens.")
+    ] = None,
+    feature: Annotated[
+        list[str] | None, typer.Option(help="Required feature (json_schema, tools).")
+    ] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show which model a request with model "auto" would run on, and why."""
+    from slackwater.domain.model import Catalog
+    from slackwater.runtime.routing import AutoRouter
+
+    router = AutoRouter(Catalog(_settings(config).catalog()))
+    given = {
+        "task": task,
+        "min_quality": min_quality,
+        "max_price": max_price,
+        "features": feature or [],
+    }
+    constraints = router.constraints({k: v for k, v in given.items() if v is not None}, {}, 0)
+    if isinstance(constraints, list):
+        raise InvalidRequest("; ".join(e.message for e in constraints))
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+    }
+    choice = router.choose("/v1/chat/completions", body, constraints, 0)
+    if not isinstance(choice, tuple):
+        raise InvalidRequest(choice.message)
+    record = json.loads(choice[1])
+    if json_out:
+        console.print_json(json.dumps(record))
+        return
+    console.print(f"model: {record['model']}  ({record['reason']})")
+    console.print(f"expected cost: ${record['expected_cost_usd']} (batch tier)")
+    console.print(f"escalation ladder: {' -> '.join(record['ladder'])}")
+    for name, why in record["passed_over"].items():
+        console.print(f"  passed over {name}: {why}")
+
+
 @app.command()
 def quote(
     input: Annotated[Path, typer.Argument(help="Batch input JSONL (OpenAI format).")],

@@ -123,3 +123,45 @@ def test_api_keys_from_the_cli(tmp_path: Path, processes: list[Process]) -> None
     assert denied.returncode == 1 and "HTTP 401" in denied.stderr
     allowed = run_cli("batches", "list", *base, "--api-key", key, "--json")
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["data"] == []
+
+
+def test_route_and_quote_commands(tmp_path: Path) -> None:
+    config = tmp_path / "sw.toml"
+    config.write_text(
+        """
+[[models]]
+name = "small"
+engine = "fake"
+endpoints = ["/v1/chat/completions"]
+price = { input = "0.1", output = "0.2" }
+quality = { default = 0.6 }
+
+[[models]]
+name = "large"
+engine = "fake"
+endpoints = ["/v1/chat/completions"]
+price = { input = "5", output = "15" }
+batch_price = { input = "2.5", output = "7.5" }
+quality = { default = 0.9 }
+"""
+    )
+    chosen = run_cli(
+        "route", "Summarise", "--config", str(config), "--min-quality", "0.8", "--json"
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    record = json.loads(chosen.stdout)
+    assert record["model"] == "large" and "under 0.80" in record["passed_over"]["small"]
+    impossible = run_cli("route", "x", "--config", str(config), "--min-quality", "0.99")
+    assert impossible.returncode == 1 and impossible.stderr.startswith("error: no model can")
+    lines = [
+        {**line, "body": {**line["body"], "model": "large", "max_tokens": 100}}
+        for line in chat_lines(4)
+    ]
+    source = write(tmp_path / "in.jsonl", [*lines, "not json"])
+    quoted = run_cli("quote", str(source), "--config", str(config), "--json")
+    assert quoted.returncode == 0, quoted.stderr
+    prices = json.loads(quoted.stdout)["models"]["large"]
+    assert prices["requests"] == 4 and prices["max_output_tokens"] == 400
+    assert prices["tokens_estimated"] is True
+    assert float(prices["cost_usd"]["batch"]) * 2 == float(prices["cost_usd"]["realtime"])
+    assert f"{source}:5: line 5 is not valid JSON" in quoted.stderr
