@@ -311,3 +311,10 @@ async def test_webhook_outbox_is_written_with_the_final_status(database_url: str
         assert await store.due_deliveries(NOW + timedelta(days=1), 10) == []
     finally:
         await store.close()
+
+
+async def test_model_outcomes_accumulate(store: SqlStore) -> None:
+    assert await store.outcomes() == {}
+    await store.add_outcomes({("m", ""): (3, 1), ("m", "code"): (0, 2)})
+    await store.add_outcomes({("m", ""): (1, 1)})
+    assert await store.outcomes() == {("m", ""): (4, 2), ("m", "code"): (0, 2)}

@@ -77,3 +77,28 @@ async def test_invalid_json_escalates_and_both_attempts_are_recorded(
     third = out["req-2"]["slackwater"]["route"]
     assert [a["model"] for a in third["attempts"]] == ["prose", "json"]
     assert out["req-2"]["model"] == "best"
+
+
+async def test_check_results_teach_the_router(server_factory: Any) -> None:
+    server: Server = await server_factory(models=models())
+    wants_json = {"type": "json_object"}
+    teach = [
+        chat_line(i, model="auto", response_format=wants_json, slackwater={"task": "extract"})
+        for i in range(10)
+    ]
+    await server.wait((await server.submit(teach))["id"])
+    # prose failed its JSON check 10 times for "extract": 0.7 -> (0.7*20 + 0) / 30 = 0.47.
+    ask = [
+        chat_line(i, model="auto", slackwater={"task": "extract", "min_quality": 0.65})
+        for i in range(3)
+    ]
+    done = await server.wait((await server.submit(ask))["id"])
+    out = await server.lines(done["output_file_id"])
+    routes = [o["response"]["body"]["slackwater"]["route"] for o in out]
+    assert {r["model"] for r in routes} == {"json"}
+    assert routes[0]["passed_over"]["prose"] == "predicted quality 0.47 is under 0.65"
+    # Another task has seen no outcomes: the catalog score still holds there.
+    other = [chat_line(0, model="auto", slackwater={"task": "chat", "min_quality": 0.65})]
+    plain = await server.wait((await server.submit(other))["id"])
+    [line] = await server.lines(plain["output_file_id"])
+    assert line["response"]["body"]["model"] == "prose"

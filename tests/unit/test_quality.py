@@ -68,3 +68,13 @@ def test_strong_or_weak_learns_which_signal_matters() -> None:
     router.fit(vectors[:300], lengths[:300], outcomes[:300])
     scores = router.score(vectors[300:], lengths[300:])
     assert scores[hard[300:]].min() > scores[~hard[300:]].mean()
+
+
+def test_blended_quality_moves_from_the_prior_to_the_evidence() -> None:
+    from slackwater.policy.quality import blended_quality
+
+    assert blended_quality(0.7, 0, 0) == pytest.approx(0.7)
+    assert blended_quality(0.7, 0, 10, weight=20) == pytest.approx(14 / 30)
+    assert blended_quality(0.7, 1000, 0, weight=20) > 0.99
+    assert blended_quality(None, 3, 1) == pytest.approx(0.75)
+    assert blended_quality(None, 0, 0) is None

@@ -145,3 +145,14 @@ def threshold_for_share(benefit: Sequence[float] | NDArray[np.float64], share: f
         return float("-inf")
     index = min(len(values) - 1, max(0, round(share * len(values)) - 1))
     return float(values[index]) - 1e-12
+
+
+def blended_quality(
+    prior: float | None, passed: int, failed: int, weight: float = 20.0
+) -> float | None:
+    """A catalog score updated by observed check results: the prior counts as `weight`
+    pseudo-outcomes, so a handful of results nudge it and many results decide it."""
+    seen = passed + failed
+    if prior is None:
+        return passed / seen if seen else None
+    return (prior * weight + passed) / (weight + seen)

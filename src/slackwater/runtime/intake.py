@@ -41,6 +41,7 @@ class LineChecker:
     cache: bool = True  # give deterministic requests a key to reuse results by
     router: AutoRouter | None = None  # routes lines asking for model "auto"
     route_defaults: dict[str, Any] = field(default_factory=dict)  # from batch metadata
+    outcomes: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     errors: list[LineError] = field(default_factory=list)
     error_lines: int = 0
     seen: set[str] = field(default_factory=set)
@@ -172,7 +173,7 @@ class LineChecker:
             for err in constraints:
                 self._fail(line, err.code, err.message, err.param)
             return None
-        choice = self.router.choose(self.endpoint, body, constraints, line)
+        choice = self.router.choose(self.endpoint, body, constraints, line, self.outcomes)
         if isinstance(choice, LineError):
             self._fail(line, choice.code, choice.message, choice.param)
             return None
@@ -242,6 +243,7 @@ class Intake:
             cache=cache,
             router=self.router,
             route_defaults=self.router.defaults(batch.metadata) if self.router else {},
+            outcomes=await self.store.outcomes() if self.router else {},
         )
         accepted = 0
         handle = await asyncio.to_thread(self.blobs.open, batch.input_file_id)

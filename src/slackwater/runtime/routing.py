@@ -18,6 +18,7 @@ import orjson
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog, Tier
+from slackwater.policy.quality import blended_quality
 from slackwater.policy.router import Constraints, Need, NoRoute, route
 
 AUTO = "auto"
@@ -105,8 +106,26 @@ class AutoRouter:
             tier=Tier.BATCH,
         )
 
+    def learned_quality(
+        self, task: str | None, outcomes: Mapping[tuple[str, str], tuple[int, int]]
+    ) -> dict[str, float]:
+        """Catalog scores updated by the check results seen so far for this task."""
+        found = {}
+        for model in self.catalog.models:
+            passed, failed = outcomes.get((model.name, task or ""), (0, 0))
+            if passed or failed:
+                quality = blended_quality(model.quality_for(task), passed, failed)
+                if quality is not None:
+                    found[model.name] = quality
+        return found
+
     def choose(
-        self, endpoint: str, body: dict[str, Any], constraints: Constraints, line: int
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        constraints: Constraints,
+        line: int,
+        outcomes: Mapping[tuple[str, str], tuple[int, int]] | None = None,
     ) -> tuple[str, bytes] | LineError:
         """The chosen model and the route record (JSON), or why no model fits."""
         needs = set()
@@ -125,7 +144,8 @@ class AutoRouter:
             features=frozenset(needs),
         )
         try:
-            chosen = route(self.catalog.models, need, constraints)
+            learned = self.learned_quality(constraints.task, outcomes or {})
+            chosen = route(self.catalog.models, need, constraints, learned)
         except NoRoute as exc:
             return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
         record: dict[str, Any] = {
@@ -136,6 +156,7 @@ class AutoRouter:
             "passed_over": chosen.passed_over,
             "ladder": list(chosen.ladder),
             "attempts": [],
+            "task": constraints.task,
         }
         if constraints.check_regex is not None:
             record["check_regex"] = constraints.check_regex

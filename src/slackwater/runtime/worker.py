@@ -66,6 +66,9 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{new_id('worker')}"
         self.on_recorded = on_recorded
         self.metrics = metrics
+        # Check results of auto-routed answers, (model, task) -> [passed, failed]: they
+        # feed back into the router's quality estimates.
+        self._outcomes: dict[tuple[str, str], list[int]] = {}
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -192,6 +195,8 @@ class Worker:
             return None
         route = orjson.loads(request.route)
         failure = failed_check(request.body, outcome.body, route.get("check_regex"))
+        tally = self._outcomes.setdefault((request.model, route.get("task") or ""), [0, 0])
+        tally[0 if failure is None else 1] += 1
         if failure is None:
             return None
         ladder: list[str] = route.get("ladder", [])
@@ -233,6 +238,8 @@ class Worker:
         stored = await self.store.record(lease.id, results, now, cache_until=until)
         stored += await self.store.retry(lease.id, retries)
         await self.store.escalate(lease.id, escalations)
+        outcomes, self._outcomes = self._outcomes, {}
+        await self.store.add_outcomes({key: (p, f) for key, (p, f) in outcomes.items()})
         if self.metrics:
             self.metrics.recorded(lease.model, results)
             if retries:

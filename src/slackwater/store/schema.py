@@ -196,3 +196,12 @@ webhook_deliveries = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_webhook_due", "delivered_at", "next_attempt_at"),
 )
+
+model_outcomes = Table(
+    "model_outcomes",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("task", String(128), primary_key=True),  # "" when the request named none
+    Column("passed", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+)

@@ -8,7 +8,7 @@ on lock upgrades. PostgreSQL leases with FOR UPDATE SKIP LOCKED.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files as package_files
@@ -62,6 +62,7 @@ from slackwater.store.schema import (
     api_keys,
     batches,
     files,
+    model_outcomes,
     projects,
     requests,
     result_cache,
@@ -692,6 +693,30 @@ class SqlStore:
                 ],
             )
             return len(ids)
+
+    async def add_outcomes(self, counts: Mapping[tuple[str, str], tuple[int, int]]) -> None:
+        """Add check results: (model, task) -> (passed, failed)."""
+        if not counts:
+            return
+        upsert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(model_outcomes)
+        async with self.engine.begin() as conn:
+            for (model, task), (passed, failed) in sorted(counts.items()):
+                await conn.execute(
+                    upsert.values(
+                        model=model, task=task, passed=passed, failed=failed
+                    ).on_conflict_do_update(
+                        index_elements=["model", "task"],
+                        set_={
+                            "passed": model_outcomes.c.passed + passed,
+                            "failed": model_outcomes.c.failed + failed,
+                        },
+                    )
+                )
+
+    async def outcomes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(select(model_outcomes))).all()
+        return {(r.model, r.task): (int(r.passed), int(r.failed)) for r in rows}
 
     async def promote_retries(self, now: datetime) -> int:
         async with self.engine.begin() as conn:
