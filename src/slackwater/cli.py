@@ -67,6 +67,10 @@ ApiKeyOpt = Annotated[
     typer.Option("--api-key", envvar="SLACKWATER_API_KEY", help="API key, if the server has keys."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WaitOpt = Annotated[bool, typer.Option(help="Wait until the batch ends.")]
+ResultsOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")
+]
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
@@ -517,10 +521,8 @@ def batches_create(
         str | None, typer.Option(help="Default: the url of the first line.")
     ] = None,
     completion_window: Annotated[str, typer.Option(help="Deadline, 1m to 7d.")] = "24h",
-    wait: Annotated[bool, typer.Option(help="Wait until it ends.")] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")
-    ] = None,
+    wait: WaitOpt = False,
+    output: ResultsOpt = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
@@ -591,10 +593,8 @@ def batches_cancel(
 @batches_app.command("retry")
 def batches_retry(
     batch_id: str,
-    wait: Annotated[bool, typer.Option(help="Wait until the new batch ends.")] = False,
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="With --wait: save results here.")
-    ] = None,
+    wait: WaitOpt = False,
+    output: ResultsOpt = None,
     base_url: BaseUrlOpt = DEFAULT_BASE_URL,
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,

@@ -565,14 +565,9 @@ class SqlStore:
             return 0
         by_id = {r.request_id: r for r in results}
         async with self.engine.begin() as conn:
-            held = select(requests.c.id, requests.c.batch_id, requests.c.cache_key).where(
-                requests.c.lease_id == lease_id,
-                status_is(RequestStatus.LEASED),
-                requests.c.id.in_(list(by_id)),
+            rows = await self._held(
+                conn, lease_id, list(by_id), requests.c.batch_id, requests.c.cache_key
             )
-            if self._skip_locked:
-                held = held.with_for_update()
-            rows = (await conn.execute(held)).all()
             if not rows:
                 return 0
             counts: dict[str, list[int]] = {}
@@ -635,19 +630,27 @@ class SqlStore:
                 )
             return len(rows)
 
+    async def _held(
+        self, conn: AsyncConnection, lease_id: str, ids: list[int], *columns: Any
+    ) -> list[Row[Any]]:
+        """The rows among `ids` that this lease still holds (locked on PostgreSQL)."""
+        query = select(requests.c.id, *columns).where(
+            requests.c.lease_id == lease_id,
+            status_is(RequestStatus.LEASED),
+            requests.c.id.in_(ids),
+        )
+        if self._skip_locked:
+            query = query.with_for_update()
+        return list((await conn.execute(query)).all())
+
     async def retry(self, lease_id: str, retries: Sequence[Retry]) -> int:
         """Put requests this lease holds aside until their `not_before`."""
         if not retries:
             return 0
         async with self.engine.begin() as conn:
-            held = select(requests.c.id).where(
-                requests.c.lease_id == lease_id,
-                status_is(RequestStatus.LEASED),
-                requests.c.id.in_([r.request_id for r in retries]),
-            )
-            if self._skip_locked:
-                held = held.with_for_update()
-            ids = set((await conn.execute(held)).scalars())
+            ids = {
+                row.id for row in await self._held(conn, lease_id, [r.request_id for r in retries])
+            }
             if not ids:
                 return 0
             await conn.execute(
@@ -672,14 +675,10 @@ class SqlStore:
         if not escalations:
             return 0
         async with self.engine.begin() as conn:
-            held = select(requests.c.id).where(
-                requests.c.lease_id == lease_id,
-                status_is(RequestStatus.LEASED),
-                requests.c.id.in_([e.request_id for e in escalations]),
-            )
-            if self._skip_locked:
-                held = held.with_for_update()
-            ids = set((await conn.execute(held)).scalars())
+            ids = {
+                row.id
+                for row in await self._held(conn, lease_id, [e.request_id for e in escalations])
+            }
             if not ids:
                 return 0
             await self._executemany(
