@@ -102,3 +102,37 @@ async def test_check_results_teach_the_router(server_factory: Any) -> None:
     plain = await server.wait((await server.submit(other))["id"])
     [line] = await server.lines(plain["output_file_id"])
     assert line["response"]["body"]["model"] == "prose"
+
+
+async def test_realtime_auto_routing(server_factory: Any) -> None:
+    server: Server = await server_factory(models=models())
+    answer = await server.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "auto",
+            "messages": [{"role": "user", "content": "hi"}],
+            "slackwater": {"min_quality": 0.75},
+        },
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["model"] == "json" and body["slackwater"]["route"]["model"] == "json"
+    refused = await server.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "auto",
+            "messages": [{"role": "user", "content": "hi"}],
+            "slackwater": {"min_quality": 0.99},
+        },
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "no_route"
+    bad = await server.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "auto",
+            "messages": [{"role": "user", "content": "hi"}],
+            "slackwater": {"min_quality": "high"},
+        },
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "body.slackwater.min_quality"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
@@ -9,9 +10,11 @@ from fastapi.responses import JSONResponse
 
 from slackwater.api.deps import Project, services
 from slackwater.api.schemas import model_json
-from slackwater.domain.batch import Endpoint
+from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import parse_body
 from slackwater.domain.errors import InvalidRequest, NotFound
+from slackwater.domain.model import Tier
+from slackwater.runtime.routing import AUTO, EXTENSION, AutoRouter
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -26,7 +29,11 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
     if isinstance(parsed, list):
         first = parsed[0]
         raise InvalidRequest(first.message, param=first.param, code=first.code)
-    model = svc.engines.model(parsed.model)
+    route: dict[str, Any] | None = None
+    if parsed.model == AUTO and svc.intake.router is not None:
+        body, route = _route(svc.intake.router, endpoint, body)
+    body.pop(EXTENSION, None)
+    model = svc.engines.model(body["model"])
     if not model.serves(endpoint.value):
         raise InvalidRequest(
             f"model {parsed.model!r} does not serve {endpoint.value}",
@@ -34,7 +41,23 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
             code="model_not_supported",
         )
     [outcome] = await svc.engines.run(model.name, endpoint.value, [body], realtime=True)
-    return JSONResponse(outcome.body, status_code=outcome.status_code)
+    answer = outcome.body if route is None else {**outcome.body, EXTENSION: {"route": route}}
+    return JSONResponse(answer, status_code=outcome.status_code)
+
+
+def _route(
+    router: AutoRouter, endpoint: Endpoint, body: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pick the model for `"model": "auto"` at realtime prices."""
+    constraints = router.constraints(body.get(EXTENSION), {}, 0, Tier.REALTIME)
+    if isinstance(constraints, list):
+        first = constraints[0]
+        raise InvalidRequest(first.message, param=first.param, code=first.code)
+    choice = router.choose(endpoint.value, body, constraints, 0)
+    if isinstance(choice, LineError):
+        raise InvalidRequest(choice.message, param=choice.param, code=choice.code)
+    model, record = choice
+    return {**body, "model": model}, json.loads(record)
 
 
 @router.post("/chat/completions")

@@ -51,7 +51,7 @@ class AutoRouter:
         return found
 
     def constraints(
-        self, given: Any, defaults: Mapping[str, Any], line: int
+        self, given: Any, defaults: Mapping[str, Any], line: int, tier: Tier = Tier.BATCH
     ) -> Constraints | list[LineError]:
         fields = {**defaults, **(given if isinstance(given, dict) else {})}
         errors: list[LineError] = []
@@ -103,7 +103,7 @@ class AutoRouter:
             min_quality=float(min_quality) if min_quality is not None else None,
             max_price=max_price,
             features=frozenset(features),
-            tier=Tier.BATCH,
+            tier=tier,
         )
 
     def learned_quality(
