@@ -318,3 +318,13 @@ async def test_model_outcomes_accumulate(store: SqlStore) -> None:
     await store.add_outcomes({("m", ""): (3, 1), ("m", "code"): (0, 2)})
     await store.add_outcomes({("m", ""): (1, 1)})
     assert await store.outcomes() == {("m", ""): (4, 2), ("m", "code"): (0, 2)}
+
+
+async def test_one_process_at_a_time_claims_intake(store: SqlStore) -> None:
+    batch = await make_batch(store, 1, activate=False)
+    assert await store.claim_intake(batch.id, "a", NOW, 60)
+    assert not await store.claim_intake(batch.id, "b", NOW + timedelta(seconds=59), 60)
+    assert await store.claim_intake(batch.id, "a", NOW + timedelta(seconds=59), 60)  # renew
+    assert await store.claim_intake(batch.id, "b", NOW + timedelta(seconds=120), 60)  # expired
+    await store.activate(batch.id, NOW)
+    assert not await store.claim_intake(batch.id, "b", NOW, 60)  # not validating any more

@@ -195,3 +195,19 @@ async def test_auto_routed_results_say_which_model_answered_and_why(
     routes = [o["response"]["body"]["slackwater"]["route"] for o in out]
     assert answered == ["cheap", "dear"] == [r["model"] for r in routes]
     assert routes[1]["passed_over"]["cheap"] == "predicted quality 0.60 is under 0.80"
+
+
+async def test_two_intakes_of_one_batch_stage_it_once(server_factory: Any) -> None:
+    import asyncio
+
+    from slackwater.runtime.intake import Intake
+
+    server: Server = await server_factory(ingest_chunk=50)
+    server.services.monitor.stop()  # type: ignore[union-attr]
+    batch = await server.submit([chat_line(i) for i in range(500)])
+    svc = server.services
+    rival = Intake(svc.store, svc.blobs, svc.catalog, svc.clock, chunk=50)
+    results = await asyncio.gather(svc.intake.ingest(batch["id"]), rival.ingest(batch["id"]))
+    assert sorted(b.status.value for b in results) == ["in_progress", "validating"]
+    activated = await svc.store.get_batch(None, batch["id"])
+    assert activated.request_counts.total == 500

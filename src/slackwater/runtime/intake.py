@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -20,6 +21,7 @@ import orjson
 from slackwater.domain.batch import Batch, BatchStatus, Endpoint, LineError
 from slackwater.domain.bodies import parse_body
 from slackwater.domain.errors import Conflict
+from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog
 from slackwater.ports import BlobStore, Clock, StagedRequest, Store
 from slackwater.runtime.routing import AUTO, EXTENSION, AutoRouter
@@ -219,6 +221,7 @@ class Intake:
         chunk: int = 5000,
         cache: bool = True,
         router: AutoRouter | None = None,
+        claim_seconds: float = 30.0,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -228,12 +231,17 @@ class Intake:
         self.chunk = chunk
         self.cache = cache
         self.router = router
+        self.owner = f"{socket.gethostname()}:{new_id('intake')}"
+        # Renewed every chunk: a process that dies lets another take over after this.
+        self.claim_seconds = claim_seconds
         self.on_progress = on_progress
 
     async def ingest(self, batch_id: str) -> Batch:
         batch = await self.store.get_batch(None, batch_id)
         if batch.status is not BatchStatus.VALIDATING:
             return batch
+        if not await self._claim(batch_id):
+            return batch  # another process is validating it
         # A restart after a crash mid-ingest starts the file over.
         await self.store.drop_staged(batch_id)
         cache = self.cache and (batch.metadata or {}).get("cache", "on") != "off"
@@ -255,6 +263,11 @@ class Intake:
             done = False
             while not done:
                 rows, line, done = await reading
+                if not await self._claim(batch_id):
+                    # Stalled past the claim: another process took over; leave it be.
+                    log.warning("batch %s: intake taken over by another process", batch_id)
+                    reading.cancel()
+                    return await self.store.get_batch(None, batch_id)
                 if not done:
                     reading = asyncio.create_task(
                         asyncio.to_thread(checker.read_chunk, handle, line, self.chunk)
@@ -285,6 +298,9 @@ class Intake:
             log.info("batch %s failed validation: %d bad lines", batch_id, checker.error_lines)
             return await self._settle(batch_id, BatchStatus.FAILED, errors)
         return await self._settle(batch_id, BatchStatus.IN_PROGRESS, [])
+
+    async def _claim(self, batch_id: str) -> bool:
+        return await self.store.claim_intake(batch_id, self.owner, self.clock(), self.claim_seconds)
 
     async def _settle(self, batch_id: str, status: BatchStatus, errors: list[LineError]) -> Batch:
         try:

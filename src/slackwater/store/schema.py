@@ -88,6 +88,9 @@ batches = Table(
     Column("cancelled_at", UtcDateTime),
     Column("idempotency_key", String(255)),
     Column("retried_from", String(40)),
+    # Which process validates the batch, until when (renewed as it goes).
+    Column("intake_owner", String(80)),
+    Column("intake_until", UtcDateTime),
     Index("ix_batches_project_id", "project", "id"),
     Index("ix_batches_idempotency", "project", "idempotency_key", unique=True),
     Index("ix_batches_status", "status"),

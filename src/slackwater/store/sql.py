@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     update,
 )
@@ -363,6 +364,24 @@ class SqlStore:
             return moved
 
     # -- requests ----------------------------------------------------------------------
+
+    async def claim_intake(self, batch_id: str, owner: str, now: datetime, seconds: float) -> bool:
+        """Take (or renew) the right to validate a batch; False if another process holds it."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(batches)
+                .where(
+                    batches.c.id == batch_id,
+                    batches.c.status == BatchStatus.VALIDATING.value,
+                    or_(
+                        batches.c.intake_owner.is_(None),
+                        batches.c.intake_owner == owner,
+                        batches.c.intake_until < now,
+                    ),
+                )
+                .values(intake_owner=owner, intake_until=now + timedelta(seconds=seconds))
+            )
+            return bool(result.rowcount)
 
     async def stage_requests(self, batch: Batch, rows: Sequence[StagedRequest]) -> None:
         if not rows:
