@@ -32,16 +32,8 @@ def make_file(project: str = "p1") -> FileObject:
     return FileObject(new_id("file"), project, "in.jsonl", "batch", 10, 1, NOW)
 
 
-async def make_batch(
-    store: SqlStore,
-    n: int = 5,
-    *,
-    model: str = "m",
-    window: timedelta = timedelta(hours=1),
-    project: str = "p1",
-    activate: bool = True,
-) -> Batch:
-    batch = Batch(
+def validating_batch(project: str = "p1", window: timedelta = timedelta(hours=1)) -> Batch:
+    return Batch(
         id=new_id("batch"),
         project=project,
         endpoint="/v1/embeddings",
@@ -52,6 +44,18 @@ async def make_batch(
         expires_at=NOW + window,
         metadata={"k": "v"},
     )
+
+
+async def make_batch(
+    store: SqlStore,
+    n: int = 5,
+    *,
+    model: str = "m",
+    window: timedelta = timedelta(hours=1),
+    project: str = "p1",
+    activate: bool = True,
+) -> Batch:
+    batch = validating_batch(project, window)
     await store.add_batch(batch)
     rows = [
         StagedRequest(
@@ -240,16 +244,7 @@ async def test_retry_waits_until_not_before(store: SqlStore) -> None:
 
 
 async def test_result_cache_expires(store: SqlStore) -> None:
-    batch = Batch(
-        id=new_id("batch"),
-        project="p1",
-        endpoint="/v1/embeddings",
-        input_file_id="f",
-        completion_window="1h",
-        status=BatchStatus.VALIDATING,
-        created_at=NOW,
-        expires_at=NOW + timedelta(hours=1),
-    )
+    batch = validating_batch()
     await store.add_batch(batch)
     await store.stage_requests(batch, [StagedRequest(1, "a", "m", b"{}", cache_key="k1")])
     await store.activate(batch.id, NOW)
@@ -263,22 +258,10 @@ async def test_result_cache_expires(store: SqlStore) -> None:
 
 
 async def test_idempotency_key_returns_the_first_batch(store: SqlStore) -> None:
-    def batch() -> Batch:
-        return Batch(
-            id=new_id("batch"),
-            project="p1",
-            endpoint="/v1/embeddings",
-            input_file_id="f",
-            completion_window="1h",
-            status=BatchStatus.VALIDATING,
-            created_at=NOW,
-            expires_at=NOW + timedelta(hours=1),
-        )
-
-    first = await store.add_batch(batch(), "key-1")
-    assert (await store.add_batch(batch(), "key-1")).id == first.id
-    assert (await store.add_batch(batch(), "key-2")).id != first.id
-    assert (await store.add_batch(batch())).id != first.id
+    first = await store.add_batch(validating_batch(), "key-1")
+    assert (await store.add_batch(validating_batch(), "key-1")).id == first.id
+    assert (await store.add_batch(validating_batch(), "key-2")).id != first.id
+    assert (await store.add_batch(validating_batch())).id != first.id
 
 
 async def test_quota_counts(store: SqlStore) -> None:

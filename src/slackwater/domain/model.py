@@ -17,6 +17,10 @@ class Price:
     input: Decimal = Decimal(0)
     output: Decimal = Decimal(0)
 
+    def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
+        """US dollars for that many tokens."""
+        return (self.input * input_tokens + self.output * output_tokens) / 1_000_000
+
 
 class Tier(StrEnum):
     """How long a caller can wait: the price of a model depends on it."""

@@ -18,8 +18,6 @@ from decimal import Decimal
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.model import Model, Tier
 
-MILLION = Decimal(1_000_000)
-
 
 class NoRoute(InvalidRequest):
     """No configured model meets the request's needs and constraints."""
@@ -60,8 +58,7 @@ class Route:
 
 
 def expected_cost(model: Model, need: Need, tier: Tier) -> Decimal:
-    price = model.price_for(tier)
-    return (price.input * need.prompt_tokens + price.output * need.max_tokens) / MILLION
+    return model.price_for(tier).cost(need.prompt_tokens, need.max_tokens)
 
 
 def _rejection(

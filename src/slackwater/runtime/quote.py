@@ -19,7 +19,6 @@ from typing import Any
 from slackwater.domain.batch import LineError
 from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog, Model, Tier
-from slackwater.policy.router import MILLION
 from slackwater.runtime.intake import LineChecker
 from slackwater.runtime.offline import endpoint_of
 
@@ -82,8 +81,7 @@ def quote_file(
 
 
 def _cost(model: Model, entry: ModelQuote, tier: Tier) -> Decimal:
-    price = model.price_for(tier)
-    return (price.input * entry.prompt_tokens + price.output * entry.output_tokens) / MILLION
+    return model.price_for(tier).cost(entry.prompt_tokens, entry.output_tokens)
 
 
 def by_model(quote: Quote) -> dict[str, dict[str, Any]]:

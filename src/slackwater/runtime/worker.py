@@ -206,11 +206,9 @@ class Worker:
         following = [name for name in higher if name not in tried]
         if not following:
             return None  # the best model's answer stands, check failure and all
-        price = self.engines.model(current).price_for(Tier.BATCH)
         usage = outcome.usage
-        cost = (price.input * usage.prompt_tokens + price.output * usage.completion_tokens) / (
-            1_000_000
-        )
+        price = self.engines.model(current).price_for(Tier.BATCH)
+        cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
         attempt = {
             "model": current,
             "failed_check": failure,
