@@ -1,0 +1,217 @@
+"""Planner: where each job's pending work runs next, from its deadline and the market.
+
+A job is the pending work of one batch, measured in seconds of compute on one instance.
+Each tick the planner picks an action per job: run on spot, run on on-demand, hold (pay
+nothing, wait for spot to come back or its price to fall), or hand the rest to a
+provider's batch tier. Starting an instance costs `restart_seconds` (boot, load the
+model) before any progress is made.
+
+Every policy keeps one invariant, which is why no feasible deadline is missed: unless a
+job is already on on-demand, the time left after this tick covers its remaining work
+plus one restart, so on-demand can always still finish it.
+
+Policies (compared in `slackwater sim` against the offline optimum):
+- `on_demand`: always on-demand.
+- `greedy`: spot whenever it is there; wait while it is not, until the slack runs out;
+  then on-demand to the end (the "Greedy" policy of "Can't Be Late", NSDI'24).
+- `uniform_progress`: spot whenever it is there; on-demand only while behind the straight
+  line from arrival to deadline (the paper's "Uniform Progress").
+- `slackwater`: waits for spot like greedy, but goes on-demand while a reserve of slack
+  (a few restarts' worth) is still left, so it can go back to spot when spot returns and
+  the run it can expect saves more than the restarts cost. It pauses while the spot
+  price is over a ceiling, and hands a job to a provider's batch tier when that is
+  cheaper than even pure spot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+HOUR = Decimal(3600)
+
+
+class Action(StrEnum):
+    HOLD = "hold"
+    SPOT = "spot"
+    ON_DEMAND = "on_demand"
+    PROVIDER_BATCH = "provider_batch"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    arrival: datetime
+    deadline: datetime
+    total_seconds: float  # compute on one instance, at batch throughput
+    remaining_seconds: float
+    running: Action = Action.HOLD  # where it ran during the last tick
+    warmup_seconds: float = 0.0  # restart time still to go where it runs
+    provider_cost: Decimal | None = None  # the rest at a provider's batch price
+
+    @property
+    def done_seconds(self) -> float:
+        return self.total_seconds - self.remaining_seconds
+
+
+@dataclass(frozen=True)
+class Market:
+    spot_available: bool
+    spot_price: Decimal  # $/hour now
+    on_demand_price: Decimal  # $/hour
+    tick_seconds: float  # how long a decision holds
+    restart_seconds: float = 0.0
+    max_spot_price: Decimal | None = None  # hold while spot costs more, if slack allows
+    # Mean length of a spot run seen so far (None: nothing seen yet); what switching
+    # back to spot can expect to gain.
+    spot_mean_uptime_seconds: float | None = None
+    provider_turnaround_seconds: float | None = None  # None: no provider batch tier
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, job: Job, market: Market, now: datetime) -> Decision: ...
+
+
+def _left(job: Job, now: datetime) -> float:
+    return (job.deadline - now).total_seconds()
+
+
+def _overhead(job: Job, action: Action, market: Market) -> float:
+    return job.warmup_seconds if job.running is action else market.restart_seconds
+
+
+def safe(job: Job, action: Action, market: Market, now: datetime, extra: float = 0.0) -> bool:
+    """After a tick of `action`, on-demand (with a restart) can still meet the deadline."""
+    if action is Action.ON_DEMAND:
+        return _left(job, now) >= job.remaining_seconds + _overhead(job, action, market)
+    progress = 0.0
+    if action is Action.SPOT:
+        progress = max(0.0, market.tick_seconds - _overhead(job, action, market))
+    after = _left(job, now) - market.tick_seconds
+    return after >= job.remaining_seconds - progress + market.restart_seconds + extra
+
+
+def spot_usable(market: Market) -> bool:
+    if not market.spot_available or market.spot_price >= market.on_demand_price:
+        return False
+    return market.max_spot_price is None or market.spot_price <= market.max_spot_price
+
+
+def _wait_or_fall_back(job: Job, market: Market, now: datetime, why: str) -> Decision:
+    if safe(job, Action.HOLD, market, now):
+        return Decision(Action.HOLD, f"{why}; slack remains, waiting")
+    return Decision(Action.ON_DEMAND, f"{why}; slack is used up, on-demand to meet the deadline")
+
+
+class OnDemand:
+    name = "on_demand"
+
+    def decide(self, job: Job, market: Market, now: datetime) -> Decision:
+        return Decision(Action.ON_DEMAND, "always on-demand")
+
+
+class Greedy:
+    name = "greedy"
+
+    def decide(self, job: Job, market: Market, now: datetime) -> Decision:
+        if job.running is Action.ON_DEMAND:
+            return Decision(Action.ON_DEMAND, "stays on on-demand once there")
+        if spot_usable(market) and safe(job, Action.SPOT, market, now):
+            return Decision(Action.SPOT, "spot is available")
+        return _wait_or_fall_back(job, market, now, "no spot")
+
+
+class UniformProgress:
+    name = "uniform_progress"
+
+    def decide(self, job: Job, market: Market, now: datetime) -> Decision:
+        if spot_usable(market) and safe(job, Action.SPOT, market, now):
+            return Decision(Action.SPOT, "spot is available")
+        window = (job.deadline - job.arrival).total_seconds()
+        elapsed = (now - job.arrival).total_seconds() + market.tick_seconds
+        expected = job.total_seconds * min(1.0, elapsed / window) if window > 0 else 0.0
+        if job.done_seconds < expected:
+            return Decision(Action.ON_DEMAND, "behind uniform progress")
+        return _wait_or_fall_back(job, market, now, "no spot, ahead of uniform progress")
+
+
+class Slackwater:
+    name = "slackwater"
+
+    def __init__(self, reserve_restarts: float = 8.0) -> None:
+        # Tuned on the Feb 2023 availability traces, checked on the Apr 2023 preemption
+        # traces (docs/capacity.md): 8 restarts' worth of slack beat 0 to 32 there.
+        self.reserve_restarts = reserve_restarts
+
+    def decide(self, job: Job, market: Market, now: datetime) -> Decision:
+        provider = self._provider(job, market, now)
+        if provider is not None:
+            return provider
+        if spot_usable(market) and safe(job, Action.SPOT, market, now):
+            if job.running is Action.ON_DEMAND and not self._worth_switching(job, market):
+                return Decision(Action.ON_DEMAND, "spot is back, but too little would be saved")
+            return Decision(Action.SPOT, "spot is available")
+        if job.running is Action.ON_DEMAND:
+            return Decision(Action.ON_DEMAND, "no spot; keeps the warm on-demand instance")
+        # Going on-demand with a reserve of slack left, rather than none, is what lets a
+        # job go back to spot when it returns (greedy cannot: it has no slack left then).
+        reserve = self.reserve_restarts * market.restart_seconds
+        if safe(job, Action.HOLD, market, now, reserve):
+            why = "no spot" if not market.spot_available else "spot price over the ceiling"
+            return Decision(Action.HOLD, f"{why}; slack remains, waiting")
+        return Decision(
+            Action.ON_DEMAND, "slack is down to the reserve; on-demand until spot returns"
+        )
+
+    def _worth_switching(self, job: Job, market: Market) -> bool:
+        """Leave a warm on-demand instance for spot if the expected run saves money."""
+        expected = job.remaining_seconds
+        if market.spot_mean_uptime_seconds is not None:
+            expected = min(expected, market.spot_mean_uptime_seconds)
+        restart = Decimal(market.restart_seconds) / HOUR
+        gain = (market.on_demand_price - market.spot_price) * Decimal(expected) / HOUR
+        # The spot restart now, and an on-demand restart if spot leaves before the end.
+        loss = market.spot_price * restart
+        if expected < job.remaining_seconds:
+            loss += market.on_demand_price * restart
+        return gain > loss
+
+    def _provider(self, job: Job, market: Market, now: datetime) -> Decision | None:
+        turnaround = market.provider_turnaround_seconds
+        if job.provider_cost is None or turnaround is None or job.running is not Action.HOLD:
+            return None
+        if _left(job, now) < turnaround:
+            return None
+        # The least self-hosting could cost: everything on spot, one restart.
+        floor = (
+            min(market.spot_price, market.on_demand_price)
+            * Decimal(job.remaining_seconds + market.restart_seconds)
+            / HOUR
+        )
+        if job.provider_cost < floor:
+            return Decision(Action.PROVIDER_BATCH, "the provider's batch tier beats even spot")
+        return None
+
+
+POLICIES: dict[str, Policy] = {
+    p.name: p for p in (OnDemand(), Greedy(), UniformProgress(), Slackwater())
+}
+
+
+def policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        known = ", ".join(sorted(POLICIES))
+        raise ValueError(f"unknown policy {name!r} (known: {known})") from None

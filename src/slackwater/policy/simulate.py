@@ -1,0 +1,265 @@
+"""Simulator: replay a workload against a spot trace through the Planner, in simulated time.
+
+Model (the same one `optimum.py` solves exactly): time moves in the trace's ticks; each
+job runs on its own instance; spot capacity in a tick is the trace's value (> 0: an
+instance can be had for the whole tick); on-demand is always there; work and restart
+time are rounded up to whole ticks; an instance is billed per tick it runs, and spot
+lost to a preemption must restart. Everything here is pure: traces come in as lists.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from slackwater.domain.pool import Trace
+from slackwater.policy.optimum import NANO, optimal_cost
+from slackwater.policy.planner import HOUR, Action, Job, Market, Policy
+
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class WorkloadJob:
+    id: str
+    arrival_seconds: float  # from the start of the trace
+    work_seconds: float  # compute on one instance at batch throughput
+    window_seconds: float  # the completion window: deadline = arrival + window
+
+
+@dataclass(frozen=True)
+class Prices:
+    spot_per_hour: Decimal = Decimal("0.918")  # AWS p3.2xlarge (1 V100) spot, typical
+    on_demand_per_hour: Decimal = Decimal("3.06")  # AWS p3.2xlarge on-demand
+    restart_seconds: float = 300.0  # start an instance and load the model
+    # Realtime serving handles one request at a time: this many times slower than full
+    # batches on the same instance (bench/cost.py measures it), billed on-demand.
+    realtime_slowdown: float = 6.0
+    max_spot_price: Decimal | None = None
+    # A provider's batch tier, $ per instance-hour of work it takes off our hands (its
+    # token price times the instance's batch throughput); None: not offered.
+    provider_per_hour: Decimal | None = None
+    provider_turnaround_seconds: float = 24 * 3600.0
+
+
+@dataclass
+class JobResult:
+    id: str
+    cost: Decimal = Decimal(0)
+    finished_tick: int | None = None
+    missed: bool = False
+    feasible: bool = True
+    ticks: dict[str, int] = field(default_factory=dict)  # action -> ticks spent
+
+
+@dataclass(frozen=True)
+class SimResult:
+    policy: str
+    cost: Decimal
+    missed: int  # deadlines missed
+    missed_feasible: int  # ... of jobs on-demand alone could have finished in time
+    jobs: list[JobResult]
+
+
+def tick_cost(price_per_hour: Decimal, tick_seconds: float) -> Decimal:
+    return (price_per_hour * Decimal(str(tick_seconds)) / HOUR).quantize(NANO)
+
+
+def default_workload(trace: Trace, seed: int = 7, jobs: int = 40) -> list[WorkloadJob]:
+    """The documented default: `jobs` batches over the trace's length.
+
+    Completion windows of 12, 24 or 48 hours; each batch needs 20% to 70% of its window
+    on one instance (so a batch always could finish on on-demand alone); arrivals spread
+    evenly over the trace, leaving room for the last window.
+    """
+    rng = random.Random(seed)
+    span = len(trace) * trace.tick_seconds
+    windows = [12 * 3600.0, 24 * 3600.0, 48 * 3600.0]
+    room = max(0.0, span - max(windows))
+    out = []
+    for i in range(jobs):
+        window = rng.choice(windows)
+        out.append(
+            WorkloadJob(
+                id=f"job-{i:03d}",
+                arrival_seconds=room * i / max(1, jobs - 1),
+                work_seconds=window * rng.uniform(0.2, 0.7),
+                window_seconds=window,
+            )
+        )
+    return out
+
+
+class _History:
+    """What an online policy may know at tick t: the trace up to t, in a trailing window."""
+
+    def __init__(self, trace: Trace, window_ticks: int) -> None:
+        up = [1 if c > 0 else 0 for c in trace.capacity]
+        self.up_sum = [0]
+        self.starts = [0]
+        for i, u in enumerate(up):
+            self.up_sum.append(self.up_sum[-1] + u)
+            self.starts.append(self.starts[-1] + (1 if u and (i == 0 or not up[i - 1]) else 0))
+        self.window = window_ticks
+        self.tick = trace.tick_seconds
+
+    def mean_uptime(self, t: int) -> float | None:
+        """The mean spot run, in seconds, over the window before tick t."""
+        lo = max(0, t - self.window)
+        runs = self.starts[t] - self.starts[lo]
+        return (self.up_sum[t] - self.up_sum[lo]) / runs * self.tick if runs else None
+
+
+def simulate(
+    workload: Sequence[WorkloadJob],
+    trace: Trace,
+    prices: Prices,
+    policy: Policy,
+    *,
+    history_hours: float = 24.0,
+) -> SimResult:
+    history = _History(trace, max(1, round(history_hours * 3600 / trace.tick_seconds)))
+    results = [_run(job, trace, prices, policy, history) for job in workload]
+    return _summary(policy.name, results)
+
+
+def _summary(name: str, results: list[JobResult]) -> SimResult:
+    return SimResult(
+        policy=name,
+        cost=sum((r.cost for r in results), Decimal(0)),
+        missed=sum(r.missed for r in results),
+        missed_feasible=sum(r.missed and r.feasible for r in results),
+        jobs=results,
+    )
+
+
+def _ticks(trace: Trace, seconds: float) -> int:
+    return math.ceil(seconds / trace.tick_seconds - 1e-9)
+
+
+def _span(job: WorkloadJob, trace: Trace) -> tuple[int, int]:
+    start = _ticks(trace, job.arrival_seconds)
+    end = min(len(trace), start + int(job.window_seconds // trace.tick_seconds))
+    return start, end
+
+
+def _spot_price(trace: Trace, prices: Prices, t: int) -> Decimal:
+    return trace.spot_prices[t] if trace.spot_prices is not None else prices.spot_per_hour
+
+
+def _run(
+    job: WorkloadJob, trace: Trace, prices: Prices, policy: Policy, history: _History
+) -> JobResult:
+    tick = trace.tick_seconds
+    start, end = _span(job, trace)
+    work = _ticks(trace, job.work_seconds)
+    restart = _ticks(trace, prices.restart_seconds)
+    result = JobResult(job.id, feasible=work + restart <= end - start)
+    demand_tick = tick_cost(prices.on_demand_per_hour, tick)
+    provider = (
+        prices.provider_per_hour * Decimal(work * tick) / HOUR
+        if prices.provider_per_hour is not None
+        else None
+    )
+    running, warm, left = Action.HOLD, 0, work
+    arrival = EPOCH + timedelta(seconds=start * tick)
+    deadline = EPOCH + timedelta(seconds=end * tick)
+    for t in range(start, end):
+        if left == 0:
+            break
+        available = trace.capacity[t] > 0
+        if running is Action.SPOT and not available:
+            running, warm = Action.HOLD, 0  # preempted: the instance and its warm-up are gone
+        market = Market(
+            spot_available=available,
+            spot_price=_spot_price(trace, prices, t),
+            on_demand_price=prices.on_demand_per_hour,
+            tick_seconds=tick,
+            restart_seconds=restart * tick,
+            max_spot_price=prices.max_spot_price,
+            spot_mean_uptime_seconds=history.mean_uptime(t),
+            provider_turnaround_seconds=(
+                prices.provider_turnaround_seconds if provider is not None else None
+            ),
+        )
+        view = Job(
+            id=job.id,
+            arrival=arrival,
+            deadline=deadline,
+            total_seconds=work * tick,
+            remaining_seconds=left * tick,
+            running=running,
+            warmup_seconds=warm * tick,
+            provider_cost=provider,
+        )
+        action = policy.decide(view, market, EPOCH + timedelta(seconds=t * tick)).action
+        result.ticks[action] = result.ticks.get(action, 0) + 1
+        if action is Action.PROVIDER_BATCH:
+            assert provider is not None
+            result.cost += provider
+            left = 0
+            break
+        if action is Action.HOLD:
+            running, warm = Action.HOLD, 0
+            continue
+        if action is Action.SPOT and not available:
+            raise ValueError(f"policy {policy.name} ran {job.id} on spot at tick {t}: none there")
+        if action is not running:
+            running, warm = action, restart
+        price = tick_cost(market.spot_price, tick) if action is Action.SPOT else demand_tick
+        result.cost += price
+        if warm:
+            warm -= 1
+        else:
+            left -= 1
+        if left == 0:
+            result.finished_tick = t + 1
+    result.missed = left > 0
+    return result
+
+
+def optimum(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> SimResult:
+    """The offline optimum of each job, knowing the trace (see optimum.py)."""
+    results = []
+    tick = trace.tick_seconds
+    restart = _ticks(trace, prices.restart_seconds)
+    for job in workload:
+        start, end = _span(job, trace)
+        work = _ticks(trace, job.work_seconds)
+        result = JobResult(job.id, feasible=work + restart <= end - start)
+        best = optimal_cost(
+            [c > 0 for c in trace.capacity[start:end]],
+            [tick_cost(_spot_price(trace, prices, t), tick) for t in range(start, end)],
+            tick_cost(prices.on_demand_per_hour, tick),
+            work,
+            restart,
+        )
+        if prices.provider_per_hour is not None and (end - start) * tick >= (
+            prices.provider_turnaround_seconds
+        ):
+            provider = prices.provider_per_hour * Decimal(work * tick) / HOUR
+            best = provider if best is None else min(best, provider)
+        result.missed = best is None
+        result.cost = best or Decimal(0)
+        results.append(result)
+    return _summary("optimum", results)
+
+
+def realtime(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> SimResult:
+    """Everything served in real time: one request at a time, on on-demand, at once."""
+    slow = Decimal(str(prices.realtime_slowdown))
+    results = [
+        JobResult(
+            job.id,
+            cost=prices.on_demand_per_hour
+            * Decimal(_ticks(trace, job.work_seconds) * trace.tick_seconds)
+            * slow
+            / HOUR,
+        )
+        for job in workload
+    ]
+    return _summary("realtime", results)

@@ -1,0 +1,69 @@
+"""The offline optimum is exact: it matches brute force over every action sequence."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from decimal import Decimal
+
+import pytest
+
+from slackwater.policy.optimum import optimal_cost
+
+SPOT = Decimal("0.25")
+DEMAND = Decimal("1.00")
+
+
+def brute_force(available: list[bool], work: int, restart: int) -> Decimal | None:
+    best: Decimal | None = None
+    for plan in itertools.product("hso", repeat=len(available)):
+        left, cost, running, warm = work, Decimal(0), "h", 0
+        for tick, action in enumerate(plan):
+            if left == 0:
+                break
+            if running == "s" and not available[tick]:
+                running, warm = "h", 0
+            if action == "h":
+                running, warm = "h", 0
+                continue
+            if action == "s" and not available[tick]:
+                break
+            if action != running:
+                running, warm = action, restart
+            cost += SPOT if action == "s" else DEMAND
+            if warm:
+                warm -= 1
+            else:
+                left -= 1
+        if left == 0 and (best is None or cost < best):
+            best = cost
+    return best
+
+
+def test_all_spot_pays_one_restart() -> None:
+    assert optimal_cost([True] * 6, [SPOT] * 6, DEMAND, 3, 1) == 4 * SPOT
+
+
+def test_no_spot_means_on_demand() -> None:
+    assert optimal_cost([False] * 6, [SPOT] * 6, DEMAND, 3, 1) == 4 * DEMAND
+
+
+def test_impossible_is_none() -> None:
+    assert optimal_cost([True] * 3, [SPOT] * 3, DEMAND, 3, 1) is None
+
+
+def test_skips_a_spot_run_too_short_to_pay_its_restart() -> None:
+    # One spot tick, then none: warming up on it buys nothing.
+    available = [True, False, False, False]
+    assert optimal_cost(available, [SPOT] * 4, DEMAND, 2, 1) == 3 * DEMAND
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_matches_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    ticks = rng.randint(3, 8)
+    available = [rng.random() < 0.6 for _ in range(ticks)]
+    work = rng.randint(1, ticks)
+    restart = rng.randint(0, 2)
+    expected = brute_force(available, work, restart)
+    assert optimal_cost(available, [SPOT] * ticks, DEMAND, work, restart) == expected

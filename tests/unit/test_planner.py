@@ -1,0 +1,135 @@
+"""The planner's policies: spot when it pays, hold while slack lasts, never miss."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from slackwater.domain.pool import Trace
+from slackwater.policy.planner import (
+    POLICIES,
+    Action,
+    Greedy,
+    Job,
+    Market,
+    Slackwater,
+    policy,
+)
+from slackwater.policy.simulate import Prices, WorkloadJob, optimum, simulate
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+HOUR = 3600.0
+
+
+def job(remaining_hours: float, left_hours: float, **kw: object) -> Job:
+    fields: dict[str, object] = {
+        "id": "j",
+        "arrival": NOW - timedelta(hours=1),
+        "deadline": NOW + timedelta(hours=left_hours),
+        "total_seconds": remaining_hours * HOUR,
+        "remaining_seconds": remaining_hours * HOUR,
+    }
+    fields.update(kw)
+    return Job(**fields)  # type: ignore[arg-type]
+
+
+def market(available: bool = True, **kw: object) -> Market:
+    fields: dict[str, object] = {
+        "spot_available": available,
+        "spot_price": Decimal("0.9"),
+        "on_demand_price": Decimal("3.0"),
+        "tick_seconds": 300.0,
+        "restart_seconds": 300.0,
+    }
+    fields.update(kw)
+    return Market(**fields)  # type: ignore[arg-type]
+
+
+def test_spot_when_it_is_there() -> None:
+    decision = Slackwater().decide(job(2, 10), market(), NOW)
+    assert decision.action is Action.SPOT
+
+
+def test_holds_while_slack_remains() -> None:
+    assert Slackwater().decide(job(2, 10), market(False), NOW).action is Action.HOLD
+
+
+def test_on_demand_when_the_slack_is_down_to_the_reserve() -> None:
+    # 2 h of work, 2.5 h left: less than 8 restarts (40 min) of slack after this tick.
+    decision = Slackwater().decide(job(2, 2.5), market(False), NOW)
+    assert decision.action is Action.ON_DEMAND
+    assert "reserve" in decision.reason
+    # Greedy waits until the very last moment instead.
+    assert Greedy().decide(job(2, 2.5), market(False), NOW).action is Action.HOLD
+
+
+def test_spot_too_late_for_a_restart_goes_on_demand() -> None:
+    # Exactly work + restart left: a spot restart now could not be recovered from.
+    decision = Slackwater().decide(job(2, 2 + 300 / HOUR), market(), NOW)
+    assert decision.action is Action.ON_DEMAND
+
+
+def test_pauses_while_the_spot_price_is_over_the_ceiling() -> None:
+    pricey = market(spot_price=Decimal("2.5"), max_spot_price=Decimal("1.5"))
+    assert Slackwater().decide(job(2, 10), pricey, NOW).action is Action.HOLD
+    assert Slackwater().decide(job(2, 2.1), pricey, NOW).action is Action.ON_DEMAND
+
+
+def test_goes_back_to_spot_when_it_saves_more_than_the_restarts() -> None:
+    on_demand = job(2, 5, running=Action.ON_DEMAND)
+    assert Slackwater().decide(on_demand, market(), NOW).action is Action.SPOT
+    # A spot run expected to last a minute does not pay for two restarts.
+    short = market(spot_mean_uptime_seconds=60.0)
+    assert Slackwater().decide(on_demand, short, NOW).action is Action.ON_DEMAND
+
+
+def test_provider_batch_tier_when_cheaper_than_even_spot() -> None:
+    tier = market(provider_turnaround_seconds=24 * HOUR)
+    cheap = job(10, 30, provider_cost=Decimal("5"))  # spot alone: ~9.08
+    assert Slackwater().decide(cheap, tier, NOW).action is Action.PROVIDER_BATCH
+    dear = job(10, 30, provider_cost=Decimal("20"))
+    assert Slackwater().decide(dear, tier, NOW).action is Action.SPOT
+    # Not within the provider's turnaround: self-host.
+    assert Slackwater().decide(job(10, 20, provider_cost=Decimal("5")), tier, NOW).action is (
+        Action.SPOT
+    )
+
+
+def test_unknown_policy_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="greedy"):
+        policy("cheapest")
+
+
+def random_trace(rng: random.Random, ticks: int) -> Trace:
+    capacity, up = [], True
+    for _ in range(ticks):
+        if rng.random() < 0.15:
+            up = not up
+        capacity.append(1 if up else 0)
+    return Trace(tick_seconds=600.0, capacity=capacity)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_no_policy_misses_a_feasible_deadline_or_beats_the_optimum(seed: int) -> None:
+    rng = random.Random(seed)
+    trace = random_trace(rng, 400)
+    workload = [
+        WorkloadJob(
+            f"j{i}",
+            arrival_seconds=rng.uniform(0, 200) * 600,
+            work_seconds=(w := rng.uniform(1, 40) * 600),
+            window_seconds=w + rng.uniform(0.5, 60) * 600,
+        )
+        for i in range(12)
+    ]
+    prices = Prices(restart_seconds=600.0)
+    best = optimum(workload, trace, prices)
+    for name, chosen in POLICIES.items():
+        result = simulate(workload, trace, prices, chosen)
+        assert result.missed_feasible == 0, name
+        for mine, optimal in zip(result.jobs, best.jobs, strict=True):
+            if mine.feasible:
+                assert mine.cost >= optimal.cost, (name, mine.id)
