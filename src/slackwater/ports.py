@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import IO, Any, Protocol
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
@@ -182,3 +183,16 @@ class Engine(Protocol):
     async def start(self) -> None: ...
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What a pool offers now, as its feed sees it."""
+
+    available: bool
+    price_per_hour: Decimal
+    mean_uptime_seconds: float | None = None  # of recent spot runs, where known
+
+
+class PriceFeed(Protocol):
+    async def state(self, now: datetime) -> PoolState: ...

@@ -94,17 +94,17 @@ def default_workload(trace: Trace, seed: int = 7, jobs: int = 40) -> list[Worklo
     return out
 
 
-class _History:
+class SpotHistory:
     """What an online policy may know at tick t: the trace up to t, in a trailing window."""
 
-    def __init__(self, trace: Trace, window_ticks: int) -> None:
+    def __init__(self, trace: Trace, window_hours: float = 24.0) -> None:
         up = [1 if c > 0 else 0 for c in trace.capacity]
         self.up_sum = [0]
         self.starts = [0]
         for i, u in enumerate(up):
             self.up_sum.append(self.up_sum[-1] + u)
             self.starts.append(self.starts[-1] + (1 if u and (i == 0 or not up[i - 1]) else 0))
-        self.window = window_ticks
+        self.window = max(1, round(window_hours * 3600 / trace.tick_seconds))
         self.tick = trace.tick_seconds
 
     def mean_uptime(self, t: int) -> float | None:
@@ -122,7 +122,7 @@ def simulate(
     *,
     history_hours: float = 24.0,
 ) -> SimResult:
-    history = _History(trace, max(1, round(history_hours * 3600 / trace.tick_seconds)))
+    history = SpotHistory(trace, history_hours)
     results = [_run(job, trace, prices, policy, history) for job in workload]
     return _summary(policy.name, results)
 
@@ -152,7 +152,7 @@ def _spot_price(trace: Trace, prices: Prices, t: int) -> Decimal:
 
 
 def _run(
-    job: WorkloadJob, trace: Trace, prices: Prices, policy: Policy, history: _History
+    job: WorkloadJob, trace: Trace, prices: Prices, policy: Policy, history: SpotHistory
 ) -> JobResult:
     tick = trace.tick_seconds
     start, end = _span(job, trace)
