@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from slackwater.domain.errors import ConfigError
 from slackwater.domain.pool import Trace
 from slackwater.policy.optimum import NANO, optimal_cost
 from slackwater.policy.planner import HOUR, Action, Job, Market, Policy
@@ -263,3 +264,57 @@ def realtime(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> S
         for job in workload
     ]
     return _summary("realtime", results)
+
+
+def parse_workload(document: object, source: str) -> list[WorkloadJob]:
+    """A workload file: {"jobs": [{"arrival_hours", "work_hours", "window_hours", "id"?}]}."""
+    jobs = document.get("jobs") if isinstance(document, dict) else None
+    if not isinstance(jobs, list) or not jobs:
+        raise ConfigError(f"workload {source}: field jobs must be a non-empty list")
+    out = []
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict):
+            raise ConfigError(f"workload {source}: jobs[{i}] is not an object")
+        hours = {}
+        for name in ("arrival_hours", "work_hours", "window_hours"):
+            value = job.get(name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ConfigError(
+                    f"workload {source}: jobs[{i}].{name} must be a number >= 0, got {value!r}"
+                )
+            hours[name] = float(value) * 3600
+        if hours["work_hours"] <= 0 or hours["window_hours"] <= 0:
+            raise ConfigError(f"workload {source}: jobs[{i}] needs work and a window over 0")
+        out.append(
+            WorkloadJob(
+                id=str(job.get("id", f"job-{i:03d}")),
+                arrival_seconds=hours["arrival_hours"],
+                work_seconds=hours["work_hours"],
+                window_seconds=hours["window_hours"],
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every policy, the realtime and optimum baselines, on one workload and trace."""
+
+    jobs: int
+    feasible: int
+    results: dict[str, SimResult]
+
+    def ratio(self, name: str) -> float | None:
+        best = self.results["optimum"].cost
+        return float(self.results[name].cost / best) if best else None
+
+
+def compare(
+    workload: Sequence[WorkloadJob], trace: Trace, prices: Prices, policies: Sequence[Policy]
+) -> Comparison:
+    results = {"realtime": realtime(workload, trace, prices)}
+    for chosen in policies:
+        results[chosen.name] = simulate(workload, trace, prices, chosen)
+    results["optimum"] = optimum(workload, trace, prices)
+    feasible = sum(j.feasible for j in results["optimum"].jobs)
+    return Comparison(jobs=len(workload), feasible=feasible, results=results)

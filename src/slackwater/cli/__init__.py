@@ -691,6 +691,10 @@ def version() -> None:
     print(__version__)
 
 
+# Commands defined in submodules register themselves on `app`.
+from slackwater.cli import capacity as capacity  # noqa: E402
+
+
 def main() -> None:
     try:
         app()
