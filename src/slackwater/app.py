@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 
 from slackwater.config import Settings
 from slackwater.domain.clock import utcnow
 from slackwater.domain.model import Catalog, Model
+from slackwater.domain.pool import Pool, PoolKind
 from slackwater.engines import create_engine
+from slackwater.feeds import open_feed
+from slackwater.policy.planner import Slackwater
 from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import Clock, Engine
 from slackwater.runtime.batches import BatchService
@@ -18,6 +22,7 @@ from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.placement import Placement
 from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
@@ -65,6 +70,8 @@ def build(
     )
     finalizer = Finalizer(store, blobs, clock)
     metrics = Metrics()
+    pool = settings.pool_named()
+    placement = _placement(settings, store, pool, clock)
     count = workers if workers is not None else int(settings.run_worker_in_server)
     return Services(
         store=store,
@@ -117,8 +124,40 @@ def build(
                 retry_policy=retry_policy,
                 cache_ttl=cache_ttl,
                 metrics=metrics,
-                models=worker_models,
+                models=worker_models
+                or sorted(m.name for m in catalog.models if pool.serves(m.name)),
+                pool=pool,
+                placement=placement,
+                venues=[
+                    p.to_pool()
+                    for p in settings.pools
+                    if p.kind in (PoolKind.PROVIDER_BATCH, PoolKind.PROVIDER_REALTIME)
+                ],
             )
             for _ in range(count)
         ],
+    )
+
+
+def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) -> Placement | None:
+    """The planner's gate for workers on a spot or on-demand pool; None for the rest."""
+    if pool.kind not in (PoolKind.SPOT, PoolKind.ON_DEMAND):
+        return None
+    start = clock()
+    spot = next((p for p in settings.pools if p.kind is PoolKind.SPOT), None)
+    demand = next((p for p in settings.pools if p.kind is PoolKind.ON_DEMAND), None)
+    return Placement(
+        store,
+        pool,
+        open_feed(pool.feed, pool.price_per_hour, start),
+        clock,
+        Slackwater(settings.reserve_restarts),
+        spot_feed=open_feed(spot.feed, spot.price_per_hour, start) if spot else None,
+        # Without an on-demand pool, spot has nothing cheaper to fall back from.
+        on_demand_price=demand.price_per_hour if demand else Decimal("Infinity"),
+        restart_seconds=settings.restart_seconds,
+        tick_seconds=settings.lease_seconds,
+        max_spot_price=settings.max_spot_price,
+        # Workers announce themselves every lease_seconds / 3 at most.
+        alive_seconds=2 * settings.lease_seconds,
     )

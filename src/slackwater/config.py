@@ -12,7 +12,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +30,7 @@ from pydantic_settings import (
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Model, Price
+from slackwater.domain.pool import Pool, PoolKind
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_CHAT_MODEL = "tiny-llama"
@@ -75,6 +83,31 @@ class ModelConfig(BaseModel):
             features=frozenset(self.features),
             quality=dict(self.quality),
         )
+
+
+class PoolConfig(BaseModel):
+    """One `[[pools]]` table: capacity workers join with `slackwater worker --pool NAME`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: PoolKind
+    price_per_hour: Decimal = Field(default=Decimal(0), ge=0)
+    feed: str = "static"  # static | trace:PATH | aws:TYPE@ZONE | a plug-in feed
+    models: list[str] = Field(default_factory=list)
+
+    def to_pool(self) -> Pool:
+        return Pool(
+            name=self.name,
+            kind=self.kind,
+            price_per_hour=self.price_per_hour,
+            feed=self.feed,
+            models=frozenset(self.models),
+        )
+
+
+def default_pools() -> list[PoolConfig]:
+    return [PoolConfig(name="local", kind=PoolKind.LOCAL)]
 
 
 def default_models() -> list[ModelConfig]:
@@ -136,6 +169,18 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
+    pools: list[PoolConfig] = Field(default_factory=default_pools)
+    # The pool this process's workers run on (`slackwater worker --pool`); unset: the
+    # first of `pools`.
+    pool: str | None = None
+    # Planner: starting an instance and loading its model; slack kept in reserve (in
+    # restarts) before on-demand takes over from spot; a spot price ceiling.
+    restart_seconds: float = Field(default=300.0, ge=0)
+    reserve_restarts: float = Field(default=8.0, ge=0)
+    max_spot_price: Decimal | None = None
+    # A spot worker's notice (SIGTERM, AWS's two-minute warning): finish the chunk in
+    # hand if it fits, else give the rest back to the queue.
+    drain_seconds: float = Field(default=120.0, gt=0)
 
     @field_validator("models")
     @classmethod
@@ -147,6 +192,24 @@ class Settings(BaseSettings):
                     raise ValueError(f"model name or alias {name!r} is declared twice")
                 seen.add(name)
         return models
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pools(cls, pools: list[PoolConfig]) -> list[PoolConfig]:
+        names = [p.name for p in pools]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"pool {name!r} is declared twice")
+        return pools
+
+    @model_validator(mode="after")
+    def _known_pool(self) -> Settings:
+        if not self.pools:
+            raise ValueError("pools: configure at least one pool")
+        if self.pool is not None and self.pool not in {p.name for p in self.pools}:
+            known = ", ".join(p.name for p in self.pools)
+            raise ValueError(f"pool {self.pool!r} is not configured (pools: {known})")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -175,7 +238,9 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             where = f" in {path}" if path else ""
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                (f"{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "")
+                + err["msg"].removeprefix("Value error, ")
+                for err in exc.errors()
             )
             raise ConfigError(f"invalid settings{where}: {problems}") from None
 
@@ -185,3 +250,7 @@ class Settings(BaseSettings):
 
     def catalog(self) -> list[Model]:
         return [m.to_model() for m in self.models]
+
+    def pool_named(self, name: str | None = None) -> Pool:
+        wanted = name or self.pool or self.pools[0].name
+        return next(p.to_pool() for p in self.pools if p.name == wanted)

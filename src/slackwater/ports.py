@@ -87,6 +87,36 @@ class Page:
     has_more: bool
 
 
+# What the ledger can be grouped by, and the request column each means ("day" is the
+# date a request finished, in UTC).
+LEDGER_GROUPS = {"batch": "batch_id", "project": "project", "pool": "pool", "model": "model"}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str  # a batch id, project, pool, model or day
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    compute_seconds: float
+    cost: Decimal
+    realtime_cost: Decimal
+
+    @property
+    def saving(self) -> Decimal:
+        return self.realtime_cost - self.cost
+
+
+@dataclass(frozen=True)
+class OpenWork:
+    """A batch's unfinished requests of one model, as the planner sees them."""
+
+    batch_id: str
+    model: str
+    requests: int
+    deadline: datetime
+
+
 class Store(Protocol):
     """Durable state. Every method is one transaction."""
 
@@ -126,7 +156,13 @@ class Store(Protocol):
     async def drop_staged(self, batch_id: str) -> None: ...
     async def activate(self, batch_id: str, now: datetime) -> Batch: ...
     async def lease(
-        self, owner: str, models: Sequence[str], limit: int, now: datetime, seconds: float
+        self,
+        owner: str,
+        models: Sequence[str],
+        limit: int,
+        now: datetime,
+        seconds: float,
+        batches: Sequence[str] | None = None,
     ) -> Lease | None: ...
     async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int: ...
     async def record(
@@ -151,6 +187,18 @@ class Store(Protocol):
     async def open_requests(self, project: str) -> int: ...
     async def stored_bytes(self, project: str) -> int: ...
     async def queue_depth(self) -> dict[tuple[str, str], int]: ...
+
+    # capacity: open work per batch, live workers per pool kind
+    async def open_work(self) -> list[OpenWork]: ...
+    async def worker_seen(self, owner: str, pool: str, kind: str, now: datetime) -> None: ...
+    async def worker_gone(self, owner: str) -> None: ...
+    async def live_workers(self, kind: str, since: datetime) -> int: ...
+
+    # the ledger
+    async def ledger(
+        self, by: str, project: str | None = None, since: datetime | None = None
+    ) -> list[LedgerRow]: ...
+    async def batch_outcomes(self, project: str | None = None) -> dict[str, int]: ...
 
     # webhooks (an outbox written in the same transaction as the batch's final status)
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -74,6 +75,20 @@ def batch_json(batch: Batch) -> dict[str, Any]:
         },
         "metadata": batch.metadata,
         "retried_from": batch.retried_from,
+        # Extension: what the batch has cost so far, against the same tokens in real time.
+        "slackwater": {"cost": cost_json(batch.cost, batch.realtime_cost)},
+    }
+
+
+def usd(amount: Decimal) -> str:
+    return format(amount.normalize(), "f")
+
+
+def cost_json(cost: Decimal, realtime: Decimal) -> dict[str, Any]:
+    return {
+        "cost_usd": usd(cost),
+        "realtime_cost_usd": usd(realtime),
+        "saving_usd": usd(realtime - cost),
     }
 
 

@@ -122,11 +122,21 @@ def worker(
     models: Annotated[
         list[str] | None, typer.Option("--model", "-m", help="Only run these models (repeatable).")
     ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option(help="The configured pool this worker runs on [default: the pool setting]."),
+    ] = None,
 ) -> None:
-    """Run a worker against the same store as a server (SIGTERM finishes the chunk in hand)."""
+    """Run a worker against the same store as a server.
+
+    SIGTERM is a preemption notice: the worker leases nothing more, finishes the chunk in
+    hand if it can within `drain_seconds` (AWS gives two minutes), else gives the rest
+    back to the queue. Workers on spot and on-demand pools lease what the planner
+    places there.
+    """
     from slackwater.app import build
 
-    settings = _settings(config, data_dir=data_dir)
+    settings = _settings(config, data_dir=data_dir, pool=pool)
     _logging()
 
     async def main() -> None:
@@ -135,7 +145,7 @@ def worker(
         [runner] = services.workers
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.stop)
+            loop.add_signal_handler(sig, runner.drain, settings.drain_seconds)
         try:
             await runner.run()
         finally:

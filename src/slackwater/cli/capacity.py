@@ -1,8 +1,11 @@
-"""`slackwater sim`: replay a workload on a spot trace through the planner's policies."""
+"""`slackwater sim` (a workload replayed on a spot trace through the planner's policies)
+and `slackwater report` (the ledger: cost, savings and deadlines)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,11 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slackwater.cli import JsonOpt, app, console
+from slackwater.api.schemas import cost_json, usd
+from slackwater.cli import ConfigOpt, DataDirOpt, JsonOpt, _settings, app, console
+from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
 from slackwater.feeds.trace import load_trace
 from slackwater.policy.planner import POLICIES, policy
 from slackwater.policy.simulate import Comparison, Prices, compare, default_workload, parse_workload
+from slackwater.ports import LEDGER_GROUPS, LedgerRow
 
 
 def comparison_json(comparison: Comparison, trace: str) -> dict[str, Any]:
@@ -113,3 +119,110 @@ def sim(
         console.print_json(data=report)
     else:
         console.print(comparison_table(report))
+
+
+LEDGER_TERMINAL = {
+    "completed": "met",
+    "expired": "missed",
+    "cancelled": "cancelled",
+    "failed": "failed",
+}
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    by: Annotated[
+        str, typer.Option(help="Group by batch, project, pool, model or day (UTC).")
+    ] = "batch",
+    project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
+    days: Annotated[
+        float | None, typer.Option(help="Only requests finished in the last N days.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The ledger: what requests cost where they ran, against real time, and deadlines met.
+
+    Reads the store the config points at (run it where the server runs).
+    """
+    from slackwater.store.sql import SqlStore
+
+    if by not in (*LEDGER_GROUPS, "day"):
+        raise typer.BadParameter(f"--by must be one of {', '.join([*LEDGER_GROUPS, 'day'])}")
+    settings = _settings(config, data_dir=data_dir)
+    since = utcnow() - timedelta(days=days) if days is not None else None
+
+    async def read() -> tuple[list[LedgerRow], dict[str, int]]:
+        store = SqlStore(settings.resolved_database_url)
+        try:
+            await store.migrate()
+            return await store.ledger(by, project, since), await store.batch_outcomes(project)
+        finally:
+            await store.close()
+
+    rows, outcomes = asyncio.run(read())
+    cost = sum((r.cost for r in rows), Decimal(0))
+    realtime = sum((r.realtime_cost for r in rows), Decimal(0))
+    data: dict[str, Any] = {
+        "by": by,
+        "rows": [
+            {
+                by: r.key,
+                "requests": r.requests,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "compute_seconds": round(r.compute_seconds, 3),
+                **cost_json(r.cost, r.realtime_cost),
+            }
+            for r in rows
+        ],
+        "total": {"requests": sum(r.requests for r in rows), **cost_json(cost, realtime)},
+        "deadlines": {
+            "met": outcomes.get("completed", 0),
+            "missed": outcomes.get("expired", 0),
+            "cancelled": outcomes.get("cancelled", 0),
+            "failed": outcomes.get("failed", 0),
+            "open": sum(n for s, n in outcomes.items() if s not in LEDGER_TERMINAL),
+        },
+    }
+    if json_out:
+        console.print_json(data=data)
+        return
+    table = Table(title=f"ledger by {by}")
+    columns = (
+        by,
+        "requests",
+        "tokens in",
+        "tokens out",
+        "compute s",
+        "cost $",
+        "realtime $",
+        "saving $",
+        "saving",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == by else "right")
+    for r in rows:
+        table.add_row(
+            r.key,
+            str(r.requests),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            f"{r.compute_seconds:.1f}",
+            usd(r.cost),
+            usd(r.realtime_cost),
+            usd(r.saving),
+            f"{r.saving / r.realtime_cost:.0%}" if r.realtime_cost else "-",
+        )
+    console.print(table)
+    total = data["total"]
+    console.print(
+        f"total: {total['requests']} requests, cost ${total['cost_usd']}, "
+        f"realtime ${total['realtime_cost_usd']}, saving ${total['saving_usd']}"
+    )
+    d = data["deadlines"]
+    console.print(
+        f"batches: {d['met']} met their deadline, {d['missed']} missed (expired), "
+        f"{d['cancelled']} cancelled, {d['failed']} failed, {d['open']} open"
+    )

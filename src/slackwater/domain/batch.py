@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -102,6 +103,8 @@ class Batch:
     # Why finalizing was entered: decides the terminal status the finalizer writes.
     outcome: BatchStatus | None = None
     retried_from: str | None = None
+    cost: Decimal = Decimal(0)  # what its requests cost so far, US dollars
+    realtime_cost: Decimal = Decimal(0)  # ... and would have cost in real time
     extra: dict[str, Any] = field(default_factory=dict)
 
 

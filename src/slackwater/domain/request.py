@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -75,8 +76,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """A request's line in the ledger: where it ran, and what it cost against real time."""
+
+    pool: str
+    compute_seconds: float
+    cost: Decimal  # US dollars
+    realtime_cost: Decimal  # the same tokens at the model's realtime price
+
+
+@dataclass(frozen=True)
 class Result:
     """An outcome to record against a leased request."""
 
     request_id: int
     outcome: Outcome
+    charge: Charge | None = None

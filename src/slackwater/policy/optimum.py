@@ -15,12 +15,9 @@ from decimal import Decimal
 
 import numpy as np
 
-NANO = Decimal("1e-9")
+from slackwater.domain.money import from_nano, to_nano
+
 INFEASIBLE = np.int64(2**62)
-
-
-def to_nano(dollars: Decimal) -> int:
-    return int((dollars / NANO).to_integral_value())
 
 
 def optimal_cost(
@@ -75,7 +72,7 @@ def optimal_cost(
     best = int(idle[work_ticks])
     if best >= INFEASIBLE:
         return None
-    return Decimal(best) * NANO
+    return from_nano(best)
 
 
 def _progress(v: np.ndarray) -> np.ndarray:

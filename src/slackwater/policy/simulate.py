@@ -17,8 +17,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from slackwater.domain.errors import ConfigError
+from slackwater.domain.money import NANO
 from slackwater.domain.pool import Trace
-from slackwater.policy.optimum import NANO, optimal_cost
+from slackwater.policy.optimum import optimal_cost
 from slackwater.policy.planner import HOUR, Action, Job, Market, Policy
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

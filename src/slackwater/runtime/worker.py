@@ -19,19 +19,23 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 import orjson
 
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Tier
-from slackwater.domain.request import Outcome, Request, Result
+from slackwater.domain.pool import Pool, PoolKind
+from slackwater.domain.request import Outcome, Request, Result, Usage
 from slackwater.policy.checks import failed_check
+from slackwater.policy.ledger import charges, reused
 from slackwater.policy.retry import RetryPolicy, retry_decision
-from slackwater.ports import Clock, Escalation, Lease, Retry, Store
+from slackwater.ports import CachedResult, Clock, Escalation, Lease, Retry, Store
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.metrics import Metrics
+from slackwater.runtime.placement import Placement
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ class Worker:
         models: list[str] | None = None,
         on_recorded: Callable[[int], None] | None = None,
         metrics: Metrics | None = None,
+        pool: Pool | None = None,
+        placement: Placement | None = None,
+        venues: Sequence[Pool] = (),
     ) -> None:
         self.store = store
         self.engines = engines
@@ -66,6 +73,14 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{new_id('worker')}"
         self.on_recorded = on_recorded
         self.metrics = metrics
+        self.pool = pool or Pool("local", PoolKind.LOCAL)
+        self.placement = placement
+        # Provider pools (batch or realtime APIs) that bill their models' requests, not
+        # this worker's own pool: the machine only waits on them.
+        self.venues = {m: v for v in venues for m in v.models}
+        self._lease: Lease | None = None
+        self._step: asyncio.Task[int] | None = None
+        self._seen = float("-inf")
         # Check results of auto-routed answers, (model, task) -> [passed, failed]: they
         # feed back into the router's quality estimates.
         self._outcomes: dict[tuple[str, str], list[int]] = {}
@@ -73,33 +88,70 @@ class Worker:
 
     async def run(self) -> None:
         """Work until `stop()` is called; a chunk in flight is finished first."""
-        while not self.stopping.is_set():
-            try:
-                done = await self.step()
-            except Exception:  # a bad chunk must not kill the worker; its lease runs out
-                log.exception("worker step failed")
-                done = 0
-            if not done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
+        try:
+            while not self.stopping.is_set():
+                await self._announce()
+                self._step = asyncio.create_task(self.step())
+                try:
+                    done = await self._step
+                except asyncio.CancelledError:
+                    if not self.stopping.is_set():
+                        raise
+                    await self._abandon()
+                    break
+                except Exception:  # a bad chunk must not kill the worker; its lease runs out
+                    log.exception("worker step failed")
+                    done = 0
+                if not done:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.store.worker_gone(self.owner)
 
     def stop(self) -> None:
         self.stopping.set()
 
+    def drain(self, seconds: float) -> None:
+        """A preemption notice: lease nothing more; finish the chunk in hand if it ends
+        within `seconds`, else give what is not recorded back to the queue."""
+        self.stop()
+        asyncio.get_running_loop().call_later(seconds, self._cut)
+
+    def _cut(self) -> None:
+        if self._step is not None and not self._step.done():
+            log.warning("drain time is up: giving the rest of the chunk back to the queue")
+            self._step.cancel()
+
+    async def _abandon(self) -> None:
+        if self._lease is not None:
+            await self.store.release(self._lease.id)
+            self._lease = None
+
+    async def _announce(self) -> None:
+        """Tell the store this worker is alive in its pool (spot capacity, for the planner)."""
+        if time.monotonic() - self._seen >= min(5.0, self.lease_seconds / 3):
+            await self.store.worker_seen(self.owner, self.pool.name, self.pool.kind, self.clock())
+            self._seen = time.monotonic()
+
     async def step(self) -> int:
         """Lease and run one chunk; returns how many requests were settled."""
+        batches = await self.placement.allowed() if self.placement is not None else None
         lease = await self.store.lease(
-            self.owner, self.models, self.lease_size, self.clock(), self.lease_seconds
+            self.owner, self.models, self.lease_size, self.clock(), self.lease_seconds, batches
         )
         if lease is None:
             return 0
+        self._lease = lease
         beat = asyncio.create_task(self._heartbeat(lease))
         try:
-            return await self._run(lease)
+            settled = await self._run(lease)
         finally:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beat
+        self._lease = None  # released by _run; a cancelled step leaves it to _abandon
+        return settled
 
     async def _run(self, lease: Lease) -> int:
         model = self.engines.model(lease.model)
@@ -159,7 +211,11 @@ class Worker:
     async def _run_chunk(
         self, model: str, endpoint: str, chunk: list[Request], known: dict[str, Outcome]
     ) -> list[Result]:
-        """Run what is not known yet; identical deterministic requests run once."""
+        """Run what is not known yet; identical deterministic requests run once.
+
+        Each result carries its ledger charge: its share of the engine call's time on
+        this worker's pool; a reused result costs nothing.
+        """
         to_run: list[Request] = []
         keys: set[str] = set()
         for request in chunk:
@@ -168,18 +224,29 @@ class Worker:
                 to_run.append(request)
                 if key is not None:
                     keys.add(key)
+        started = time.perf_counter()
         outcomes = await self.engines.run(model, endpoint, [r.body for r in to_run])
-        ran = dict(zip((r.id for r in to_run), outcomes, strict=True))
+        spent = time.perf_counter() - started
+        details = self.engines.model(model)
+        pool = self.venues.get(details.name, self.pool)
+        billed = charges(details, pool, outcomes, spent) if outcomes else []
+        ran = {
+            r.id: (outcome, charge)
+            for r, outcome, charge in zip(to_run, outcomes, billed, strict=True)
+        }
         for request, done in zip(to_run, outcomes, strict=True):
             if request.cache_key is not None and done.ok:
                 known[request.cache_key] = done
         results = []
         for request in chunk:
-            outcome = ran.get(request.id) or known.get(request.cache_key or "")
+            if request.id in ran:
+                results.append(Result(request.id, *ran[request.id]))
+                continue
+            outcome = known.get(request.cache_key or "")
             if outcome is None:
                 # A twin in this chunk failed: this copy runs again on its own later.
                 outcome = Outcome.error(503, "identical request failed; retrying", retryable=True)
-            results.append(Result(request.id, outcome))
+            results.append(Result(request.id, outcome, reused(details, pool, outcome)))
         return results
 
     async def _cached(self, lease: Lease) -> dict[str, Outcome]:
@@ -187,7 +254,7 @@ class Worker:
             return {}
         keys = [r.cache_key for r in lease.requests if r.cache_key]
         hits = await self.store.cached(keys, self.clock())
-        return {key: Outcome(hit.status_code, orjson.loads(hit.body)) for key, hit in hits.items()}
+        return {key: _from_cache(hit) for key, hit in hits.items()}
 
     def _escalation(self, request: Request, outcome: Outcome) -> Escalation | None:
         """For an auto-routed answer that fails its check: the next model up, if any."""
@@ -253,3 +320,10 @@ class Worker:
             if not held:
                 log.warning("lease %s was lost (expired and reaped)", lease.id)
                 return
+
+
+def _from_cache(hit: CachedResult) -> Outcome:
+    body: dict[str, Any] = orjson.loads(hit.body)
+    usage = body.get("usage") or {}
+    tokens = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+    return Outcome(hit.status_code, body, usage=tokens)

@@ -91,6 +91,8 @@ batches = Table(
     # Which process validates the batch, until when (renewed as it goes).
     Column("intake_owner", String(80)),
     Column("intake_until", UtcDateTime),
+    Column("cost_nano", BigInteger, nullable=False, server_default="0"),
+    Column("realtime_nano", BigInteger, nullable=False, server_default="0"),
     Index("ix_batches_project_id", "project", "id"),
     Index("ix_batches_idempotency", "project", "idempotency_key", unique=True),
     Index("ix_batches_status", "status"),
@@ -122,6 +124,13 @@ requests = Table(
     Column("not_before", UtcDateTime),
     Column("cache_key", String(64)),
     Column("route", Text),  # JSON: the router's choice and reason, earlier attempts
+    # The ledger: where the request ran and what it cost; money in nanodollars, exact.
+    Column("pool", String(64)),
+    Column("prompt_tokens", BigInteger),
+    Column("completion_tokens", BigInteger),
+    Column("compute_us", BigInteger),
+    Column("cost_nano", BigInteger),
+    Column("realtime_nano", BigInteger),
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
     # Partial indexes: a request enters each only while in that state, so a request's
     # life costs a few index writes, not one per status change per index.
@@ -207,4 +216,14 @@ model_outcomes = Table(
     Column("task", String(128), primary_key=True),  # "" when the request named none
     Column("passed", BigInteger, nullable=False),
     Column("failed", BigInteger, nullable=False),
+)
+
+# Workers alive in each pool (the planner counts live spot workers as spot capacity).
+workers = Table(
+    "workers",
+    metadata,
+    Column("owner", String(120), primary_key=True),
+    Column("pool", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("seen_at", UtcDateTime, nullable=False),
 )

@@ -47,13 +47,17 @@ from slackwater.domain.batch import (
 from slackwater.domain.errors import ConfigError, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
+from slackwater.domain.money import from_nano, to_nano
 from slackwater.domain.request import Request, RequestStatus, Result
 from slackwater.ports import (
+    LEDGER_GROUPS,
     CachedResult,
     Delivery,
     Escalation,
     FinishedRequest,
     Lease,
+    LedgerRow,
+    OpenWork,
     Page,
     Retry,
     StagedRequest,
@@ -69,6 +73,7 @@ from slackwater.store.schema import (
     result_cache,
     scheduler_state,
     webhook_deliveries,
+    workers,
 )
 
 URGENCY_STEP_SECONDS = 300  # deadlines within 5 minutes of each other share the queue fairly
@@ -157,6 +162,8 @@ def _batch(row: Row[Any]) -> Batch:
         errors=errors,
         request_counts=RequestCounts(row.total, row.completed, row.failed),
         retried_from=row.retried_from,
+        cost=from_nano(row.cost_nano),
+        realtime_cost=from_nano(row.realtime_nano),
         **{column: getattr(row, column) for column in STATUS_TIMESTAMP.values()},
     )
 
@@ -469,11 +476,19 @@ class SqlStore:
             return await self._get_batch(conn, None, batch_id)
 
     async def lease(
-        self, owner: str, models: Sequence[str], limit: int, now: datetime, seconds: float
+        self,
+        owner: str,
+        models: Sequence[str],
+        limit: int,
+        now: datetime,
+        seconds: float,
+        batches: Sequence[str] | None = None,
     ) -> Lease | None:
-        if not models:
+        if not models or (batches is not None and not batches):
             return None
-        pending = status_is(RequestStatus.PENDING)
+        pending: ColumnElement[bool] = status_is(RequestStatus.PENDING)
+        if batches is not None:
+            pending = and_(pending, requests.c.batch_id.in_(batches))
         order = (requests.c.urgency, requests.c.fair_rank, requests.c.id)
         async with self.engine.begin() as conn:
             # The most urgent (then the fairest) head among the models asked for.
@@ -592,8 +607,10 @@ class SqlStore:
             counts: dict[str, list[int]] = {}
             params = []
             cache: dict[str, dict[str, Any]] = {}
+            finished = self._time(now)
             for row in rows:
-                outcome = by_id[row.id].outcome
+                result = by_id[row.id]
+                outcome = result.outcome
                 if cache_until is not None and row.cache_key and outcome.ok:
                     cache[row.cache_key] = {
                         "key": row.cache_key,
@@ -601,27 +618,35 @@ class SqlStore:
                         "response": orjson.dumps(outcome.body).decode(),
                         "expires_at": cache_until,
                     }
+                charge = result.charge
+                cost = to_nano(charge.cost) if charge else None
+                realtime = to_nano(charge.realtime_cost) if charge else None
                 params.append(
-                    {
-                        "rid": row.id,
-                        "status": (
-                            RequestStatus.SUCCEEDED if outcome.ok else RequestStatus.FAILED
-                        ).value,
-                        "status_code": outcome.status_code,
-                        "response": orjson.dumps(outcome.body).decode(),
-                    }
+                    (
+                        (RequestStatus.SUCCEEDED if outcome.ok else RequestStatus.FAILED).value,
+                        outcome.status_code,
+                        orjson.dumps(outcome.body).decode(),
+                        finished,
+                        charge.pool if charge else None,
+                        outcome.usage.prompt_tokens,
+                        outcome.usage.completion_tokens,
+                        round(charge.compute_seconds * 1_000_000) if charge else None,
+                        cost,
+                        realtime,
+                        row.id,
+                    )
                 )
-                done = counts.setdefault(row.batch_id, [0, 0])
+                done = counts.setdefault(row.batch_id, [0, 0, 0, 0])
                 done[0 if outcome.ok else 1] += 1
-            finished = self._time(now)
+                done[2] += cost or 0
+                done[3] += realtime or 0
             await self._executemany(
                 conn,
                 "UPDATE requests SET status = ?, status_code = ?, response = ?, "
-                "finished_at = ?, lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
-                [
-                    (p["status"], p["status_code"], p["response"], finished, p["rid"])
-                    for p in params
-                ],
+                "finished_at = ?, pool = ?, prompt_tokens = ?, completion_tokens = ?, "
+                "compute_us = ?, cost_nano = ?, realtime_nano = ?, "
+                "lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
+                params,
             )
             if cache:
                 upsert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(
@@ -638,16 +663,106 @@ class SqlStore:
                     ),
                     list(cache.values()),
                 )
-            for batch_id, (completed, failed) in counts.items():
+            for batch_id, (completed, failed, cost_nano, realtime_nano) in counts.items():
                 await conn.execute(
                     update(batches)
                     .where(batches.c.id == batch_id)
                     .values(
                         completed=batches.c.completed + completed,
                         failed=batches.c.failed + failed,
+                        cost_nano=batches.c.cost_nano + cost_nano,
+                        realtime_nano=batches.c.realtime_nano + realtime_nano,
                     )
                 )
             return len(rows)
+
+    async def open_work(self) -> list[OpenWork]:
+        query = (
+            select(
+                requests.c.batch_id,
+                requests.c.model,
+                func.count().label("n"),
+                func.min(requests.c.deadline).label("deadline"),
+            )
+            .where(requests.c.status.in_(OPEN))
+            .group_by(requests.c.batch_id, requests.c.model)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [OpenWork(r.batch_id, r.model, r.n, r.deadline) for r in rows]
+
+    async def worker_seen(self, owner: str, pool: str, kind: str, now: datetime) -> None:
+        insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(workers)
+        row = {"owner": owner, "pool": pool, "kind": kind, "seen_at": now}
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                insert.values(**row).on_conflict_do_update(
+                    index_elements=["owner"], set_={"seen_at": now}
+                )
+            )
+
+    async def worker_gone(self, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(workers).where(workers.c.owner == owner))
+
+    async def live_workers(self, kind: str, since: datetime) -> int:
+        query = select(func.count()).where(workers.c.kind == kind, workers.c.seen_at >= since)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def ledger(
+        self, by: str, project: str | None = None, since: datetime | None = None
+    ) -> list[LedgerRow]:
+        if by == "day":
+            finished = requests.c.finished_at
+            key: Any = (
+                func.date(finished)
+                if self.dialect == "sqlite"
+                else func.to_char(func.timezone("UTC", finished), "YYYY-MM-DD")
+            )
+        elif by in LEDGER_GROUPS:
+            key = requests.c[LEDGER_GROUPS[by]]
+        else:
+            raise ValueError(f"cannot group the ledger by {by!r}")
+        query = (
+            select(
+                key.label("key"),
+                func.count().label("requests"),
+                func.sum(requests.c.prompt_tokens).label("prompt_tokens"),
+                func.sum(requests.c.completion_tokens).label("completion_tokens"),
+                func.sum(requests.c.compute_us).label("compute_us"),
+                func.sum(requests.c.cost_nano).label("cost_nano"),
+                func.sum(requests.c.realtime_nano).label("realtime_nano"),
+            )
+            .where(requests.c.cost_nano.is_not(None))
+            .group_by(key)
+            .order_by(key)
+        )
+        if project is not None:
+            query = query.where(requests.c.project == project)
+        if since is not None:
+            query = query.where(requests.c.finished_at >= since)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            LedgerRow(
+                key=str(row.key),
+                requests=row.requests,
+                prompt_tokens=int(row.prompt_tokens or 0),
+                completion_tokens=int(row.completion_tokens or 0),
+                compute_seconds=int(row.compute_us or 0) / 1_000_000,
+                cost=from_nano(int(row.cost_nano or 0)),
+                realtime_cost=from_nano(int(row.realtime_nano or 0)),
+            )
+            for row in rows
+        ]
+
+    async def batch_outcomes(self, project: str | None = None) -> dict[str, int]:
+        query = select(batches.c.status, func.count()).group_by(batches.c.status)
+        if project is not None:
+            query = query.where(batches.c.project == project)
+        async with self.engine.connect() as conn:
+            return {status: n for status, n in (await conn.execute(query)).all()}
 
     async def _held(
         self, conn: AsyncConnection, lease_id: str, ids: list[int], *columns: Any

@@ -1,0 +1,45 @@
+"""What each request cost where it ran, and what it would have cost in real time.
+
+An instance pool (local, spot, on-demand) bills by the hour: the seconds an engine call
+took are shared among its requests by their tokens. A provider pool bills by the token
+at the model's price for that tier. The realtime reference is always the same tokens at
+the model's realtime price.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from slackwater.domain.model import Model, Tier
+from slackwater.domain.money import NANO
+from slackwater.domain.pool import Pool, PoolKind
+from slackwater.domain.request import Charge, Outcome
+
+HOUR = Decimal(3600)
+
+
+def charges(model: Model, pool: Pool, outcomes: Sequence[Outcome], seconds: float) -> list[Charge]:
+    """One charge per outcome of an engine call that took `seconds` on `pool`."""
+    tokens = [o.usage.total_tokens for o in outcomes]
+    total = sum(tokens)
+    out = []
+    for outcome, used in zip(outcomes, tokens, strict=True):
+        share = used / total if total else 1 / len(outcomes)
+        spent = seconds * share
+        usage = outcome.usage
+        realtime = model.price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if pool.hourly:
+            cost = pool.price_per_hour * Decimal(repr(spent)) / HOUR
+        else:
+            tier = Tier.BATCH if pool.kind is PoolKind.PROVIDER_BATCH else Tier.REALTIME
+            cost = model.price_for(tier).cost(usage.prompt_tokens, usage.completion_tokens)
+        out.append(Charge(pool.name, spent, cost.quantize(NANO), realtime.quantize(NANO)))
+    return out
+
+
+def reused(model: Model, pool: Pool, outcome: Outcome) -> Charge:
+    """A result served from the cache (or a twin in the same chunk): no compute spent."""
+    usage = outcome.usage
+    realtime = model.price.cost(usage.prompt_tokens, usage.completion_tokens)
+    return Charge(pool.name, 0.0, Decimal(0), realtime.quantize(NANO))

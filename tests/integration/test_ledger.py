@@ -1,0 +1,80 @@
+"""The ledger: every request's pool, tokens, compute time and cost, against real time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from slackwater.cli import app
+from slackwater.config import ModelConfig, PoolConfig, PriceConfig
+from tests.integration.conftest import Server, chat_line, fake_models
+
+PRICE = PriceConfig(input=Decimal("1.5"), output=Decimal("6"))  # realtime, $ per M tokens
+
+
+def priced_models(**options: Any) -> list[ModelConfig]:
+    echo, vec = fake_models(**options)
+    return [echo.model_copy(update={"price": PRICE}), vec]
+
+
+async def test_each_request_is_charged_to_its_pool_against_realtime(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    server: Server = await server_factory(
+        data_dir=data,
+        models=priced_models(latency_ms=30),
+        pools=[PoolConfig(name="box", kind="local", price_per_hour=Decimal("7.2"))],
+        pool="box",
+    )
+    same = {"temperature": 0, "user": "same"}
+    lines = [chat_line(i) for i in range(8)] + [
+        {**chat_line(100 + i), "body": chat_line(0, **same)["body"]} for i in range(2)
+    ]
+    batch = await server.wait((await server.submit(lines))["id"])
+    out = await server.lines(batch["output_file_id"])
+    usage = [o["response"]["body"]["usage"] for o in out]
+    realtime = sum(
+        (PRICE.input * u["prompt_tokens"] + PRICE.output * u["completion_tokens"]) / 1_000_000
+        for u in usage
+    )
+    cost = batch["slackwater"]["cost"]
+    assert Decimal(cost["realtime_cost_usd"]) == realtime
+    rows = await server.services.store.ledger("pool")
+    [row] = rows
+    assert row.key == "box" and row.requests == 10
+    # 7.2 $/h is 0.002 $/s: the cost is the compute time the engine calls took.
+    assert Decimal(cost["cost_usd"]) == row.cost
+    assert abs(row.cost - Decimal("0.002") * Decimal(row.compute_seconds)) < Decimal("1e-8")
+    assert row.compute_seconds >= 8 * 0.03 / 4  # 30 ms per engine call of up to 4
+    assert Decimal(cost["saving_usd"]) == realtime - row.cost
+
+    # The CLI report reads the same ledger, with deadline outcomes.
+    args = ["report", "--data-dir", str(data), "--by", "model", "--json"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["rows"][0]["model"] == "echo"
+    assert report["total"]["requests"] == 10
+    assert Decimal(report["total"]["cost_usd"]) == row.cost
+    assert report["deadlines"] == {"met": 1, "missed": 0, "cancelled": 0, "failed": 0, "open": 0}
+
+
+async def test_a_reused_result_costs_nothing_but_counts_its_realtime_price(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(models=priced_models())
+    line = chat_line(0, temperature=0, user="same")
+    first = await server.wait((await server.submit([line]))["id"])
+    again = await server.wait((await server.submit([line]))["id"])
+    assert Decimal(again["slackwater"]["cost"]["cost_usd"]) == 0
+    assert (
+        again["slackwater"]["cost"]["realtime_cost_usd"]
+        == (first["slackwater"]["cost"]["realtime_cost_usd"])
+    )
+    assert Decimal(first["slackwater"]["cost"]["realtime_cost_usd"]) > 0
