@@ -160,4 +160,5 @@ def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) ->
         max_spot_price=settings.max_spot_price,
         # Workers announce themselves every lease_seconds / 3 at most.
         alive_seconds=2 * settings.lease_seconds,
+        default_seconds_per_request=settings.seconds_per_request,
     )

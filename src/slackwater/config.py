@@ -178,6 +178,8 @@ class Settings(BaseSettings):
     restart_seconds: float = Field(default=300.0, ge=0)
     reserve_restarts: float = Field(default=8.0, ge=0)
     max_spot_price: Decimal | None = None
+    # A request's compute time until the ledger has measured its model.
+    seconds_per_request: float = Field(default=1.0, ge=0)
     # A spot worker's notice (SIGTERM, AWS's two-minute warning): finish the chunk in
     # hand if it fits, else give the rest back to the queue.
     drain_seconds: float = Field(default=120.0, gt=0)

@@ -63,7 +63,10 @@ def test_sigkill_anywhere_loses_and_repeats_nothing(
         database_url = PG_URL
     log = tmp_path / "calls.log"
     config = fake_config(tmp_path / "sw.toml", log, 15, database_url)
-    config.write_text(config.read_text().replace("lease_seconds = 5", "lease_seconds = 2"))
+    # Short leases; chunks long enough (40 engine calls) that a worker always holds
+    # finished results it has not flushed yet, which a kill destroys.
+    text = config.read_text().replace("lease_seconds = 5", "lease_seconds = 2")
+    config.write_text(text.replace("lease_size = 10", "lease_size = 200"))
     port = free_port()
     worker_args = ["worker", "--config", str(config), "--data-dir", str(data)]
 

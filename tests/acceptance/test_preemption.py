@@ -9,6 +9,7 @@ import asyncio
 import signal
 import time
 from collections import Counter, defaultdict
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import func, select
 
+from slackwater.domain.clock import utcnow
 from slackwater.store.schema import requests
 from slackwater.store.sql import SqlStore
 from tests.acceptance.conftest import Process, start, start_server
@@ -24,7 +26,7 @@ from tests.acceptance.test_openai_client import results
 from tests.acceptance.test_workers import chat_lines, submit, write_jsonl
 
 pytestmark = pytest.mark.slow
-LINES = 600
+LINES = 1200
 SPOT, ON_DEMAND = Decimal("0.9"), Decimal("3.0")
 
 
@@ -53,10 +55,18 @@ name = "echo"
 engine = "fake"
 endpoints = ["/v1/chat/completions"]
 max_batch_size = 5
-options = {{ latency_ms = 60, call_log = "{call_log}" }}
+options = {{ latency_ms = 100, call_log = "{call_log}" }}
 """
     )
     return path
+
+
+async def live_workers(database_url: str, kind: str) -> int:
+    store = SqlStore(database_url)
+    try:
+        return await store.live_workers(kind, utcnow() - timedelta(seconds=10))
+    finally:
+        await store.close()
 
 
 def test_spot_preemption_loses_nothing_and_charges_each_pool(
@@ -75,14 +85,24 @@ def test_spot_preemption_loses_nothing_and_charges_each_pool(
         return proc
 
     killed, noticed = worker("spot", "spot-a"), worker("spot", "spot-b")
-    worker("on-demand", "on-demand")
     client = OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=5)
     batch_id = submit(client, write_jsonl(tmp_path / "in.jsonl", chat_lines(LINES)))
 
+    def completed() -> int:
+        return client.batches.retrieve(batch_id).request_counts.completed
+
     limit = time.monotonic() + 60
-    while client.batches.retrieve(batch_id).request_counts.completed < 150:
+    while completed() < 50:
         assert time.monotonic() < limit
         time.sleep(0.05)
+    # The on-demand worker joins while spot runs, and stays idle.
+    worker("on-demand", "on-demand")
+    database = f"sqlite:///{data / 'slackwater.db'}"
+    while not asyncio.run(live_workers(database, "on_demand")):
+        assert time.monotonic() < limit
+        time.sleep(0.1)
+    time.sleep(3)  # it has planned (every 2 s) more than once
+    assert completed() < LINES * 3 // 4  # spot still has work left
     preempted_at = time.time()
     killed.stop(signal.SIGKILL)
     notice = time.monotonic()

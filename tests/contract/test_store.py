@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -12,7 +13,7 @@ from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
-from slackwater.domain.request import Outcome, RequestStatus, Result
+from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
 from slackwater.ports import StagedRequest
 from slackwater.store.sql import SqlStore
 
@@ -311,3 +312,65 @@ async def test_one_process_at_a_time_claims_intake(store: SqlStore) -> None:
     assert await store.claim_intake(batch.id, "b", NOW + timedelta(seconds=120), 60)  # expired
     await store.activate(batch.id, NOW)
     assert not await store.claim_intake(batch.id, "b", NOW, 60)  # not validating any more
+
+
+async def test_ledger_sums_charges_exactly_by_every_grouping(store: SqlStore) -> None:
+    first = await make_batch(store, 2, model="m")
+    second = await make_batch(store, 1, model="n", project="p2")
+    for model in ("m", "n"):
+        lease = await store.lease("w", [model], 10, NOW, 30)
+        assert lease is not None
+        results = [
+            Result(
+                r.id,
+                Outcome(200, {"n": r.id}, Usage(10, 5)),
+                Charge(
+                    "spot" if model == "m" else "openai",
+                    1.25,
+                    Decimal("0.000000001"),
+                    Decimal("0.1"),
+                ),
+            )
+            for r in lease.requests
+        ]
+        await store.record(lease.id, results, NOW + timedelta(hours=1))
+    by_pool = {r.key: r for r in await store.ledger("pool")}
+    assert set(by_pool) == {"spot", "openai"}
+    spot = by_pool["spot"]
+    assert (spot.requests, spot.prompt_tokens, spot.completion_tokens) == (2, 20, 10)
+    assert spot.compute_seconds == 2.5
+    assert spot.cost == Decimal("0.000000002") and spot.realtime_cost == Decimal("0.2")
+    assert spot.saving == Decimal("0.199999998")
+    assert [r.key for r in await store.ledger("batch")] == sorted([first.id, second.id])
+    assert {r.key for r in await store.ledger("project")} == {"p1", "p2"}
+    assert {r.key for r in await store.ledger("model")} == {"m", "n"}
+    [day] = await store.ledger("day")
+    assert (day.key, day.requests) == ("2026-01-01", 3)
+    assert [r.requests for r in await store.ledger("pool", project="p2")] == [1]
+    assert await store.ledger("pool", since=NOW + timedelta(days=1)) == []
+    batch = await store.get_batch(None, first.id)
+    assert (batch.cost, batch.realtime_cost) == (Decimal("0.000000002"), Decimal("0.2"))
+    assert await store.batch_outcomes() == {"in_progress": 2}
+    with pytest.raises(ValueError, match="cannot group"):
+        await store.ledger("colour")
+
+
+async def test_open_work_and_live_workers(store: SqlStore) -> None:
+    batch = await make_batch(store, 3)
+    await make_batch(store, 2, activate=False)  # staged: not open work yet
+    [work] = await store.open_work()
+    assert (work.batch_id, work.model, work.requests) == (batch.id, "m", 3)
+    assert work.deadline == batch.expires_at
+    lease = await store.lease("w", ["m"], 1, NOW, 30, batches=[batch.id])
+    assert lease is not None
+    assert await store.lease("w", ["m"], 1, NOW, 30, batches=[]) is None
+    assert await store.lease("w", ["m"], 1, NOW, 30, batches=["batch_other"]) is None
+
+    await store.worker_seen("a", "spot", "spot", NOW)
+    await store.worker_seen("a", "spot", "spot", NOW + timedelta(seconds=10))
+    await store.worker_seen("b", "od", "on_demand", NOW)
+    assert await store.live_workers("spot", NOW + timedelta(seconds=5)) == 1
+    assert await store.live_workers("spot", NOW + timedelta(seconds=11)) == 0
+    await store.worker_gone("a")
+    assert await store.live_workers("spot", NOW) == 0
+    assert await store.live_workers("on_demand", NOW) == 1

@@ -1,7 +1,8 @@
 """Placement: which batches a worker on a spot or on-demand pool may lease now.
 
 Each open batch is a planner Job: its unfinished requests times the seconds a request
-takes (measured: the ledger's compute time per request of that model), due at its
+takes (measured: the ledger's compute time per request of that model; until a model has
+been measured, `seconds_per_request`, which errs towards on-demand), due at its
 deadline. The planner's decision for it says where it runs: spot workers lease the
 batches it sends to spot, on-demand workers only those it sends to on-demand (slack down
 to the reserve, or spot gone or over its price ceiling). Spot counts as there while the
@@ -38,6 +39,7 @@ class Placement:
         max_spot_price: Decimal | None = None,
         refresh_seconds: float = 2.0,
         alive_seconds: float = 30.0,
+        default_seconds_per_request: float = 1.0,
     ) -> None:
         if pool.kind not in WANTS:
             raise ValueError(f"pool {pool.name!r} ({pool.kind}) is not placed by the planner")
@@ -53,6 +55,7 @@ class Placement:
         self.max_spot_price = max_spot_price
         self.refresh_seconds = refresh_seconds
         self.alive = timedelta(seconds=alive_seconds)
+        self.default_seconds = default_seconds_per_request
         self._allowed: list[str] = []
         self._at = float("-inf")
         self.reasons: dict[str, str] = {}  # batch -> why, as last decided
@@ -69,7 +72,8 @@ class Placement:
         remaining: dict[str, float] = defaultdict(float)
         deadlines: dict[str, datetime] = {}
         for work in await self.store.open_work():
-            remaining[work.batch_id] += work.requests * speed.get(work.model, 0.0)
+            per_request = speed.get(work.model, self.default_seconds)
+            remaining[work.batch_id] += work.requests * per_request
             deadlines[work.batch_id] = min(
                 work.deadline, deadlines.get(work.batch_id, work.deadline)
             )

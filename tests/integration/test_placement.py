@@ -1,0 +1,89 @@
+"""Workers on spot and on-demand pools: what the planner lets them lease, and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+from slackwater.domain.pool import Pool, PoolKind
+from slackwater.feeds.static import StaticFeed
+from slackwater.policy.planner import Slackwater
+from slackwater.runtime.placement import Placement
+from slackwater.runtime.worker import Worker
+from tests.integration.conftest import Server, chat_line, fake_models
+
+SPOT = Pool("spot", PoolKind.SPOT, Decimal("0.9"))
+ON_DEMAND = Pool("od", PoolKind.ON_DEMAND, Decimal("3"))
+
+
+def placement(server: Server, pool: Pool, restart_seconds: float = 60.0) -> Placement:
+    svc = server.services
+    return Placement(
+        svc.store,
+        pool,
+        StaticFeed(pool.price_per_hour),
+        svc.clock,
+        Slackwater(reserve_restarts=2),
+        spot_feed=StaticFeed(SPOT.price_per_hour),
+        on_demand_price=ON_DEMAND.price_per_hour,
+        restart_seconds=restart_seconds,
+        tick_seconds=10,
+        refresh_seconds=0,
+    )
+
+
+async def test_on_demand_waits_while_spot_runs_and_takes_over_when_slack_runs_low(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    roomy = await server.submit([chat_line(i) for i in range(3)], window="24h")
+    tight = await server.submit([chat_line(i) for i in range(3)], window="2m")
+    for batch in (roomy, tight):
+        await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    now = server.clock()
+    await store.worker_seen("spot-worker", "spot", "spot", now)
+
+    # Spot is there: spot takes both (a 60 s restart still fits the 2-minute window).
+    assert sorted(await placement(server, SPOT).allowed()) == sorted([roomy["id"], tight["id"]])
+    on_demand = placement(server, ON_DEMAND)
+    assert await on_demand.allowed() == []
+    assert "spot is available" in on_demand.reasons[roomy["id"]]
+
+    # Spot is gone: on-demand takes the batch whose slack is down to the reserve
+    # (2 restarts of 60 s), and the roomy one waits for spot to come back.
+    await store.worker_gone("spot-worker")
+    assert await on_demand.allowed() == [tight["id"]]
+    assert on_demand.reasons[roomy["id"]].startswith("hold")
+
+    # A restart longer than the window leaves spot nothing it could safely start.
+    assert await placement(server, SPOT, restart_seconds=600).allowed() == [roomy["id"]]
+
+
+async def test_drain_gives_the_unfinished_chunk_back_at_once(server_factory: Any) -> None:
+    server: Server = await server_factory(
+        run_worker_in_server=False, models=fake_models(latency_ms=5000)
+    )
+    svc = server.services
+    batch = await server.submit([chat_line(i) for i in range(4)])
+    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    worker = Worker(svc.store, svc.engines, svc.clock, lease_size=4, poll_seconds=0.02)
+    running = asyncio.create_task(worker.run())
+    for _ in range(500):
+        if worker._lease is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert worker._lease is not None  # the engine call (5 s) is under way
+    started = time.monotonic()
+    worker.drain(0.2)  # the notice: 0.2 s to finish, far less than the chunk needs
+    await asyncio.wait_for(running, 5)
+    assert time.monotonic() - started < 2
+    [work] = await svc.store.open_work()
+    assert work.requests == 4
+    # Back in the queue now, not when the lease would have run out.
+    again = await svc.store.lease("other", ["echo"], 10, svc.clock(), 30)
+    assert again is not None and len(again.requests) == 4
+    got = (await server.client.get(f"/v1/batches/{batch['id']}")).json()
+    assert got["request_counts"]["completed"] == 0
