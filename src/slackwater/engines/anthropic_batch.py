@@ -26,7 +26,7 @@ from slackwater.domain.clock import to_unix, utcnow
 from slackwater.domain.errors import EngineError
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
-from slackwater.engines.upstream import Upstream, provider_call
+from slackwater.engines.upstream import ProviderEngine, provider_call
 
 FINISH = {
     "end_turn": "stop",
@@ -47,23 +47,14 @@ ERRORS = {
 }
 
 
-class AnthropicBatchEngine:
+class AnthropicBatchEngine(ProviderEngine):
     def __init__(self, model: Model, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.model = model
         options = model.options
-        self.upstream_model = options.get("upstream_model")
-        self.poll_seconds = float(options.get("poll_seconds", 30))
-        self.default_max_tokens = int(options.get("default_max_tokens", 1024))
         headers = {"anthropic-version": str(options.get("anthropic_version", "2023-06-01"))}
         if options.get("api_key"):
             headers["x-api-key"] = str(options["api_key"])
-        self.upstream = Upstream(model, headers, transport)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.upstream.close()
+        super().__init__(model, headers, transport)
+        self.default_max_tokens = int(options.get("default_max_tokens", 1024))
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         if endpoint != "/v1/chat/completions":
@@ -114,10 +105,6 @@ class AnthropicBatchEngine:
         if stop:
             params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
         return params
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        data: dict[str, Any] = (await provider_call(self.upstream, method, path, **kwargs)).json()
-        return data
 
     async def _results(self, batch: dict[str, Any]) -> dict[str, Outcome]:
         url = batch.get("results_url")

@@ -28,29 +28,17 @@ import orjson
 
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
-from slackwater.engines.upstream import RETRY_STATUSES, Upstream, provider_call
+from slackwater.engines.upstream import RETRY_STATUSES, ProviderEngine, provider_call
 
 ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 LIVE = frozenset({"validating", "in_progress", "finalizing", "completed", "cancelling"})
 
 
-class OpenAIBatchEngine:
+class OpenAIBatchEngine(ProviderEngine):
     def __init__(self, model: Model, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.model = model
-        options = model.options
-        self.upstream_model = options.get("upstream_model")
-        self.poll_seconds = float(options.get("poll_seconds", 30))
-        self.window = str(options.get("completion_window", "24h"))
-        headers = (
-            {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
-        )
-        self.upstream = Upstream(model, headers, transport)
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.upstream.close()
+        key = model.options.get("api_key")
+        super().__init__(model, {"Authorization": f"Bearer {key}"} if key else {}, transport)
+        self.window = str(model.options.get("completion_window", "24h"))
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         lines = [
@@ -87,11 +75,6 @@ class OpenAIBatchEngine:
             retryable=True,
         )
         return [found.get(str(i), missing) for i in range(len(bodies))]
-
-    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = await provider_call(self.upstream, method, path, **kwargs)
-        data: dict[str, Any] = response.json()
-        return data
 
     async def _existing(self, key: str) -> dict[str, Any] | None:
         """A provider batch already made from this exact chunk (a worker died on it)."""

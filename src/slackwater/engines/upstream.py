@@ -117,3 +117,28 @@ async def provider_call(
             retryable=response.status_code in RETRY_STATUSES,
         )
     return response
+
+
+class ProviderEngine:
+    """What the provider batch engines share: the model, its upstream, polling."""
+
+    def __init__(
+        self,
+        model: Model,
+        headers: dict[str, str],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.model = model
+        self.upstream_model = model.options.get("upstream_model")
+        self.poll_seconds = float(model.options.get("poll_seconds", 30))
+        self.upstream = Upstream(model, headers, transport)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        data: dict[str, Any] = (await provider_call(self.upstream, method, path, **kwargs)).json()
+        return data
