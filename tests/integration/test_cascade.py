@@ -3,9 +3,10 @@ up, and the output records every attempt with its cost."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
-from slackwater.config import ModelConfig
+from slackwater.config import ModelConfig, PoolConfig
 from tests.integration.conftest import Server, chat_line
 
 SCHEMA = {"type": "object", "required": ["echo"], "properties": {"echo": {"type": "string"}}}
@@ -47,7 +48,9 @@ def models() -> list[ModelConfig]:
 async def test_invalid_json_escalates_and_both_attempts_are_recorded(
     server_factory: Any,
 ) -> None:
-    server: Server = await server_factory(models=models())
+    # The machine is billed by the hour: every attempt costs its engine time.
+    machine = PoolConfig(name="box", kind="local", price_per_hour=Decimal("3600"))
+    server: Server = await server_factory(models=models(), pools=[machine])
     wants_json = {"type": "json_schema", "json_schema": {"name": "echo", "schema": SCHEMA}}
     lines = [
         chat_line(0, model="auto", response_format=wants_json),
@@ -77,6 +80,13 @@ async def test_invalid_json_escalates_and_both_attempts_are_recorded(
     third = out["req-2"]["slackwater"]["route"]
     assert [a["model"] for a in third["attempts"]] == ["prose", "json"]
     assert out["req-2"]["model"] == "best"
+
+    # The ledger charges each request for all its attempts.
+    ledger = {r.key: r for r in await server.services.store.ledger("model")}
+    attempts = sum(Decimal(a["cost_usd"]) for a in [*route["attempts"], *third["attempts"]])
+    total = sum((r.cost for r in ledger.values()), Decimal(0))
+    assert Decimal(done["slackwater"]["cost"]["cost_usd"]) == total
+    assert total > attempts > 0
 
 
 async def test_check_results_teach_the_router(server_factory: Any) -> None:

@@ -20,7 +20,9 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -173,7 +175,7 @@ class Worker:
                     chunk = pending[start : start + model.max_batch_size]
                     results = await self._run_chunk(model.name, endpoint, chunk, known)
                     for result, request in zip(results, chunk, strict=True):
-                        escalation = self._escalation(request, result.outcome)
+                        escalation = self._escalation(request, result)
                         if escalation is not None:
                             escalations.append(escalation)
                             continue
@@ -187,7 +189,7 @@ class Worker:
                         if decision.retry and decision.at is not None:
                             retries.append(Retry(request.id, decision.at))
                         else:
-                            buffer.append(result)
+                            buffer.append(_with_attempts(request, result))
                     if time.monotonic() - last_flush < self.flush_seconds:
                         continue
                     # Results are written in the background while the engine goes on,
@@ -256,8 +258,9 @@ class Worker:
         hits = await self.store.cached(keys, self.clock())
         return {key: _from_cache(hit) for key, hit in hits.items()}
 
-    def _escalation(self, request: Request, outcome: Outcome) -> Escalation | None:
+    def _escalation(self, request: Request, result: Result) -> Escalation | None:
         """For an auto-routed answer that fails its check: the next model up, if any."""
+        outcome = result.outcome
         if request.route is None or not outcome.ok:
             return None
         route = orjson.loads(request.route)
@@ -274,8 +277,11 @@ class Worker:
         if not following:
             return None  # the best model's answer stands, check failure and all
         usage = outcome.usage
-        price = self.engines.model(current).price_for(Tier.BATCH)
-        cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
+        if result.charge is not None:  # what the attempt cost where it ran
+            cost = result.charge.cost
+        else:
+            price = self.engines.model(current).price_for(Tier.BATCH)
+            cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
         attempt = {
             "model": current,
             "failed_check": failure,
@@ -327,3 +333,14 @@ def _from_cache(hit: CachedResult) -> Outcome:
     usage = body.get("usage") or {}
     tokens = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
     return Outcome(hit.status_code, body, usage=tokens)
+
+
+def _with_attempts(request: Request, result: Result) -> Result:
+    """The final result of an escalated request also pays for the attempts before it."""
+    if request.route is None or result.charge is None:
+        return result
+    attempts = orjson.loads(request.route).get("attempts") or []
+    if not attempts:
+        return result
+    spent = sum((Decimal(a["cost_usd"]) for a in attempts), Decimal(0))
+    return replace(result, charge=replace(result.charge, cost=result.charge.cost + spent))
