@@ -23,6 +23,7 @@ from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
+from slackwater.runtime.plugins import load_checks
 from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
@@ -54,6 +55,12 @@ def build(
     cache_ttl = (
         timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
     )
+    checks = load_checks(settings.checks)
+    router = AutoRouter(
+        catalog,
+        routes={r.name: r.constraints() for r in settings.routes},
+        checks=frozenset(checks),
+    )
     intake = Intake(
         store,
         blobs,
@@ -61,7 +68,7 @@ def build(
         clock,
         chunk=settings.ingest_chunk,
         cache=cache_ttl is not None,
-        router=AutoRouter(catalog),
+        router=router,
     )
     retry_policy = RetryPolicy(
         max_attempts=settings.max_attempts,
@@ -128,6 +135,7 @@ def build(
                 or sorted(m.name for m in catalog.models if pool.serves(m.name)),
                 pool=pool,
                 placement=placement,
+                checks=checks,
                 venues=[
                     p.to_pool()
                     for p in settings.pools

@@ -8,6 +8,7 @@ then the defaults below. Nothing else in slackwater reads the environment.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
@@ -106,6 +107,34 @@ class PoolConfig(BaseModel):
         )
 
 
+class RouteConfig(BaseModel):
+    """One `[[routes]]` table: a name lines can use as their model, routed like "auto"
+    with these constraints (a line's own `slackwater` field still overrides them)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    task: str | None = None
+    min_quality: float | None = Field(default=None, ge=0, le=1)
+    max_price: Decimal | None = Field(default=None, ge=0)
+    features: list[str] = Field(default_factory=list)
+    check_regex: str | None = None
+    checks: list[str] = Field(default_factory=list)
+
+    @field_validator("check_regex")
+    @classmethod
+    def _regex(cls, regex: str | None) -> str | None:
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise ValueError(f"check_regex is not a regex: {exc}") from None
+        return regex
+
+    def constraints(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"name"}, exclude_none=True, exclude_defaults=True)
+
+
 def default_pools() -> list[PoolConfig]:
     return [PoolConfig(name="local", kind=PoolKind.LOCAL)]
 
@@ -170,6 +199,9 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
     pools: list[PoolConfig] = Field(default_factory=default_pools)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    # User checks for the cascade: name -> "module:function" (entry points work too).
+    checks: dict[str, str] = Field(default_factory=dict)
     # The pool this process's workers run on (`slackwater worker --pool`); unset: the
     # first of `pools`.
     pool: str | None = None
@@ -203,6 +235,14 @@ class Settings(BaseSettings):
             if names.count(name) > 1:
                 raise ValueError(f"pool {name!r} is declared twice")
         return pools
+
+    @model_validator(mode="after")
+    def _route_names(self) -> Settings:
+        models = {n for m in self.models for n in (m.name, *m.aliases)}
+        for route in self.routes:
+            if route.name == "auto" or route.name in models:
+                raise ValueError(f"route {route.name!r} has the name of a model")
+        return self
 
     @model_validator(mode="after")
     def _known_pool(self) -> Settings:

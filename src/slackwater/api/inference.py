@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
@@ -14,7 +15,7 @@ from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import parse_body
 from slackwater.domain.errors import InvalidRequest, NotFound
 from slackwater.domain.model import Tier
-from slackwater.runtime.routing import AUTO, EXTENSION, AutoRouter
+from slackwater.runtime.routing import EXTENSION, AutoRouter
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -30,8 +31,9 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
         first = parsed[0]
         raise InvalidRequest(first.message, param=first.param, code=first.code)
     route: dict[str, Any] | None = None
-    if parsed.model == AUTO and svc.intake.router is not None:
-        body, route = _route(svc.intake.router, endpoint, body)
+    router = svc.intake.router
+    if router is not None and (named := router.named(parsed.model)) is not None:
+        body, route = _route(router, endpoint, body, parsed.model, named)
     body.pop(EXTENSION, None)
     model = svc.engines.model(body["model"])
     if not model.serves(endpoint.value):
@@ -46,14 +48,18 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
 
 
 def _route(
-    router: AutoRouter, endpoint: Endpoint, body: dict[str, Any]
+    router: AutoRouter,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    requested: str,
+    named: Mapping[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Pick the model for `"model": "auto"` at realtime prices."""
-    constraints = router.constraints(body.get(EXTENSION), {}, 0, Tier.REALTIME)
+    """Pick the model for `"model": "auto"` (or a named route) at realtime prices."""
+    constraints = router.constraints(body.get(EXTENSION), named, 0, Tier.REALTIME)
     if isinstance(constraints, list):
         first = constraints[0]
         raise InvalidRequest(first.message, param=first.param, code=first.code)
-    choice = router.choose(endpoint.value, body, constraints, 0)
+    choice = router.choose(endpoint.value, body, constraints, 0, requested=requested)
     if isinstance(choice, LineError):
         raise InvalidRequest(choice.message, param=choice.param, code=choice.code)
     model, record = choice

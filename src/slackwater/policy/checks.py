@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jsonschema
@@ -31,8 +31,15 @@ def answer_text(response: Mapping[str, Any]) -> tuple[str | None, str | None, An
     return choice.get("text"), choice.get("finish_reason"), None
 
 
+# A user-registered check: (request body, response body) -> why it fails, or None.
+Check = Callable[[Mapping[str, Any], Mapping[str, Any]], "str | None"]
+
+
 def failed_check(
-    request: Mapping[str, Any], response: Mapping[str, Any], regex: str | None = None
+    request: Mapping[str, Any],
+    response: Mapping[str, Any],
+    regex: str | None = None,
+    checks: Sequence[tuple[str, Check]] = (),
 ) -> str | None:
     """Why the answer fails, or None when it passes."""
     text, finish_reason, refusal = answer_text(response)
@@ -65,4 +72,8 @@ def failed_check(
                 return f"the request's JSON schema is invalid: {exc.message}"
     if regex is not None and not re.search(regex, text):
         return f"answer does not match {regex!r}"
+    for name, check in checks:
+        why = check(request, response)
+        if why:
+            return f"check {name}: {why}"
     return None

@@ -45,6 +45,7 @@ class Constraints:
     features: frozenset[str] = frozenset()
     tier: Tier = Tier.BATCH
     check_regex: str | None = None  # an answer that does not match escalates
+    checks: tuple[str, ...] = ()  # user-registered checks the answer must pass
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -24,7 +24,7 @@ from slackwater.domain.errors import Conflict
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog
 from slackwater.ports import BlobStore, Clock, StagedRequest, Store
-from slackwater.runtime.routing import AUTO, EXTENSION, AutoRouter
+from slackwater.runtime.routing import EXTENSION, AutoRouter
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,8 @@ class LineChecker:
             for err in parsed:
                 self._fail(line, err.code, err.message, err.param)
             return None
-        if parsed.model == AUTO and self.router is not None:
-            return self._route(line, body)
+        if self.router is not None and (named := self.router.named(parsed.model)) is not None:
+            return self._route(line, body, parsed.model, named)
         model = self.catalog.find(parsed.model)
         if model is None:
             self._fail(
@@ -168,14 +168,19 @@ class LineChecker:
             return None
         return model.name, None
 
-    def _route(self, line: int, body: dict[str, Any]) -> tuple[str, bytes] | None:
+    def _route(
+        self, line: int, body: dict[str, Any], requested: str, named: Mapping[str, Any]
+    ) -> tuple[str, bytes] | None:
         assert self.router is not None
-        constraints = self.router.constraints(body.get(EXTENSION), self.route_defaults, line)
+        defaults = {**self.route_defaults, **named}
+        constraints = self.router.constraints(body.get(EXTENSION), defaults, line)
         if isinstance(constraints, list):
             for err in constraints:
                 self._fail(line, err.code, err.message, err.param)
             return None
-        choice = self.router.choose(self.endpoint, body, constraints, line, self.outcomes)
+        choice = self.router.choose(
+            self.endpoint, body, constraints, line, self.outcomes, requested
+        )
         if isinstance(choice, LineError):
             self._fail(line, choice.code, choice.message, choice.param)
             return None

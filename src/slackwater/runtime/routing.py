@@ -1,9 +1,10 @@
-"""Auto-routing at intake: a line asking for `"model": "auto"` gets the cheapest model
-that meets its needs and its caller's constraints.
+"""Auto-routing at intake: a line asking for `"model": "auto"` (or a named route from
+the config) gets the cheapest model that meets its needs and its caller's constraints.
 
-Constraints come from the line's `slackwater` extension field, over the batch's
-metadata (`slackwater.task`, `slackwater.min_quality`, `slackwater.max_price`,
-`slackwater.features`, comma-separated). The extension field is never sent to engines.
+Constraints come from the line's `slackwater` extension field, over the named route's,
+over the batch's metadata (`slackwater.task`, `slackwater.min_quality`,
+`slackwater.max_price`, `slackwater.features` and `slackwater.checks`, comma-separated).
+The extension field is never sent to engines.
 """
 
 from __future__ import annotations
@@ -36,10 +37,19 @@ class AutoRouter:
         catalog: Catalog,
         count_tokens: Callable[[str], int] = estimate_tokens,
         default_max_tokens: int = 256,
+        *,
+        routes: Mapping[str, Mapping[str, Any]] | None = None,
+        checks: frozenset[str] = frozenset(),
     ) -> None:
         self.catalog = catalog
         self.count_tokens = count_tokens
         self.default_max_tokens = default_max_tokens
+        self.routes = {AUTO: {}, **(routes or {})}
+        self.known_checks = checks
+
+    def named(self, model: str) -> Mapping[str, Any] | None:
+        """The constraints of a named route (or "auto"); None for a model name."""
+        return self.routes.get(model)
 
     def defaults(self, metadata: Mapping[str, str] | None) -> dict[str, Any]:
         """Batch-level constraints from metadata keys `slackwater.<name>`."""
@@ -47,7 +57,7 @@ class AutoRouter:
         for key, value in (metadata or {}).items():
             if key.startswith(f"{EXTENSION}."):
                 name = key.split(".", 1)[1]
-                found[name] = value.split(",") if name == "features" else value
+                found[name] = value.split(",") if name in ("features", "checks") else value
         return found
 
     def constraints(
@@ -89,6 +99,18 @@ class AutoRouter:
                     f"unknown features {sorted(unknown)}; known: {sorted(KNOWN_FEATURES)}",
                 )
             )
+        checks = fields.get("checks") or []
+        if isinstance(checks, str):
+            checks = checks.split(",")
+        if not isinstance(checks, list) or not all(isinstance(c, str) for c in checks):
+            errors.append(_error(line, "body.slackwater.checks", "must be a list of strings"))
+            checks = []
+        missing = sorted(set(checks) - self.known_checks)
+        if missing:
+            known = sorted(self.known_checks) or "none registered"
+            errors.append(
+                _error(line, "body.slackwater.checks", f"unknown checks {missing}; known: {known}")
+            )
         regex = fields.get("check_regex")
         if regex is not None:
             try:
@@ -99,6 +121,7 @@ class AutoRouter:
             return errors
         return Constraints(
             check_regex=regex,
+            checks=tuple(checks),
             task=task,
             min_quality=float(min_quality) if min_quality is not None else None,
             max_price=max_price,
@@ -126,6 +149,7 @@ class AutoRouter:
         constraints: Constraints,
         line: int,
         outcomes: Mapping[tuple[str, str], tuple[int, int]] | None = None,
+        requested: str = AUTO,
     ) -> tuple[str, bytes] | LineError:
         """The chosen model and the route record (JSON), or why no model fits."""
         needs = set()
@@ -149,7 +173,7 @@ class AutoRouter:
         except NoRoute as exc:
             return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
         record: dict[str, Any] = {
-            "requested": AUTO,
+            "requested": requested,
             "model": chosen.model,
             "reason": chosen.reason,
             "expected_cost_usd": str(chosen.expected_cost),
@@ -160,6 +184,8 @@ class AutoRouter:
         }
         if constraints.check_regex is not None:
             record["check_regex"] = constraints.check_regex
+        if constraints.checks:
+            record["checks"] = list(constraints.checks)
         return chosen.model, orjson.dumps(record)
 
 

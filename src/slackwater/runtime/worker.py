@@ -19,7 +19,7 @@ import random
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.model import Tier
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Outcome, Request, Result, Usage
-from slackwater.policy.checks import failed_check
+from slackwater.policy.checks import Check, failed_check
 from slackwater.policy.ledger import charges, reused
 from slackwater.policy.retry import RetryPolicy, retry_decision
 from slackwater.ports import CachedResult, Clock, Escalation, Lease, Retry, Store
@@ -61,6 +61,7 @@ class Worker:
         pool: Pool | None = None,
         placement: Placement | None = None,
         venues: Sequence[Pool] = (),
+        checks: Mapping[str, Check] | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -77,6 +78,7 @@ class Worker:
         self.metrics = metrics
         self.pool = pool or Pool("local", PoolKind.LOCAL)
         self.placement = placement
+        self.checks = dict(checks or {})
         # Provider pools (batch or realtime APIs) that bill their models' requests, not
         # this worker's own pool: the machine only waits on them.
         self.venues = {m: v for v in venues for m in v.models}
@@ -264,7 +266,8 @@ class Worker:
         if request.route is None or not outcome.ok:
             return None
         route = orjson.loads(request.route)
-        failure = failed_check(request.body, outcome.body, route.get("check_regex"))
+        named = [(n, self.checks[n]) for n in route.get("checks", []) if n in self.checks]
+        failure = failed_check(request.body, outcome.body, route.get("check_regex"), named)
         tally = self._outcomes.setdefault((request.model, route.get("task") or ""), [0, 0])
         tally[0 if failure is None else 1] += 1
         if failure is None:

@@ -1,0 +1,27 @@
+"""User-registered checks: from the `slackwater.checks` entry point group, or named in the
+config as `checks = { name = "package.module:function" }`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+
+from slackwater.domain.errors import ConfigError
+from slackwater.policy.checks import Check
+
+
+def load_checks(configured: Mapping[str, str]) -> dict[str, Check]:
+    found: dict[str, Check] = {}
+    for plugin in entry_points(group="slackwater.checks"):
+        found[plugin.name] = plugin.load()
+    for name, target in configured.items():
+        module, _, attribute = target.partition(":")
+        try:
+            check = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"checks.{name}: cannot load {target!r} ({exc})") from None
+        if not callable(check):
+            raise ConfigError(f"checks.{name}: {target!r} is not callable")
+        found[name] = check
+    return found
