@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 from slackwater.config import Settings
 from slackwater.domain.clock import utcnow
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.engines import create_engine
+from slackwater.engines.transformers import token_counter
 from slackwater.feeds import open_feed
 from slackwater.policy.planner import Slackwater
 from slackwater.policy.retry import RetryPolicy
@@ -24,7 +26,7 @@ from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.plugins import load_checks
-from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.routing import AutoRouter, lazy_counter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -60,6 +62,11 @@ def build(
         catalog,
         routes={r.name: r.constraints() for r in settings.routes},
         checks=frozenset(checks),
+        counters={
+            m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
+            for m in catalog.models
+            if m.engine == "transformers"
+        },
     )
     intake = Intake(
         store,

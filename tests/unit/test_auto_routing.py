@@ -7,9 +7,10 @@ import io
 import json
 
 from slackwater.config import ModelConfig
+from slackwater.domain.batch import LineError
 from slackwater.domain.model import Catalog
 from slackwater.runtime.intake import LineChecker
-from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.routing import AutoRouter, lazy_counter
 
 CATALOG = Catalog(
     [
@@ -101,3 +102,31 @@ def test_bad_constraints_and_impossible_requests_are_named() -> None:
     ]
     assert checker.errors[3].code == "no_route"
     assert "small predicted quality 0.60 is under 0.95" in checker.errors[3].message
+
+
+def test_auto_routing_counts_tokens_with_a_models_tokenizer() -> None:
+    words = {"small": lambda text: 10 * len(text.split())}  # a tokenizer that splits hard
+    router = AutoRouter(CATALOG, counters=words)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "word " * 200}]}
+    constraints = router.constraints(None, {}, 1)
+    assert not isinstance(constraints, list)
+    choice = router.choose("/v1/chat/completions", body, constraints, 1)
+    assert not isinstance(choice, LineError)
+    model, record = choice
+    route = json.loads(record)
+    assert model == "large"  # 2,000 counted tokens + 256 output do not fit small's 2,048
+    assert route["passed_over"]["small"].endswith("context window is 2048")
+    assert route["tokens_counted"] == "estimated"  # large has no tokenizer here
+    plain = AutoRouter(CATALOG).choose("/v1/chat/completions", body, constraints, 1)
+    assert not isinstance(plain, LineError) and plain[0] == "small"  # 250 estimated
+
+
+def test_a_lazy_counter_loads_once_and_falls_back_to_an_estimate() -> None:
+    loads: list[int] = []
+
+    def load() -> None:
+        loads.append(1)
+
+    count = lazy_counter(load)
+    assert count("abcdefgh") == 2 and count("abcd") == 1
+    assert loads == [1]

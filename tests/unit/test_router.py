@@ -95,3 +95,13 @@ def test_ties_go_to_the_better_model() -> None:
     assert route([SMALL, twin], CHAT).model == "twin"
     with pytest.raises(NoRoute, match="no models configured"):
         route([], CHAT)
+
+
+def test_context_is_checked_with_each_models_own_token_count() -> None:
+    # Estimated at 3,000 tokens the prompt fits the small model (4,096); its own
+    # tokenizer counts 4,000, which with 200 output tokens does not.
+    need = Need(Endpoint.CHAT, 3000, max_tokens=200, model_tokens={"small": 4000})
+    chosen = route([SMALL, MEDIUM], need)
+    assert chosen.model == "medium"
+    assert chosen.passed_over["small"] == "needs 4200 tokens, context window is 4096"
+    assert expected_cost(SMALL, need, Tier.REALTIME) == Decimal("0.2") * 4200 / 1_000_000

@@ -30,9 +30,14 @@ class Need:
     """What the request itself requires."""
 
     endpoint: str
-    prompt_tokens: int
+    prompt_tokens: int  # estimated, for models without a tokenizer at hand
     max_tokens: int = 0
     features: frozenset[str] = frozenset()
+    # Counted with a model's own tokenizer, where it has one.
+    model_tokens: Mapping[str, int] = field(default_factory=dict)
+
+    def prompt_for(self, model: str) -> int:
+        return self.model_tokens.get(model, self.prompt_tokens)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class Route:
 
 
 def expected_cost(model: Model, need: Need, tier: Tier) -> Decimal:
-    return model.price_for(tier).cost(need.prompt_tokens, need.max_tokens)
+    return model.price_for(tier).cost(need.prompt_for(model.name), need.max_tokens)
 
 
 def _rejection(
@@ -70,7 +75,7 @@ def _rejection(
 ) -> str | None:
     if not model.serves(need.endpoint):
         return f"does not serve {need.endpoint}"
-    total = need.prompt_tokens + need.max_tokens
+    total = need.prompt_for(model.name) + need.max_tokens
     if model.context_window is not None and total > model.context_window:
         return f"needs {total} tokens, context window is {model.context_window}"
     missing = (need.features | constraints.features) - model.features

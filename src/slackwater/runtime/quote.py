@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -21,12 +21,7 @@ from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog, Model, Tier
 from slackwater.runtime.intake import LineChecker
 from slackwater.runtime.offline import endpoint_of
-
-TokenCounter = Callable[[str], int]
-
-
-def estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
+from slackwater.runtime.routing import TokenCounter, estimate_tokens
 
 
 @dataclass

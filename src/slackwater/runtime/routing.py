@@ -27,22 +27,39 @@ EXTENSION = "slackwater"
 KNOWN_FEATURES = frozenset({"json_schema", "tools"})
 
 
+TokenCounter = Callable[[str], int]
+
+
 def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+def lazy_counter(load: Callable[[], TokenCounter | None]) -> TokenCounter:
+    """A counter that loads its tokenizer on first use, estimating if there is none."""
+    loaded: list[TokenCounter] = []
+
+    def count(text: str) -> int:
+        if not loaded:
+            loaded.append(load() or estimate_tokens)
+        return loaded[0](text)
+
+    return count
 
 
 class AutoRouter:
     def __init__(
         self,
         catalog: Catalog,
-        count_tokens: Callable[[str], int] = estimate_tokens,
+        count_tokens: TokenCounter = estimate_tokens,
         default_max_tokens: int = 256,
         *,
         routes: Mapping[str, Mapping[str, Any]] | None = None,
         checks: frozenset[str] = frozenset(),
+        counters: Mapping[str, TokenCounter] | None = None,
     ) -> None:
         self.catalog = catalog
         self.count_tokens = count_tokens
+        self.counters = dict(counters or {})  # model -> its own tokenizer
         self.default_max_tokens = default_max_tokens
         self.routes = {AUTO: {}, **(routes or {})}
         self.known_checks = checks
@@ -159,9 +176,16 @@ class AutoRouter:
         if body.get("tools"):
             needs.add("tools")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        text = prompt_text(body)
+        counted = {
+            model.name: self.counters[model.name](text)
+            for model in self.catalog.models
+            if model.name in self.counters and model.serves(endpoint)
+        }
         need = Need(
             endpoint=endpoint,
-            prompt_tokens=self.count_tokens(prompt_text(body)),
+            prompt_tokens=self.count_tokens(text),
+            model_tokens=counted,
             max_tokens=0
             if endpoint == Endpoint.EMBEDDINGS
             else int(limit or self.default_max_tokens),
@@ -181,6 +205,8 @@ class AutoRouter:
             "ladder": list(chosen.ladder),
             "attempts": [],
             "task": constraints.task,
+            "prompt_tokens": need.prompt_for(chosen.model),
+            "tokens_counted": "tokenizer" if chosen.model in counted else "estimated",
         }
         if constraints.check_regex is not None:
             record["check_regex"] = constraints.check_regex
