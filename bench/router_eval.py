@@ -20,10 +20,8 @@ routing, always-weak, always-strong and an oracle. Also the router's overhead pe
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,10 @@ from numpy.typing import NDArray
 
 from slackwater.config import Settings
 from slackwater.domain.batch import Endpoint
-from slackwater.engines.transformers import TransformersEngine
+from slackwater.domain.errors import ConfigError
+from slackwater.engines.transformers import TransformersEngine, embed_texts
 from slackwater.policy.quality import StrongOrWeak
+from slackwater.runtime.learned import read_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "routing" / "mmlu"
@@ -43,28 +43,11 @@ GRID = np.linspace(0, 1, 101)
 
 def load(folder: Path) -> tuple[list[str], list[str], NDArray[np.float32], list[str]]:
     """Prompts, their subject, outcomes (rows x models) and the model names."""
-    prompts: list[str] = []
-    subjects: list[str] = []
-    rows: list[list[float]] = []
-    models: list[str] = []
-    files = sorted(folder.glob("*.csv"))
-    if not files:
-        raise SystemExit(f"no CSV files in {folder}")
-    csv.field_size_limit(sys.maxsize)
-    for path in files:
-        with path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader)
-            if models and header[1:] != models:
-                raise SystemExit(f"{path}: columns {header[1:]} differ from {models}")
-            models = header[1:]
-            for number, row in enumerate(reader, start=2):
-                if len(row) != len(header):
-                    raise SystemExit(f"{path}:{number}: expected {len(header)} fields")
-                prompts.append(row[0])
-                subjects.append(path.stem)
-                rows.append([1.0 if v.strip().lower() == "true" else 0.0 for v in row[1:]])
-    return prompts, subjects, np.asarray(rows, dtype=np.float32), models
+    try:
+        labelled = read_outcomes(folder)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    return labelled.prompts, labelled.groups, labelled.outcomes, labelled.models
 
 
 def contaminated(folder: Path) -> set[str]:
@@ -82,12 +65,7 @@ def embed(prompts: list[str], cache_dir: Path) -> NDArray[np.float32]:
     if cached.exists():
         return np.load(cached)
     engine = TransformersEngine(Settings.load().catalog()[0])
-    vectors = []
-    for start in range(0, len(prompts), 64):
-        bodies = [{"model": "m", "input": p} for p in prompts[start : start + 64]]
-        for outcome in engine.run_sync(Endpoint.EMBEDDINGS.value, bodies):
-            vectors.append(outcome.body["data"][0]["embedding"])
-    matrix = np.asarray(vectors, dtype=np.float32)
+    matrix: NDArray[np.float32] = embed_texts(engine, prompts)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cached, matrix)
     return matrix

@@ -9,10 +9,11 @@ from functools import partial
 
 from slackwater.config import Settings
 from slackwater.domain.clock import utcnow
+from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.engines import create_engine
-from slackwater.engines.transformers import token_counter
+from slackwater.engines.transformers import TransformersEngine, embed_texts, token_counter
 from slackwater.feeds import open_feed
 from slackwater.policy.planner import Slackwater
 from slackwater.policy.retry import RetryPolicy
@@ -22,6 +23,7 @@ from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
+from slackwater.runtime.learned import LearnedQuality, load_router
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
@@ -67,6 +69,7 @@ def build(
             for m in catalog.models
             if m.engine == "transformers"
         },
+        predict=_learned(settings, catalog),
     )
     intake = Intake(
         store,
@@ -177,3 +180,22 @@ def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) ->
         alive_seconds=2 * settings.lease_seconds,
         default_seconds_per_request=settings.seconds_per_request,
     )
+
+
+def _learned(settings: Settings, catalog: Catalog) -> LearnedQuality | None:
+    """The learned router, when `router_data` names one; it embeds with a local model."""
+    if settings.router_data is None:
+        return None
+    path = settings.router_data
+    if not path.is_file():
+        raise ConfigError(f"router_data {path} does not exist (see `slackwater router train`)")
+    model = catalog.find(settings.router_embedding_model)
+    if model is None or model.engine != "transformers":
+        raise ConfigError(
+            f"router_embedding_model {settings.router_embedding_model!r} must be a local "
+            "transformers embedding model"
+        )
+    engine = TransformersEngine(
+        replace(model, options={"data_dir": str(settings.data_dir), **model.options})
+    )
+    return LearnedQuality(partial(load_router, path), partial(embed_texts, engine))

@@ -200,6 +200,10 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = Field(default_factory=default_models)
     pools: list[PoolConfig] = Field(default_factory=default_pools)
     routes: list[RouteConfig] = Field(default_factory=list)
+    # The learned router: a file from `slackwater router train`, and the local embedding
+    # model that embeds prompts for it (the one it was trained with).
+    router_data: Path | None = None
+    router_embedding_model: str = DEFAULT_EMBEDDING_MODEL
     # User checks for the cascade: name -> "module:function" (entry points work too).
     checks: dict[str, str] = Field(default_factory=dict)
     # The pool this process's workers run on (`slackwater worker --pool`); unset: the

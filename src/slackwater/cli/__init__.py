@@ -703,6 +703,7 @@ def version() -> None:
 
 # Commands defined in submodules register themselves on `app`.
 from slackwater.cli import capacity as capacity  # noqa: E402
+from slackwater.cli import router as router  # noqa: E402
 
 
 def main() -> None:

@@ -291,3 +291,20 @@ def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], i
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
     return count
+
+
+def embed_texts(engine: TransformersEngine, texts: Sequence[str]) -> Any:
+    """Embeddings of `texts` as a float32 matrix (one row per text), synchronously."""
+    import numpy as np
+
+    vectors = []
+    for start in range(0, len(texts), engine.model.max_batch_size):
+        bodies = [
+            {"model": engine.model.name, "input": t}
+            for t in texts[start : start + engine.model.max_batch_size]
+        ]
+        for outcome in engine.run_sync(Endpoint.EMBEDDINGS.value, bodies):
+            if not outcome.ok:
+                raise ModelUnavailable(f"embedding failed: {outcome.body}")
+            vectors.append(outcome.body["data"][0]["embedding"])
+    return np.asarray(vectors, dtype=np.float32)

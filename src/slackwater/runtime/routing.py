@@ -56,10 +56,12 @@ class AutoRouter:
         routes: Mapping[str, Mapping[str, Any]] | None = None,
         checks: frozenset[str] = frozenset(),
         counters: Mapping[str, TokenCounter] | None = None,
+        predict: Callable[[str], Mapping[str, float]] | None = None,
     ) -> None:
         self.catalog = catalog
         self.count_tokens = count_tokens
         self.counters = dict(counters or {})  # model -> its own tokenizer
+        self.predict = predict  # the learned router: prompt -> P(success) per model
         self.default_max_tokens = default_max_tokens
         self.routes = {AUTO: {}, **(routes or {})}
         self.known_checks = checks
@@ -193,7 +195,8 @@ class AutoRouter:
         )
         try:
             learned = self.learned_quality(constraints.task, outcomes or {})
-            chosen = route(self.catalog.models, need, constraints, learned)
+            predicted = dict(self.predict(text)) if self.predict is not None else {}
+            chosen = route(self.catalog.models, need, constraints, {**learned, **predicted})
         except NoRoute as exc:
             return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
         record: dict[str, Any] = {
@@ -208,6 +211,8 @@ class AutoRouter:
             "prompt_tokens": need.prompt_for(chosen.model),
             "tokens_counted": "tokenizer" if chosen.model in counted else "estimated",
         }
+        if predicted:
+            record["predicted_quality"] = {m: round(p, 3) for m, p in predicted.items()}
         if constraints.check_regex is not None:
             record["check_regex"] = constraints.check_regex
         if constraints.checks:

@@ -1,0 +1,64 @@
+"""`slackwater router train`: the learned router's data, from labelled outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from slackwater.cli import ConfigOpt, DataDirOpt, _settings, app, console
+from slackwater.domain.errors import ConfigError
+from slackwater.domain.model import Catalog
+from slackwater.runtime.learned import read_outcomes, save_router
+
+router_app = typer.Typer(help="The learned router.", no_args_is_help=True)
+app.add_typer(router_app, name="router")
+
+
+@router_app.command("train")
+def train(
+    data: Annotated[Path, typer.Option(help="Folder of CSVs: prompt, then True/False per model.")],
+    out: Annotated[Path, typer.Option(help="Where to write the router (.npz).")],
+    rename: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="OUR_MODEL=CSV_COLUMN: a column's name in the catalog."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Embed labelled prompts with the local embedding model and save them for routing.
+
+    Point the `router_data` setting at the file: lines routed by "auto" then get each
+    model's predicted chance of success from their nearest labelled prompts.
+    """
+    from slackwater.engines.transformers import TransformersEngine, embed_texts
+
+    settings = _settings(config, data_dir=data_dir)
+    try:
+        labelled = read_outcomes(data)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    names = list(labelled.models)
+    for pair in rename or []:
+        ours, _, column = pair.partition("=")
+        if column not in names:
+            raise typer.BadParameter(f"--model {pair}: no column {column!r} (columns: {names})")
+        names[names.index(column)] = ours
+    model = Catalog(settings.catalog()).find(settings.router_embedding_model)
+    if model is None or model.engine != "transformers":
+        raise typer.BadParameter(
+            f"router_embedding_model {settings.router_embedding_model!r} is not a local model"
+        )
+    engine = TransformersEngine(
+        replace(model, options={"data_dir": str(settings.data_dir), **model.options})
+    )
+    vectors = embed_texts(engine, labelled.prompts)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_router(out, vectors, labelled.outcomes, names)
+    rates = np.nanmean(labelled.outcomes, axis=0)
+    console.print(f"{len(labelled.prompts)} prompts from {data} -> {out}")
+    for name, rate in zip(names, rates, strict=True):
+        console.print(f"  {name}: answered {rate:.1%} well")

@@ -1,0 +1,115 @@
+"""The learned router in live routing: labelled outcomes in, per-model quality out.
+
+Training data is a folder of CSV files, one row per prompt: the prompt, then one column
+per model saying whether that model answered it well (`True`/`False`; empty: not
+tried). `slackwater router train` embeds the prompts with the local MiniLM model and
+saves vectors and outcomes in one `.npz` file; with `router_data` pointing at it, every
+line routed by "auto" (or a named route) gets each model's predicted chance of success
+from its nearest labelled neighbours, which `min_quality` then thresholds.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slackwater.domain.errors import ConfigError
+from slackwater.policy.quality import NeighbourQuality
+
+Embed = Callable[[Sequence[str]], NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    prompts: list[str]
+    groups: list[str]  # the file each prompt came from (a subject, a task)
+    outcomes: NDArray[np.float32]  # prompts x models: 1 good, 0 not, NaN not tried
+    models: list[str]
+
+
+def _label(value: str) -> float:
+    value = value.strip().lower()
+    if value in ("true", "1", "yes"):
+        return 1.0
+    if value in ("false", "0", "no"):
+        return 0.0
+    if value == "":
+        return float("nan")
+    raise ValueError(value)
+
+
+def read_outcomes(folder: Path) -> Labelled:
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise ConfigError(f"no CSV files in {folder}")
+    prompts: list[str] = []
+    groups: list[str] = []
+    rows: list[list[float]] = []
+    models: list[str] = []
+    csv.field_size_limit(sys.maxsize)
+    for path in files:
+        with path.open(newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None or len(header) < 2:
+                raise ConfigError(f"{path}:1: expected a prompt column and model columns")
+            if models and header[1:] != models:
+                raise ConfigError(f"{path}:1: model columns {header[1:]} differ from {models}")
+            models = header[1:]
+            for number, row in enumerate(reader, start=2):
+                if len(row) != len(header):
+                    raise ConfigError(f"{path}:{number}: expected {len(header)} fields")
+                try:
+                    rows.append([_label(v) for v in row[1:]])
+                except ValueError as exc:
+                    raise ConfigError(f"{path}:{number}: {exc} is not True or False") from None
+                prompts.append(row[0])
+                groups.append(path.stem)
+    return Labelled(prompts, groups, np.asarray(rows, dtype=np.float32), models)
+
+
+def save_router(
+    path: Path, vectors: NDArray[np.float32], outcomes: NDArray[np.float32], models: list[str]
+) -> None:
+    with path.open("wb") as handle:
+        np.savez_compressed(
+            handle,
+            vectors=vectors.astype(np.float16),
+            outcomes=outcomes,
+            models=np.asarray(models),
+        )
+
+
+def load_router(path: Path) -> NeighbourQuality:
+    try:
+        data = np.load(path, allow_pickle=False)
+        vectors, outcomes = data["vectors"].astype(np.float32), data["outcomes"]
+        models = [str(m) for m in data["models"]]
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"router_data {path}: not a file from `slackwater router train` ({exc})"
+        ) from None
+    quality = NeighbourQuality(models)
+    quality.observe(vectors, outcomes)
+    return quality
+
+
+class LearnedQuality:
+    """Predicted P(success) per model for one prompt; embeds and loads on first use."""
+
+    def __init__(self, load: Callable[[], NeighbourQuality], embed: Embed) -> None:
+        self._load = load
+        self._embed = embed
+        self._quality: NeighbourQuality | None = None
+
+    def __call__(self, text: str) -> Mapping[str, float]:
+        if self._quality is None:
+            self._quality = self._load()
+        [row] = self._quality.predict(self._embed([text]))
+        return {name: float(p) for name, p in zip(self._quality.models, row, strict=True)}

