@@ -60,17 +60,7 @@ def build(
         timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
     )
     checks = load_checks(settings.checks)
-    router = AutoRouter(
-        catalog,
-        routes={r.name: r.constraints() for r in settings.routes},
-        checks=frozenset(checks),
-        counters={
-            m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
-            for m in catalog.models
-            if m.engine == "transformers"
-        },
-        predict=_learned(settings, catalog),
-    )
+    router = router_for(settings, catalog, frozenset(checks))
     intake = Intake(
         store,
         blobs,
@@ -179,6 +169,23 @@ def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) ->
         # Workers announce themselves every lease_seconds / 3 at most.
         alive_seconds=2 * settings.lease_seconds,
         default_seconds_per_request=settings.seconds_per_request,
+    )
+
+
+def router_for(
+    settings: Settings, catalog: Catalog, checks: frozenset[str] = frozenset()
+) -> AutoRouter:
+    """The router of "auto" and named routes, as the server runs it."""
+    return AutoRouter(
+        catalog,
+        routes={r.name: r.constraints() for r in settings.routes},
+        checks=checks,
+        counters={
+            m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
+            for m in catalog.models
+            if m.engine == "transformers"
+        },
+        predict=_learned(settings, catalog),
     )
 
 

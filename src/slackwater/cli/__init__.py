@@ -247,29 +247,40 @@ def route_command(
     feature: Annotated[
         list[str] | None, typer.Option(help="Required feature (json_schema, tools).")
     ] = None,
+    route: Annotated[
+        str, typer.Option(help="A named route from the config instead of auto.")
+    ] = "auto",
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show which model a request with model "auto" would run on, and why."""
-    from slackwater.domain.model import Catalog
-    from slackwater.runtime.routing import AutoRouter
+    """Show which model a request with model "auto" would run on, and why.
 
-    router = AutoRouter(Catalog(_settings(config).catalog()))
+    Uses the server's router: named routes, tokenizers and the learned router
+    (`router_data`) included.
+    """
+    from slackwater.app import router_for
+    from slackwater.domain.model import Catalog
+
+    settings = _settings(config)
+    router = router_for(settings, Catalog(settings.catalog()))
+    named = router.named(route)
+    if named is None:
+        raise InvalidRequest(f"no route named {route!r} in the config")
     given = {
         "task": task,
         "min_quality": min_quality,
         "max_price": max_price,
-        "features": feature or [],
+        "features": feature or None,
     }
-    constraints = router.constraints({k: v for k, v in given.items() if v is not None}, {}, 0)
+    constraints = router.constraints({k: v for k, v in given.items() if v is not None}, named, 0)
     if isinstance(constraints, list):
         raise InvalidRequest("; ".join(e.message for e in constraints))
     body = {
-        "model": "auto",
+        "model": route,
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
     }
-    choice = router.choose("/v1/chat/completions", body, constraints, 0)
+    choice = router.choose("/v1/chat/completions", body, constraints, 0, requested=route)
     if not isinstance(choice, tuple):
         raise InvalidRequest(choice.message)
     record = json.loads(choice[1])
@@ -281,6 +292,8 @@ def route_command(
     console.print(f"escalation ladder: {' -> '.join(record['ladder'])}")
     for name, why in record["passed_over"].items():
         console.print(f"  passed over {name}: {why}")
+    for name, chance in record.get("predicted_quality", {}).items():
+        console.print(f"  learned router: {name} answers well with p = {chance}")
 
 
 @app.command()
