@@ -37,6 +37,7 @@ class CachedResult:
 class Retry:
     request_id: int
     not_before: datetime
+    cost: Decimal = Decimal(0)  # what the failed attempt cost: charged to the ledger now
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Escalation:
     model: str
     body: bytes
     route: bytes
+    cost: Decimal = Decimal(0)  # what the failed attempt cost: charged to the ledger now
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
-from slackwater.ports import StagedRequest
+from slackwater.ports import Escalation, Retry, StagedRequest
 from slackwater.store.sql import SqlStore
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -374,3 +374,24 @@ async def test_open_work_and_live_workers(store: SqlStore) -> None:
     await store.worker_gone("a")
     assert await store.live_workers("spot", NOW) == 0
     assert await store.live_workers("on_demand", NOW) == 1
+
+
+async def test_failed_attempts_are_charged_when_they_fail(store: SqlStore) -> None:
+    batch = await make_batch(store, 2)
+    lease = await store.lease("w", ["m"], 10, NOW, 30)
+    assert lease is not None
+    first, second = lease.requests
+    later = NOW + timedelta(seconds=1)
+    assert await store.retry(lease.id, [Retry(first.id, later, Decimal("0.25"))]) == 1
+    escalation = Escalation(second.id, "m", b'{"model":"m"}', b"{}", Decimal("0.5"))
+    assert await store.escalate(lease.id, [escalation]) == 1
+    assert (await store.get_batch(None, batch.id)).cost == Decimal("0.75")
+    await store.promote_retries(later)
+    again = await store.lease("w", ["m"], 10, later, 30)
+    assert again is not None and len(again.requests) == 2
+    charge = Charge("spot", 1.0, Decimal("0.125"), Decimal("1"))
+    results = [Result(r.id, Outcome(200, {}), charge) for r in again.requests]
+    await store.record(again.id, results, later)
+    by_batch = {r.key: r for r in await store.ledger("batch")}
+    assert by_batch[batch.id].cost == Decimal("1.0")  # 0.25 + 0.5 + 2 x 0.125
+    assert (await store.get_batch(None, batch.id)).cost == Decimal("1.0")

@@ -20,7 +20,6 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -189,9 +188,10 @@ class Worker:
                             random.random(),
                         )
                         if decision.retry and decision.at is not None:
-                            retries.append(Retry(request.id, decision.at))
+                            spent = result.charge.cost if result.charge else Decimal(0)
+                            retries.append(Retry(request.id, decision.at, spent))
                         else:
-                            buffer.append(_with_attempts(request, result))
+                            buffer.append(result)
                     if time.monotonic() - last_flush < self.flush_seconds:
                         continue
                     # Results are written in the background while the engine goes on,
@@ -298,7 +298,9 @@ class Worker:
         route["model"] = following[0]
         route["reason"] = f"escalated: {current}'s answer failed a check ({failure})"
         body = {**request.body, "model": following[0]}
-        return Escalation(request.id, following[0], orjson.dumps(body), orjson.dumps(route))
+        return Escalation(
+            request.id, following[0], orjson.dumps(body), orjson.dumps(route), Decimal(cost)
+        )
 
     async def _flush(
         self,
@@ -336,14 +338,3 @@ def _from_cache(hit: CachedResult) -> Outcome:
     usage = body.get("usage") or {}
     tokens = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
     return Outcome(hit.status_code, body, usage=tokens)
-
-
-def _with_attempts(request: Request, result: Result) -> Result:
-    """The final result of an escalated request also pays for the attempts before it."""
-    if request.route is None or result.charge is None:
-        return result
-    attempts = orjson.loads(request.route).get("attempts") or []
-    if not attempts:
-        return result
-    spent = sum((Decimal(a["cost_usd"]) for a in attempts), Decimal(0))
-    return replace(result, charge=replace(result.charge, cost=result.charge.cost + spent))

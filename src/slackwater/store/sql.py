@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from importlib.resources import files as package_files
 from typing import Any
 
@@ -21,7 +22,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    bindparam,
     delete,
     event,
     func,
@@ -644,7 +644,8 @@ class SqlStore:
                 conn,
                 "UPDATE requests SET status = ?, status_code = ?, response = ?, "
                 "finished_at = ?, pool = ?, prompt_tokens = ?, completion_tokens = ?, "
-                "compute_us = ?, cost_nano = ?, realtime_nano = ?, "
+                "compute_us = COALESCE(compute_us, 0) + ?, cost_nano = COALESCE(cost_nano, 0) + ?, "
+                "realtime_nano = ?, "
                 "lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
                 params,
             )
@@ -782,50 +783,61 @@ class SqlStore:
         if not retries:
             return 0
         async with self.engine.begin() as conn:
-            ids = {
-                row.id for row in await self._held(conn, lease_id, [r.request_id for r in retries])
-            }
-            if not ids:
-                return 0
-            await conn.execute(
-                update(requests)
-                .where(requests.c.id == bindparam("rid"))
-                .values(
-                    status=RequestStatus.RETRYING.value,
-                    not_before=bindparam("not_before"),
-                    lease_id=None,
-                    lease_expires_at=None,
-                ),
-                [
-                    {"rid": r.request_id, "not_before": r.not_before}
-                    for r in retries
-                    if r.request_id in ids
-                ],
+            held = await self._held(
+                conn, lease_id, [r.request_id for r in retries], requests.c.batch_id
             )
-            return len(ids)
+            if not held:
+                return 0
+            batch_of = {row.id: row.batch_id for row in held}
+            chosen = [r for r in retries if r.request_id in batch_of]
+            await self._executemany(
+                conn,
+                "UPDATE requests SET status = 'retrying', not_before = ?, lease_id = NULL, "
+                "lease_expires_at = NULL, cost_nano = COALESCE(cost_nano, 0) + ? WHERE id = ?",
+                [(self._time(r.not_before), to_nano(r.cost), r.request_id) for r in chosen],
+            )
+            await self._charge_batches(conn, [(batch_of[r.request_id], r.cost) for r in chosen])
+            return len(batch_of)
+
+    async def _charge_batches(
+        self, conn: AsyncConnection, costs: Sequence[tuple[str, Decimal]]
+    ) -> None:
+        """Add what failed attempts cost to their batches' totals."""
+        totals: dict[str, int] = {}
+        for batch_id, cost in costs:
+            totals[batch_id] = totals.get(batch_id, 0) + to_nano(cost)
+        for batch_id, nano in totals.items():
+            if nano:
+                await conn.execute(
+                    update(batches)
+                    .where(batches.c.id == batch_id)
+                    .values(cost_nano=batches.c.cost_nano + nano)
+                )
 
     async def escalate(self, lease_id: str, escalations: Sequence[Escalation]) -> int:
         """Send requests this lease holds back to the queue on another model."""
         if not escalations:
             return 0
         async with self.engine.begin() as conn:
-            ids = {
-                row.id
-                for row in await self._held(conn, lease_id, [e.request_id for e in escalations])
-            }
-            if not ids:
+            held = await self._held(
+                conn, lease_id, [e.request_id for e in escalations], requests.c.batch_id
+            )
+            if not held:
                 return 0
+            batch_of = {row.id: row.batch_id for row in held}
+            chosen = [e for e in escalations if e.request_id in batch_of]
             await self._executemany(
                 conn,
                 "UPDATE requests SET model = ?, body = ?, route = ?, cache_key = NULL, "
-                "status = 'pending', lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
+                "status = 'pending', lease_id = NULL, lease_expires_at = NULL, "
+                "cost_nano = COALESCE(cost_nano, 0) + ? WHERE id = ?",
                 [
-                    (e.model, e.body.decode(), e.route.decode(), e.request_id)
-                    for e in escalations
-                    if e.request_id in ids
+                    (e.model, e.body.decode(), e.route.decode(), to_nano(e.cost), e.request_id)
+                    for e in chosen
                 ],
             )
-            return len(ids)
+            await self._charge_batches(conn, [(batch_of[e.request_id], e.cost) for e in chosen])
+            return len(batch_of)
 
     async def add_outcomes(self, counts: Mapping[tuple[str, str], tuple[int, int]]) -> None:
         """Add check results: (model, task) -> (passed, failed)."""
