@@ -61,12 +61,13 @@ def test_strong_or_weak_learns_which_signal_matters() -> None:
     vectors = unit(rng.normal(size=(400, 8)).tolist())
     lengths = rng.uniform(50, 2000, size=400)
     hard = lengths > 1000  # in this data, long prompts are the ones the weak model fails
+    texts = ["word " * int(n // 5) for n in lengths]
     outcomes = np.column_stack([~hard, np.ones(400)]).astype(np.float32)
     router = StrongOrWeak(["weak", "strong"])
     with pytest.raises(ValueError, match="fit the router"):
-        router.score(vectors[:1], lengths[:1])
-    router.fit(vectors[:300], lengths[:300], outcomes[:300])
-    scores = router.score(vectors[300:], lengths[300:])
+        router.score(vectors[:1], texts[:1])
+    router.fit(vectors[:300], texts[:300], outcomes[:300])
+    scores = router.score(vectors[300:], texts[300:])
     assert scores[hard[300:]].min() > scores[~hard[300:]].mean()
 
 

@@ -76,13 +76,26 @@ class NeighbourQuality:
         return result
 
 
+def text_shape(texts: Sequence[str]) -> NDArray[np.float64]:
+    """Per prompt: log length (longer questions are harder) and the share of capitals
+    (formulas, symbols and acronyms: technical questions, where weak models fall behind)."""
+    out = np.empty((len(texts), 2))
+    for i, text in enumerate(texts):
+        n = max(len(text), 1)
+        out[i, 0] = np.log(n)
+        out[i, 1] = sum(c.isupper() for c in text) / n
+    return out
+
+
 @dataclass
 class StrongOrWeak:
     """Scores how much a prompt gains from the strong model over the weak one.
 
-    Two signals, weighted by a ridge regression fitted on the labelled prompts: the
+    Signals weighted by a ridge regression fitted on the labelled prompts: the
     neighbours' estimate of the gain (leave-one-out on the training prompts, so the fit
-    sees honest estimates) and the prompt's log length (longer questions are harder).
+    sees honest estimates) and the prompt's shape (`text_shape`). The shape features
+    were chosen on the MMLU routing data and checked on six different partitions of its
+    subjects (docs/routing.md).
     """
 
     models: list[str]
@@ -91,37 +104,38 @@ class StrongOrWeak:
     ridge: float = 1.0
     quality: NeighbourQuality = field(init=False)
     coef: NDArray[np.float64] | None = None
-    _length: tuple[float, float] = (0.0, 1.0)
+    _shape: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
 
     def __post_init__(self) -> None:
         self.quality = NeighbourQuality(self.models, k=1024, temperature=0.1)
 
-    def _features(self, benefit: NDArray[np.float64], lengths: NDArray[np.float64]) -> Any:
-        mean, std = self._length
-        log_length = (np.log(np.maximum(lengths, 1.0)) - mean) / std
-        return np.column_stack([benefit, log_length, np.ones(len(benefit))])
+    def _features(self, benefit: NDArray[np.float64], texts: Sequence[str]) -> Any:
+        assert self._shape is not None
+        mean, std = self._shape
+        shape = (text_shape(texts) - mean) / std
+        return np.column_stack([benefit, shape, np.ones(len(benefit))])
 
-    def fit(self, vectors: Vectors, lengths: NDArray[np.float64], outcomes: Any) -> None:
+    def fit(self, vectors: Vectors, texts: Sequence[str], outcomes: Any) -> None:
         outcomes = np.asarray(outcomes, dtype=np.float32)
         self.quality = NeighbourQuality(self.models, k=1024, temperature=0.1)
         self.quality.observe(vectors, outcomes)
-        logs = np.log(np.maximum(lengths, 1.0))
-        self._length = (float(logs.mean()), float(logs.std() or 1.0))
+        shape = text_shape(texts)
+        self._shape = (shape.mean(0), np.where(shape.std(0) > 0, shape.std(0), 1.0))
         own = np.arange(len(vectors), dtype=np.int64)
         loo = strong_benefit(self.quality.predict(vectors, skip=own), self.weak, self.strong)
         gain = outcomes[:, self.strong] - outcomes[:, self.weak]
         usable = ~np.isnan(gain)
-        features = self._features(loo[usable], lengths[usable])
+        features = self._features(loo[usable], [t for t, u in zip(texts, usable, strict=True) if u])
         self.coef = np.linalg.solve(
             features.T @ features + self.ridge * np.eye(features.shape[1]),
             features.T @ gain[usable],
         )
 
-    def score(self, vectors: Vectors, lengths: NDArray[np.float64]) -> NDArray[np.float64]:
+    def score(self, vectors: Vectors, texts: Sequence[str]) -> NDArray[np.float64]:
         if self.coef is None:
             raise ValueError("fit the router on labelled prompts first")
         benefit = strong_benefit(self.quality.predict(vectors), self.weak, self.strong)
-        return np.asarray(self._features(benefit, lengths) @ self.coef, dtype=np.float64)
+        return np.asarray(self._features(benefit, texts) @ self.coef, dtype=np.float64)
 
 
 def strong_benefit(predicted: NDArray[np.float64], weak: int, strong: int) -> NDArray[np.float64]:
