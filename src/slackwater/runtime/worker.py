@@ -134,7 +134,13 @@ class Worker:
     async def _announce(self) -> None:
         """Tell the store this worker is alive in its pool (spot capacity, for the planner)."""
         if time.monotonic() - self._seen >= min(5.0, self.lease_seconds / 3):
-            await self.store.worker_seen(self.owner, self.pool.name, self.pool.kind, self.clock())
+            try:
+                await self.store.worker_seen(
+                    self.owner, self.pool.name, self.pool.kind, self.clock()
+                )
+            except Exception:  # a busy store must not stop the worker; try again later
+                log.exception("could not announce the worker")
+                return
             self._seen = time.monotonic()
 
     async def step(self) -> int:
