@@ -91,7 +91,13 @@ class Page:
 
 # What the ledger can be grouped by, and the request column each means ("day" is the
 # date a request finished, in UTC).
-LEDGER_GROUPS = {"batch": "batch_id", "project": "project", "pool": "pool", "model": "model"}
+LEDGER_GROUPS = {
+    "batch": "batch_id",
+    "project": "project",
+    "pool": "pool",
+    "model": "model",
+    "engine": "engine",
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,22 @@ class OpenWork:
     model: str
     requests: int
     deadline: datetime
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One request's line in the ledger."""
+
+    custom_id: str
+    model: str
+    engine: str | None
+    pool: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    compute_seconds: float
+    price: str | None
+    cost: Decimal
+    realtime_cost: Decimal
 
 
 class Store(Protocol):
@@ -201,6 +223,7 @@ class Store(Protocol):
         self, by: str, project: str | None = None, since: datetime | None = None
     ) -> list[LedgerRow]: ...
     async def batch_outcomes(self, project: str | None = None) -> dict[str, int]: ...
+    async def ledger_entries(self, batch_id: str, limit: int) -> list[LedgerEntry]: ...
 
     # webhooks (an outbox written in the same transaction as the batch's final status)
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...

@@ -329,6 +329,8 @@ async def test_ledger_sums_charges_exactly_by_every_grouping(store: SqlStore) ->
                     1.25,
                     Decimal("0.000000001"),
                     Decimal("0.1"),
+                    engine="fake" if model == "m" else "openai_batch",
+                    price="$0.9/hour",
                 ),
             )
             for r in lease.requests
@@ -344,6 +346,7 @@ async def test_ledger_sums_charges_exactly_by_every_grouping(store: SqlStore) ->
     assert [r.key for r in await store.ledger("batch")] == sorted([first.id, second.id])
     assert {r.key for r in await store.ledger("project")} == {"p1", "p2"}
     assert {r.key for r in await store.ledger("model")} == {"m", "n"}
+    assert {r.key for r in await store.ledger("engine")} == {"fake", "openai_batch"}
     [day] = await store.ledger("day")
     assert (day.key, day.requests) == ("2026-01-01", 3)
     assert [r.requests for r in await store.ledger("pool", project="p2")] == [1]

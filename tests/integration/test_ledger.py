@@ -53,6 +53,8 @@ async def test_each_request_is_charged_to_its_pool_against_realtime(
     assert abs(row.cost - Decimal("0.002") * Decimal(row.compute_seconds)) < Decimal("1e-8")
     assert row.compute_seconds >= 8 * 0.03 / 4  # 30 ms per engine call of up to 4
     assert Decimal(cost["saving_usd"]) == realtime - row.cost
+    [by_engine] = await server.services.store.ledger("engine")
+    assert by_engine.key == "fake" and by_engine.requests == 10
 
     # The CLI report reads the same ledger, with deadline outcomes.
     args = ["report", "--data-dir", str(data), "--by", "model", "--json"]
@@ -63,6 +65,17 @@ async def test_each_request_is_charged_to_its_pool_against_realtime(
     assert report["total"]["requests"] == 10
     assert Decimal(report["total"]["cost_usd"]) == row.cost
     assert report["deadlines"] == {"met": 1, "missed": 0, "cancelled": 0, "failed": 0, "open": 0}
+
+    # One line per request: model, engine, pool, tokens, engine time, the rate and cost.
+    args = ["report", "--data-dir", str(data), "--batch", batch["id"], "--limit", "3", "--json"]
+    listed = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert listed.exit_code == 0, listed.output
+    entries = json.loads(listed.output)["requests"]
+    assert [e["custom_id"] for e in entries] == ["req-0", "req-1", "req-2"]
+    first = entries[0]
+    assert (first["model"], first["engine"], first["pool"]) == ("echo", "fake", "box")
+    assert first["price"] == "$7.2/hour" and first["compute_seconds"] > 0
+    assert Decimal(first["cost_usd"]) > 0
 
 
 async def test_a_reused_result_costs_nothing_but_counts_its_realtime_price(

@@ -140,6 +140,10 @@ def report(
     days: Annotated[
         float | None, typer.Option(help="Only requests finished in the last N days.")
     ] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="List this batch's requests, one ledger line each.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="With --batch: at most this many lines.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """The ledger: what requests cost where they ran, against real time, and deadlines met.
@@ -151,6 +155,9 @@ def report(
     if by not in (*LEDGER_GROUPS, "day"):
         raise typer.BadParameter(f"--by must be one of {', '.join([*LEDGER_GROUPS, 'day'])}")
     settings = _settings(config, data_dir=data_dir)
+    if batch is not None:
+        _entries(settings.resolved_database_url, batch, limit, json_out)
+        return
     since = utcnow() - timedelta(days=days) if days is not None else None
 
     async def read() -> tuple[list[LedgerRow], dict[str, int]]:
@@ -226,3 +233,63 @@ def report(
         f"batches: {d['met']} met their deadline, {d['missed']} missed (expired), "
         f"{d['cancelled']} cancelled, {d['failed']} failed, {d['open']} open"
     )
+
+
+def _entries(database_url: str, batch_id: str, limit: int, json_out: bool) -> None:
+    from slackwater.store.sql import SqlStore
+
+    async def read() -> list[Any]:
+        store = SqlStore(database_url)
+        try:
+            await store.migrate()
+            return list(await store.ledger_entries(batch_id, limit))
+        finally:
+            await store.close()
+
+    entries = asyncio.run(read())
+    rows = [
+        {
+            "custom_id": e.custom_id,
+            "model": e.model,
+            "engine": e.engine,
+            "pool": e.pool,
+            "prompt_tokens": e.prompt_tokens,
+            "completion_tokens": e.completion_tokens,
+            "compute_seconds": round(e.compute_seconds, 6),
+            "price": e.price,
+            **cost_json(e.cost, e.realtime_cost),
+        }
+        for e in entries
+    ]
+    if json_out:
+        console.print_json(data={"batch": batch_id, "requests": rows})
+        return
+    table = Table(title=f"ledger of {batch_id}")
+    columns = (
+        "custom_id",
+        "model",
+        "engine",
+        "pool",
+        "in",
+        "out",
+        "compute s",
+        "price",
+        "cost $",
+        "realtime $",
+    )
+    for column in columns:
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["custom_id"],
+            r["model"],
+            r["engine"] or "-",
+            r["pool"] or "-",
+            str(r["prompt_tokens"]),
+            str(r["completion_tokens"]),
+            f"{r['compute_seconds']:.4f}",
+            r["price"] or "-",
+            r["cost_usd"],
+            r["realtime_cost_usd"],
+        )
+    console.print(table)

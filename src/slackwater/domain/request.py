@@ -83,6 +83,8 @@ class Charge:
     compute_seconds: float
     cost: Decimal  # US dollars
     realtime_cost: Decimal  # the same tokens at the model's realtime price
+    engine: str = ""
+    price: str = ""  # the rate applied: "$0.9/hour" or "$0.075/$0.3 per M tokens"
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,22 @@ def charges(model: Model, pool: Pool, outcomes: Sequence[Outcome], seconds: floa
         realtime = model.price.cost(usage.prompt_tokens, usage.completion_tokens)
         if pool.hourly:
             cost = pool.price_per_hour * Decimal(repr(spent)) / HOUR
+            rate = f"${pool.price_per_hour}/hour"
         else:
             tier = Tier.BATCH if pool.kind is PoolKind.PROVIDER_BATCH else Tier.REALTIME
-            cost = model.price_for(tier).cost(usage.prompt_tokens, usage.completion_tokens)
-        out.append(Charge(pool.name, spent, cost.quantize(NANO), realtime.quantize(NANO)))
+            price = model.price_for(tier)
+            cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
+            rate = f"${price.input}/${price.output} per M tokens"
+        out.append(
+            Charge(
+                pool.name,
+                spent,
+                cost.quantize(NANO),
+                realtime.quantize(NANO),
+                engine=model.engine,
+                price=rate,
+            )
+        )
     return out
 
 
@@ -42,4 +54,6 @@ def reused(model: Model, pool: Pool, outcome: Outcome) -> Charge:
     """A result served from the cache (or a twin in the same chunk): no compute spent."""
     usage = outcome.usage
     realtime = model.price.cost(usage.prompt_tokens, usage.completion_tokens)
-    return Charge(pool.name, 0.0, Decimal(0), realtime.quantize(NANO))
+    return Charge(
+        pool.name, 0.0, Decimal(0), realtime.quantize(NANO), engine=model.engine, price="reused"
+    )

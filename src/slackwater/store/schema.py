@@ -126,6 +126,8 @@ requests = Table(
     Column("route", Text),  # JSON: the router's choice and reason, earlier attempts
     # The ledger: where the request ran and what it cost; money in nanodollars, exact.
     Column("pool", String(64)),
+    Column("engine", String(64)),
+    Column("price", String(64)),
     Column("prompt_tokens", BigInteger),
     Column("completion_tokens", BigInteger),
     Column("compute_us", BigInteger),

@@ -56,6 +56,7 @@ from slackwater.ports import (
     Escalation,
     FinishedRequest,
     Lease,
+    LedgerEntry,
     LedgerRow,
     OpenWork,
     Page,
@@ -628,6 +629,8 @@ class SqlStore:
                         orjson.dumps(outcome.body).decode(),
                         finished,
                         charge.pool if charge else None,
+                        charge.engine if charge else None,
+                        charge.price if charge else None,
                         outcome.usage.prompt_tokens,
                         outcome.usage.completion_tokens,
                         round(charge.compute_seconds * 1_000_000) if charge else None,
@@ -643,7 +646,8 @@ class SqlStore:
             await self._executemany(
                 conn,
                 "UPDATE requests SET status = ?, status_code = ?, response = ?, "
-                "finished_at = ?, pool = ?, prompt_tokens = ?, completion_tokens = ?, "
+                "finished_at = ?, pool = ?, engine = ?, price = ?, "
+                "prompt_tokens = ?, completion_tokens = ?, "
                 "compute_us = COALESCE(compute_us, 0) + ?, cost_nano = COALESCE(cost_nano, 0) + ?, "
                 "realtime_nano = ?, "
                 "lease_id = NULL, lease_expires_at = NULL WHERE id = ?",
@@ -756,6 +760,42 @@ class SqlStore:
                 realtime_cost=from_nano(int(row.realtime_nano or 0)),
             )
             for row in rows
+        ]
+
+    async def ledger_entries(self, batch_id: str, limit: int) -> list[LedgerEntry]:
+        query = (
+            select(
+                requests.c.custom_id,
+                requests.c.model,
+                requests.c.engine,
+                requests.c.pool,
+                requests.c.prompt_tokens,
+                requests.c.completion_tokens,
+                requests.c.compute_us,
+                requests.c.price,
+                requests.c.cost_nano,
+                requests.c.realtime_nano,
+            )
+            .where(requests.c.batch_id == batch_id, requests.c.cost_nano.is_not(None))
+            .order_by(requests.c.line)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            LedgerEntry(
+                custom_id=r.custom_id,
+                model=r.model,
+                engine=r.engine,
+                pool=r.pool,
+                prompt_tokens=int(r.prompt_tokens or 0),
+                completion_tokens=int(r.completion_tokens or 0),
+                compute_seconds=int(r.compute_us or 0) / 1_000_000,
+                price=r.price,
+                cost=from_nano(int(r.cost_nano or 0)),
+                realtime_cost=from_nano(int(r.realtime_nano or 0)),
+            )
+            for r in rows
         ]
 
     async def batch_outcomes(self, project: str | None = None) -> dict[str, int]:
