@@ -15,6 +15,7 @@ from rich.table import Table
 
 from slackwater.api.schemas import cost_json, usd
 from slackwater.cli import ConfigOpt, DataDirOpt, JsonOpt, _settings, app, console
+from slackwater.domain.batch import BatchStatus
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
 from slackwater.feeds.trace import load_trace
@@ -121,14 +122,6 @@ def sim(
         console.print(comparison_table(report))
 
 
-LEDGER_TERMINAL = {
-    "completed": "met",
-    "expired": "missed",
-    "cancelled": "cancelled",
-    "failed": "failed",
-}
-
-
 @app.command()
 def report(
     config: ConfigOpt = None,
@@ -190,7 +183,7 @@ def report(
             "missed": outcomes.get("expired", 0),
             "cancelled": outcomes.get("cancelled", 0),
             "failed": outcomes.get("failed", 0),
-            "open": sum(n for s, n in outcomes.items() if s not in LEDGER_TERMINAL),
+            "open": sum(n for s, n in outcomes.items() if not BatchStatus(s).is_terminal),
         },
     }
     if json_out:

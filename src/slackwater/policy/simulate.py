@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -52,10 +52,8 @@ class Prices:
 class JobResult:
     id: str
     cost: Decimal = Decimal(0)
-    finished_tick: int | None = None
     missed: bool = False
     feasible: bool = True
-    ticks: dict[str, int] = field(default_factory=dict)  # action -> ticks spent
 
 
 @dataclass(frozen=True)
@@ -199,7 +197,6 @@ def _run(
             provider_cost=provider,
         )
         action = policy.decide(view, market, EPOCH + timedelta(seconds=t * tick)).action
-        result.ticks[action] = result.ticks.get(action, 0) + 1
         if action is Action.PROVIDER_BATCH:
             assert provider is not None
             result.cost += provider
@@ -218,8 +215,6 @@ def _run(
             warm -= 1
         else:
             left -= 1
-        if left == 0:
-            result.finished_tick = t + 1
     result.missed = left > 0
     return result
 

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from slackwater.domain.ids import new_id
-from slackwater.domain.model import Tier
+from slackwater.domain.model import Model, Tier
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Outcome, Request, Result, Usage
 from slackwater.policy.checks import Check, failed_check
@@ -180,7 +180,7 @@ class Worker:
                     if self.stopping.is_set():
                         break  # drain: what is not done goes back to the queue below
                     chunk = pending[start : start + model.max_batch_size]
-                    results = await self._run_chunk(model.name, endpoint, chunk, known)
+                    results = await self._run_chunk(model, endpoint, chunk, known)
                     for result, request in zip(results, chunk, strict=True):
                         escalation = self._escalation(request, result)
                         if escalation is not None:
@@ -219,7 +219,7 @@ class Worker:
         return settled
 
     async def _run_chunk(
-        self, model: str, endpoint: str, chunk: list[Request], known: dict[str, Outcome]
+        self, model: Model, endpoint: str, chunk: list[Request], known: dict[str, Outcome]
     ) -> list[Result]:
         """Run what is not known yet; identical deterministic requests run once.
 
@@ -235,11 +235,10 @@ class Worker:
                 if key is not None:
                     keys.add(key)
         started = time.perf_counter()
-        outcomes = await self.engines.run(model, endpoint, [r.body for r in to_run])
+        outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
         spent = time.perf_counter() - started
-        details = self.engines.model(model)
-        pool = self.venues.get(details.name, self.pool)
-        billed = charges(details, pool, outcomes, spent) if outcomes else []
+        pool = self.venues.get(model.name, self.pool)
+        billed = charges(model, pool, outcomes, spent) if outcomes else []
         ran = {
             r.id: (outcome, charge)
             for r, outcome, charge in zip(to_run, outcomes, billed, strict=True)
@@ -256,7 +255,7 @@ class Worker:
             if outcome is None:
                 # A twin in this chunk failed: this copy runs again on its own later.
                 outcome = Outcome.error(503, "identical request failed; retrying", retryable=True)
-            results.append(Result(request.id, outcome, reused(details, pool, outcome)))
+            results.append(Result(request.id, outcome, reused(model, pool, outcome)))
         return results
 
     async def _cached(self, lease: Lease) -> dict[str, Outcome]:
