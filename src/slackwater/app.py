@@ -67,6 +67,7 @@ def build(
         catalog,
         clock,
         chunk=settings.ingest_chunk,
+        child_lines=settings.ingest_child_lines,
         cache=cache_ttl is not None,
         router=router,
     )

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
@@ -17,8 +17,9 @@ from slackwater.domain.request import Outcome, Request, RequestStatus, Result
 Clock = Callable[[], datetime]
 
 
-@dataclass(frozen=True)
-class StagedRequest:
+class StagedRequest(NamedTuple):
+    """A validated line, not yet runnable. A tuple: intake makes millions of them."""
+
     line: int
     custom_id: str
     model: str

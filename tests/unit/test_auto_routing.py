@@ -9,8 +9,9 @@ import json
 from slackwater.config import ModelConfig
 from slackwater.domain.batch import LineError
 from slackwater.domain.model import Catalog
-from slackwater.runtime.intake import LineChecker
+from slackwater.runtime.intake import LineRouter
 from slackwater.runtime.routing import AutoRouter, lazy_counter
+from slackwater.runtime.validation import LineChecker
 
 CATALOG = Catalog(
     [
@@ -37,9 +38,8 @@ CATALOG = Catalog(
 
 def check(*bodies: dict[str, object], metadata: dict[str, str] | None = None) -> LineChecker:
     router = AutoRouter(CATALOG)
-    checker = LineChecker(
-        "/v1/chat/completions", CATALOG, router=router, route_defaults=router.defaults(metadata)
-    )
+    checker = LineChecker("/v1/chat/completions", CATALOG, routes=frozenset(router.routes))
+    line_router = LineRouter(router, checker.endpoint, True, router.defaults(metadata), {})
     raw = b"".join(
         json.dumps(
             {
@@ -53,7 +53,7 @@ def check(*bodies: dict[str, object], metadata: dict[str, str] | None = None) ->
         for i, body in enumerate(bodies)
     )
     rows, _, _ = checker.read_chunk(io.BytesIO(raw), 1, 100)
-    checker.rows = rows  # type: ignore[attr-defined]
+    checker.rows = line_router.route(rows, checker)  # type: ignore[attr-defined]
     return checker
 
 

@@ -10,7 +10,7 @@ import pytest
 from slackwater.config import Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.model import Catalog
-from slackwater.runtime.intake import LineChecker
+from slackwater.runtime.validation import LineChecker
 
 CATALOG = Catalog(Settings.load().catalog())
 
@@ -119,7 +119,8 @@ def test_embeddings_bodies() -> None:
     assert checker.errors == [] and checker.rows[0].model == "all-MiniLM-L6-v2"  # type: ignore[attr-defined]
     bad = {**good, "body": {"model": "all-MiniLM-L6-v2", "input": []}}
     checker = check(jsonl(bad), Endpoint.EMBEDDINGS.value)
-    assert checker.errors[0].param == "body"
+    [error] = checker.errors
+    assert error.param == "body.input" and "empty list" in error.message
 
 
 def test_overlong_line_is_rejected_without_reading_it_whole() -> None:

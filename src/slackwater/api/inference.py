@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from slackwater.api.deps import Project, services
 from slackwater.api.schemas import model_json
 from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import parse_body
+from slackwater.domain.bodies import EXTENSION, parse_body
 from slackwater.domain.errors import InvalidRequest, NotFound
 from slackwater.domain.model import Tier
-from slackwater.runtime.routing import EXTENSION, AutoRouter
+from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -32,13 +32,13 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
         raise InvalidRequest(first.message, param=first.param, code=first.code)
     route: dict[str, Any] | None = None
     router = svc.intake.router
-    if router is not None and (named := router.named(parsed.model)) is not None:
-        body, route = _route(router, endpoint, body, parsed.model, named)
+    if router is not None and (named := router.named(parsed["model"])) is not None:
+        body, route = _route(router, endpoint, body, parsed["model"], named)
     body.pop(EXTENSION, None)
     model = svc.engines.model(body["model"])
     if not model.serves(endpoint.value):
         raise InvalidRequest(
-            f"model {parsed.model!r} does not serve {endpoint.value}",
+            f"model {parsed['model']!r} does not serve {endpoint.value}",
             param="model",
             code="model_not_supported",
         )

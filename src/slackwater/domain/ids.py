@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import threading
 import time
 
@@ -21,4 +21,6 @@ def new_id(prefix: str) -> str:
         sequence = _last[1] + 1 if millis <= _last[0] else 0
         millis = max(millis, _last[0])
         _last = (millis, sequence)
-    return f"{prefix}_{millis:012x}{sequence & 0xFFFF:04x}{os.urandom(4).hex()}"
+    # `random` is reseeded in forked children; the suffix tells processes apart, it is
+    # not a secret (objects are scoped by project), so it needs no system call.
+    return f"{prefix}_{millis:012x}{sequence & 0xFFFF:04x}{random.getrandbits(32):08x}"

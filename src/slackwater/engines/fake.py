@@ -38,6 +38,11 @@ def _digest(body: dict[str, Any]) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
+def _unit(digest: bytes) -> float:
+    """A number in [0, 1) fixed by the digest: the same body always fails or never does."""
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
 class FakeEngine:
     def __init__(self, model: Model) -> None:
         self.model = model
@@ -72,8 +77,7 @@ class FakeEngine:
         return [self._answer(endpoint, body) for body in bodies]
 
     def _answer(self, endpoint: str, body: dict[str, Any]) -> Outcome:
-        digest = _digest(body)
-        if self.failure_rate and int.from_bytes(digest[:4], "big") / 2**32 < self.failure_rate:
+        if self.failure_rate and _unit(_digest(body)) < self.failure_rate:
             return Outcome.error(
                 self.failure_status,
                 "fake engine failure",

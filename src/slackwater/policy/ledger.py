@@ -23,20 +23,24 @@ def charges(model: Model, pool: Pool, outcomes: Sequence[Outcome], seconds: floa
     """One charge per outcome of an engine call that took `seconds` on `pool`."""
     tokens = [o.usage.total_tokens for o in outcomes]
     total = sum(tokens)
+    # Loop invariants hoisted: a worker prices every request it runs.
+    realtime_price = model.price
+    if pool.hourly:
+        rate = f"${pool.price_per_hour}/hour"
+    else:
+        tier = Tier.BATCH if pool.kind is PoolKind.PROVIDER_BATCH else Tier.REALTIME
+        price = model.price_for(tier)
+        rate = f"${price.input}/${price.output} per M tokens"
     out = []
     for outcome, used in zip(outcomes, tokens, strict=True):
         share = used / total if total else 1 / len(outcomes)
         spent = seconds * share
         usage = outcome.usage
-        realtime = model.price.cost(usage.prompt_tokens, usage.completion_tokens)
+        realtime = realtime_price.cost(usage.prompt_tokens, usage.completion_tokens)
         if pool.hourly:
             cost = pool.price_per_hour * Decimal(repr(spent)) / HOUR
-            rate = f"${pool.price_per_hour}/hour"
         else:
-            tier = Tier.BATCH if pool.kind is PoolKind.PROVIDER_BATCH else Tier.REALTIME
-            price = model.price_for(tier)
             cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
-            rate = f"${price.input}/${price.output} per M tokens"
         out.append(
             Charge(
                 pool.name,

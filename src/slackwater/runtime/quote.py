@@ -19,9 +19,9 @@ from typing import Any
 from slackwater.domain.batch import LineError
 from slackwater.domain.bodies import prompt_text
 from slackwater.domain.model import Catalog, Model, Tier
-from slackwater.runtime.intake import LineChecker
 from slackwater.runtime.offline import endpoint_of
 from slackwater.runtime.routing import TokenCounter, estimate_tokens
+from slackwater.runtime.validation import LineChecker
 
 
 @dataclass

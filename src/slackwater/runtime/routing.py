@@ -17,13 +17,12 @@ from typing import Any
 import orjson
 
 from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import prompt_text
+from slackwater.domain.bodies import EXTENSION, prompt_text
 from slackwater.domain.model import Catalog, Tier
 from slackwater.policy.quality import blended_quality
 from slackwater.policy.router import Constraints, Need, NoRoute, route
 
 AUTO = "auto"
-EXTENSION = "slackwater"
 KNOWN_FEATURES = frozenset({"json_schema", "tools"})
 
 

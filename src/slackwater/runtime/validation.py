@@ -1,0 +1,245 @@
+"""Validation of a batch input file, line by line, as OpenAI validates it.
+
+Kept free of the router and the store so that it can run in a child process: a large
+file is checked there, on another core, while the parent writes the accepted rows.
+Lines that ask for a route ("auto" or a named route) are validated here and routed by
+the parent, which holds the router.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import pickle
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import orjson
+
+from slackwater.domain.batch import Endpoint, LineError
+from slackwater.domain.bodies import EXTENSION, parse_body, token_limit
+from slackwater.domain.model import Catalog
+from slackwater.ports import StagedRequest
+
+MAX_REPORTED_ERRORS = 1000
+MAX_CUSTOM_ID = 512
+BOM = b"\xef\xbb\xbf"
+
+
+def cache_key(endpoint: str, model: str, body: dict[str, Any]) -> str | None:
+    """Same model, endpoint and body, and an answer that cannot vary: reuse it."""
+    deterministic = endpoint == Endpoint.EMBEDDINGS or body.get("temperature") == 0
+    if not deterministic:
+        return None
+    canonical = orjson.dumps({**body, "model": model}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(endpoint.encode() + b"\n" + canonical).hexdigest()
+
+
+@dataclass
+class LineChecker:
+    """Checks one line at a time; remembers custom_ids and the errors found so far."""
+
+    endpoint: str
+    catalog: Catalog
+    max_line_bytes: int = 64 * 1024 * 1024
+    cache: bool = True  # give deterministic requests a key to reuse results by
+    # Model names the router resolves; their lines keep the body (extension field
+    # included) and the requested name, for the router to replace.
+    routes: frozenset[str] = frozenset()
+    errors: list[LineError] = field(default_factory=list)
+    error_lines: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def fail(self, line: int, code: str, message: str, param: str | None = None) -> None:
+        self.error_lines += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(LineError(code=code, message=message, line=line, param=param))
+
+    def absorb(self, errors: list[LineError], error_lines: int) -> None:
+        """Take in errors found elsewhere (a child process), keeping them in line order."""
+        self.error_lines += error_lines
+        merged = sorted([*self.errors, *errors], key=lambda e: e.line or 0)
+        self.errors = merged[:MAX_REPORTED_ERRORS]
+
+    def check(self, line: int, raw: bytes) -> StagedRequest | None:
+        if line == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        try:
+            data: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            reason = "not UTF-8" if "utf-8" in str(exc).lower() else str(exc)
+            self.fail(line, "invalid_json_line", f"line {line} is not valid JSON: {reason}")
+            return None
+        if not isinstance(data, dict):
+            self.fail(line, "invalid_request", f"line {line} must be a JSON object")
+            return None
+        errors_before = self.error_lines
+
+        custom_id = data.get("custom_id")
+        if custom_id is None:
+            self.fail(line, "missing_required_parameter", "custom_id is required", "custom_id")
+        elif not isinstance(custom_id, str) or not custom_id:
+            self.fail(line, "invalid_type", "custom_id must be a non-empty string", "custom_id")
+        elif len(custom_id) > MAX_CUSTOM_ID:
+            self.fail(
+                line, "invalid_value", f"custom_id is longer than {MAX_CUSTOM_ID}", "custom_id"
+            )
+        elif custom_id in self.seen:
+            self.fail(
+                line,
+                "duplicate_custom_id",
+                f"custom_id {custom_id!r} is used by an earlier line; each must be unique",
+                "custom_id",
+            )
+        else:
+            self.seen.add(custom_id)
+
+        method = data.get("method")
+        if method != "POST":
+            self.fail(line, "invalid_value", f"method must be 'POST', got {method!r}", "method")
+
+        url = data.get("url")
+        if url != self.endpoint:
+            self.fail(
+                line,
+                "invalid_url" if isinstance(url, str) else "missing_required_parameter",
+                f"url {url!r} does not match the batch's endpoint {self.endpoint!r}",
+                "url",
+            )
+
+        body = data.get("body")
+        model: str | None = None
+        if not isinstance(body, dict):
+            self.fail(line, "invalid_type", "body must be a JSON object", "body")
+        else:
+            model = self._check_body(line, body)
+
+        if self.error_lines > errors_before or model is None:
+            return None
+        assert isinstance(body, dict)
+        if model in self.routes:
+            return StagedRequest(
+                line=line, custom_id=str(custom_id), model=model, body=orjson.dumps(body)
+            )
+        body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
+        return StagedRequest(
+            line=line,
+            custom_id=str(custom_id),
+            model=model,
+            body=orjson.dumps(body),
+            cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
+        )
+
+    def _check_body(self, line: int, body: dict[str, Any]) -> str | None:
+        """The model to run the body on (or the route to ask), if the body is valid."""
+        parsed = parse_body(self.endpoint, body, line=line)
+        if isinstance(parsed, list):
+            for err in parsed:
+                self.fail(line, err.code, err.message, err.param)
+            return None
+        requested = parsed["model"]
+        if requested in self.routes:
+            return requested
+        model = self.catalog.find(requested)
+        if model is None:
+            self.fail(
+                line,
+                "model_not_found",
+                f"model {requested!r} does not exist; see GET /v1/models",
+                "body.model",
+            )
+            return None
+        if not model.serves(self.endpoint):
+            self.fail(
+                line,
+                "model_not_supported",
+                f"model {requested!r} does not serve {self.endpoint}",
+                "body.model",
+            )
+            return None
+        limit = token_limit(parsed)
+        if limit is not None and model.context_window and limit > model.context_window:
+            self.fail(
+                line,
+                "context_length_exceeded",
+                f"max tokens {limit} is past {model.name}'s context window "
+                f"of {model.context_window}",
+                "body.max_tokens",
+            )
+            return None
+        return model.name
+
+    def read_chunk(
+        self, handle: IO[bytes], first_line: int, size: int
+    ) -> tuple[list[StagedRequest], int, bool]:
+        """Check up to `size` lines; returns (accepted, next line number, at end of file)."""
+        accepted: list[StagedRequest] = []
+        number = first_line
+        while len(accepted) < size:
+            raw = handle.readline(self.max_line_bytes + 1)
+            if not raw:
+                return accepted, number, True
+            if len(raw) > self.max_line_bytes and not raw.endswith(b"\n"):
+                self.fail(
+                    number, "line_too_long", f"line {number} is over {self.max_line_bytes} bytes"
+                )
+                while (rest := handle.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                    pass
+                number += 1
+                continue
+            stripped = raw.strip()
+            if stripped and stripped != BOM:
+                staged = self.check(number, stripped)
+                if staged is not None:
+                    accepted.append(staged)
+            number += 1
+        return accepted, number, False
+
+
+Message = tuple[list[StagedRequest], int, list[LineError] | None]
+
+
+def check_file(path: str, checker: LineChecker, chunk: int) -> Iterator[Message]:
+    """Check a file chunk by chunk: (accepted rows, error lines so far, errors at the end).
+
+    Once a line fails the file is rejected whole: only rows still to be routed are sent
+    on, so that every bad line is reported, routing failures included.
+    """
+    with open(path, "rb") as handle:
+        line, done = 1, False
+        while not done:
+            rows, line, done = checker.read_chunk(handle, line, chunk)
+            if checker.error_lines:  # only routes are left to check, in the parent
+                rows = [row for row in rows if row.model in checker.routes]
+            yield rows, checker.error_lines, checker.errors if done else None
+
+
+def write_frame(out: IO[bytes], value: object) -> None:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(len(payload).to_bytes(8, "little"))
+    out.write(payload)
+    out.flush()
+
+
+def main() -> None:
+    """The child process: (path, checker, chunk) on stdin, one frame per chunk on stdout.
+
+    A full pipe blocks the child, which keeps memory bounded; a closed one (the parent
+    gone or no longer listening) ends it.
+    """
+    path, checker, chunk = pickle.load(sys.stdin.buffer)
+    # Each line makes short-lived dicts that hold no cycles: collecting the young
+    # generation every 700 of them would spend a fifth of the time scanning a chunk.
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1000)
+    try:
+        for message in check_file(path, checker, chunk):
+            write_frame(sys.stdout.buffer, message)
+    except BrokenPipeError:
+        sys.stderr.close()  # nothing left to report to
+
+
+if __name__ == "__main__":
+    main()
