@@ -231,7 +231,7 @@ class Intake:
                     raise SlackwaterError(
                         f"the process checking {key} stopped early (exit code {code})"
                     ) from None
-                rows, error_lines, errors = pickle.loads(frame)
+                rows, error_lines, errors = validation.read_frame(frame)
                 checker.absorb(errors or [], error_lines - seen_errors)
                 seen_errors = error_lines
                 if router is not None and rows:

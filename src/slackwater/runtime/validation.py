@@ -216,11 +216,18 @@ def check_file(path: str, checker: LineChecker, chunk: int) -> Iterator[Message]
             yield rows, checker.error_lines, checker.errors if done else None
 
 
-def write_frame(out: IO[bytes], value: object) -> None:
-    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+def write_frame(out: IO[bytes], message: Message) -> None:
+    """A length-prefixed pickle; rows go as plain tuples, which pickle several times faster."""
+    rows, error_lines, errors = message
+    payload = pickle.dumps(([tuple(r) for r in rows], error_lines, errors), protocol=5)
     out.write(len(payload).to_bytes(8, "little"))
     out.write(payload)
     out.flush()
+
+
+def read_frame(payload: bytes) -> Message:
+    rows, error_lines, errors = pickle.loads(payload)
+    return list(map(StagedRequest._make, rows)), error_lines, errors
 
 
 def main() -> None:
