@@ -215,6 +215,9 @@ class Intake:
             validation.__name__,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            # The loop reads ahead up to twice this while rows are written, so the child
+            # keeps checking rather than waiting on a full pipe; it bounds memory too.
+            limit=4 * 1024 * 1024,
         )
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(pickle.dumps((self.blobs.path(key), checker, self.chunk)))

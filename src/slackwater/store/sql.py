@@ -141,6 +141,9 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_REQUEST_STATUS = {status.value: status for status in RequestStatus}
+
+
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
@@ -1135,15 +1138,15 @@ class SqlStore:
             )
             async with self.engine.begin() as conn:
                 rows = (await conn.execute(query)).all()
-            for row in rows:
+            for id_, line, custom_id, status, code, response, route in rows:
                 yield FinishedRequest(
-                    line=row.line,
-                    custom_id=row.custom_id,
-                    status=RequestStatus(row.status),
-                    status_code=row.status_code,
-                    response=row.response.encode() if row.response is not None else None,
-                    request_id=f"req_{row.id:016x}",
-                    route=row.route.encode() if row.route is not None else None,
+                    line,
+                    custom_id,
+                    _REQUEST_STATUS[status],
+                    code,
+                    response.encode() if response is not None else None,
+                    f"req_{id_:016x}",
+                    route.encode() if route is not None else None,
                 )
             if len(rows) < chunk:
                 return
