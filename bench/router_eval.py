@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,18 @@ def contaminated(folder: Path) -> set[str]:
     }
 
 
-def embed(prompts: list[str], cache_dir: Path) -> NDArray[np.float32]:
+def embedding_engine(max_tokens: int) -> TransformersEngine:
+    """The router's embedding model, reading the first `max_tokens` of each prompt."""
+    model = Settings.load().catalog()[0]
+    return TransformersEngine(replace(model, context_window=max_tokens))
+
+
+def embed(prompts: list[str], cache_dir: Path, max_tokens: int) -> NDArray[np.float32]:
     digest = hashlib.sha256("\x00".join(prompts).encode()).hexdigest()[:16]
-    cached = cache_dir / f"minilm-{digest}.npy"
+    cached = cache_dir / f"minilm-{digest}-{max_tokens}.npy"
     if cached.exists():
         return np.load(cached)
-    engine = TransformersEngine(Settings.load().catalog()[0])
-    matrix: NDArray[np.float32] = embed_texts(engine, prompts)
+    matrix: NDArray[np.float32] = embed_texts(embedding_engine(max_tokens), prompts)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cached, matrix)
     return matrix
@@ -161,6 +167,12 @@ def main() -> None:
         default=2000.0,
         help="a cheap model's time per answer, to express the overhead in",
     )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=Settings.load().router_max_tokens,
+        help="embed each prompt from its first N tokens (the router_max_tokens setting)",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / ".slackwater" / "cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -172,7 +184,7 @@ def main() -> None:
         prompts = [prompts[i] for i in keep]
         subjects = [subjects[i] for i in keep]
         outcomes = outcomes[keep]
-    vectors = embed(prompts, args.cache)
+    vectors = embed(prompts, args.cache, args.max_tokens)
 
     # Each partition of the subjects into folds gives one held-out curve; their mean is
     # the figure (one partition's saving at 95% moves by several points).
@@ -205,7 +217,7 @@ def main() -> None:
     results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
 
     # Overhead: embed one prompt and predict, as the router does per request.
-    engine = TransformersEngine(Settings.load().catalog()[0])
+    engine = embedding_engine(args.max_tokens)
     engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": "warm up"}])
     router = StrongOrWeak(models)
     router.fit(vectors, prompts, outcomes)

@@ -23,7 +23,7 @@ from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
-from slackwater.runtime.learned import LearnedQuality, load_router
+from slackwater.runtime.learned import Embed, LearnedQuality, check_router, load_router
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
@@ -197,6 +197,13 @@ def _learned(settings: Settings, catalog: Catalog) -> LearnedQuality | None:
     path = settings.router_data
     if not path.is_file():
         raise ConfigError(f"router_data {path} does not exist (see `slackwater router train`)")
+    check_router(path, settings.router_max_tokens)
+    return LearnedQuality(partial(load_router, path), router_embedder(settings, catalog))
+
+
+def router_embedder(settings: Settings, catalog: Catalog) -> Embed:
+    """Embeds prompts for the learned router: the local model named by
+    `router_embedding_model`, reading the first `router_max_tokens` of each prompt."""
     model = catalog.find(settings.router_embedding_model)
     if model is None or model.engine != "transformers":
         raise ConfigError(
@@ -204,6 +211,10 @@ def _learned(settings: Settings, catalog: Catalog) -> LearnedQuality | None:
             "transformers embedding model"
         )
     engine = TransformersEngine(
-        replace(model, options={"data_dir": str(settings.data_dir), **model.options})
+        replace(
+            model,
+            context_window=settings.router_max_tokens,
+            options={"data_dir": str(settings.data_dir), **model.options},
+        )
     )
-    return LearnedQuality(partial(load_router, path), partial(embed_texts, engine))
+    return partial(embed_texts, engine)

@@ -207,6 +207,9 @@ class Settings(BaseSettings):
     # model that embeds prompts for it (the one it was trained with).
     router_data: Path | None = None
     router_embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    # Prompts are embedded for routing from their first N tokens: fewer costs less and
+    # routes a little worse (docs/routing.md has the measured trade-off).
+    router_max_tokens: int = Field(default=256, ge=8)
     # User checks for the cascade: name -> "module:function" (entry points work too).
     checks: dict[str, str] = Field(default_factory=dict)
     # The pool this process's workers run on (`slackwater worker --pool`); unset: the

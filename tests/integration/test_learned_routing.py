@@ -9,10 +9,12 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from slackwater.cli import app
 from slackwater.config import DEFAULT_EMBEDDING_MODEL, ModelConfig
+from slackwater.domain.errors import ConfigError
 from tests.integration.conftest import Server, chat_line
 
 PETS = ["cat", "dog", "kitten", "puppy", "hamster", "parrot"]
@@ -119,3 +121,7 @@ async def test_auto_lines_follow_the_learned_predictions(
     assert pets["model"] == "cheap" and pets["predicted_quality"]["cheap"] > 0.7
     assert physics["model"] == "dear" and physics["predicted_quality"]["cheap"] < 0.3
     assert "predicted quality" in physics["passed_over"]["cheap"]
+
+    # A router embedded from other prompt lengths than the server's is refused at start.
+    with pytest.raises(ConfigError, match=r"first 256 tokens .* router_max_tokens is 128"):
+        await server_factory(models=models(), router_data=router, router_max_tokens=128)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +33,7 @@ def train(
     Point the `router_data` setting at the file: lines routed by "auto" then get each
     model's predicted chance of success from their nearest labelled prompts.
     """
-    from slackwater.engines.transformers import TransformersEngine, embed_texts
+    from slackwater.app import router_embedder
 
     settings = _settings(config, data_dir=data_dir)
     try:
@@ -47,17 +46,13 @@ def train(
         if column not in names:
             raise typer.BadParameter(f"--model {pair}: no column {column!r} (columns: {names})")
         names[names.index(column)] = ours
-    model = Catalog(settings.catalog()).find(settings.router_embedding_model)
-    if model is None or model.engine != "transformers":
-        raise typer.BadParameter(
-            f"router_embedding_model {settings.router_embedding_model!r} is not a local model"
-        )
-    engine = TransformersEngine(
-        replace(model, options={"data_dir": str(settings.data_dir), **model.options})
-    )
-    vectors = embed_texts(engine, labelled.prompts)
+    try:
+        embed = router_embedder(settings, Catalog(settings.catalog()))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    vectors = embed(labelled.prompts)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_router(out, vectors, labelled.outcomes, names)
+    save_router(out, vectors, labelled.outcomes, names, settings.router_max_tokens)
     rates = np.nanmean(labelled.outcomes, axis=0)
     console.print(f"{len(labelled.prompts)} prompts from {data} -> {out}")
     for name, rate in zip(names, rates, strict=True):

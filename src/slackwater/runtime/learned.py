@@ -75,7 +75,11 @@ def read_outcomes(folder: Path) -> Labelled:
 
 
 def save_router(
-    path: Path, vectors: NDArray[np.float32], outcomes: NDArray[np.float32], models: list[str]
+    path: Path,
+    vectors: NDArray[np.float32],
+    outcomes: NDArray[np.float32],
+    models: list[str],
+    max_tokens: int,
 ) -> None:
     with path.open("wb") as handle:
         np.savez_compressed(
@@ -83,6 +87,7 @@ def save_router(
             vectors=vectors.astype(np.float16),
             outcomes=outcomes,
             models=np.asarray(models),
+            max_tokens=np.asarray(max_tokens),
         )
 
 
@@ -98,6 +103,23 @@ def load_router(path: Path) -> NeighbourQuality:
     quality = NeighbourQuality(models)
     quality.observe(vectors, outcomes)
     return quality
+
+
+def check_router(path: Path, max_tokens: int) -> None:
+    """Fail fast unless `path` was embedded as live prompts will be (files from before
+    the setting existed cannot say, and pass)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            trained = int(data["max_tokens"]) if "max_tokens" in data else None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"router_data {path}: not a file from `slackwater router train` ({exc})"
+        ) from None
+    if trained is not None and trained != max_tokens:
+        raise ConfigError(
+            f"router_data {path} was embedded from the first {trained} tokens of each prompt "
+            f"but router_max_tokens is {max_tokens}: set it to {trained} or train again"
+        )
 
 
 class LearnedQuality:
