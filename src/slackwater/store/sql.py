@@ -546,19 +546,18 @@ class SqlStore:
                 await self._set_counter(conn, scheduler_state, "virtual_time", reached)
             lease_id = new_id("lease")
             expires_at = now + timedelta(seconds=seconds)
-            await conn.execute(
-                update(requests)
-                .where(self._among(requests.c.id, ids))
-                .values(
-                    status=RequestStatus.LEASED.value,
-                    lease_id=lease_id,
-                    lease_expires_at=expires_at,
-                    attempts=requests.c.attempts + 1,
-                )
-            )
-            rows = (
+            # One statement takes the rows and returns them (RETURNING: SQLite 3.35+).
+            taken = (
                 await conn.execute(
-                    select(
+                    update(requests)
+                    .where(self._among(requests.c.id, ids))
+                    .values(
+                        status=RequestStatus.LEASED.value,
+                        lease_id=lease_id,
+                        lease_expires_at=expires_at,
+                        attempts=requests.c.attempts + 1,
+                    )
+                    .returning(
                         requests.c.id,
                         requests.c.batch_id,
                         requests.c.custom_id,
@@ -569,10 +568,10 @@ class SqlStore:
                         requests.c.cache_key,
                         requests.c.route,
                     )
-                    .where(self._among(requests.c.id, ids))
-                    .order_by(*order)
                 )
             ).all()
+        place = {request_id: i for i, request_id in enumerate(ids)}
+        rows = sorted(taken, key=lambda row: place[row[0]])  # RETURNING has no order
         return Lease(
             id=lease_id,
             model=model,
