@@ -35,8 +35,6 @@ from slackwater.runtime.validation import LineChecker, cache_key
 
 log = logging.getLogger(__name__)
 
-_WHERE = {True: "child process", False: "thread"}
-
 
 @dataclass
 class LineRouter:
@@ -143,7 +141,8 @@ class Intake:
         )
         file = await self.store.get_file(None, batch.input_file_id)
         in_child = 0 < self.child_lines <= file.lines
-        log.info("batch %s: checking %d lines in a %s", batch_id, file.lines, _WHERE[in_child])
+        where = "child process" if in_child else "thread"
+        log.info("batch %s: checking %d lines in a %s", batch_id, file.lines, where)
         check = self._check_in_child if in_child else self._check_in_thread
         chunks = check(batch.input_file_id, checker, router)
         accepted = 0

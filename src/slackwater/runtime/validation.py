@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import pickle
 import sys
 from collections.abc import Iterator
@@ -245,7 +246,9 @@ def main() -> None:
         for message in check_file(path, checker, chunk):
             write_frame(sys.stdout.buffer, message)
     except BrokenPipeError:
-        sys.stderr.close()  # nothing left to report to
+        # The parent stopped listening; point stdout at nothing so that the flush at
+        # exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
