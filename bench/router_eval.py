@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
+from slackwater.app import router_dtype
 from slackwater.config import Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import ConfigError
@@ -60,18 +62,19 @@ def contaminated(folder: Path) -> set[str]:
     }
 
 
-def embedding_engine(max_tokens: int) -> TransformersEngine:
+def embedding_engine(max_tokens: int, dtype: str) -> TransformersEngine:
     """The router's embedding model, reading the first `max_tokens` of each prompt."""
     model = Settings.load().catalog()[0]
-    return TransformersEngine(replace(model, context_window=max_tokens))
+    options = {**model.options, "dtype": dtype}
+    return TransformersEngine(replace(model, context_window=max_tokens, options=options))
 
 
-def embed(prompts: list[str], cache_dir: Path, max_tokens: int) -> NDArray[np.float32]:
+def embed(prompts: list[str], cache_dir: Path, max_tokens: int, dtype: str) -> NDArray[np.float32]:
     digest = hashlib.sha256("\x00".join(prompts).encode()).hexdigest()[:16]
-    cached = cache_dir / f"minilm-{digest}-{max_tokens}.npy"
+    cached = cache_dir / f"minilm-{digest}-{max_tokens}-{dtype}.npy"
     if cached.exists():
         return np.load(cached)
-    matrix: NDArray[np.float32] = embed_texts(embedding_engine(max_tokens), prompts)
+    matrix: NDArray[np.float32] = embed_texts(embedding_engine(max_tokens, dtype), prompts)
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cached, matrix)
     return matrix
@@ -173,6 +176,12 @@ def main() -> None:
         default=Settings.load().router_max_tokens,
         help="embed each prompt from its first N tokens (the router_max_tokens setting)",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16"],
+        default=Settings.load().router_dtype,
+        help="the embedding's number format (the router_dtype setting)",
+    )
     parser.add_argument("--cache", type=Path, default=ROOT / ".slackwater" / "cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -184,7 +193,8 @@ def main() -> None:
         prompts = [prompts[i] for i in keep]
         subjects = [subjects[i] for i in keep]
         outcomes = outcomes[keep]
-    vectors = embed(prompts, args.cache, args.max_tokens)
+    dtype = router_dtype(args.dtype, Settings.load().catalog()[0].options.get("dtype"))
+    vectors = embed(prompts, args.cache, args.max_tokens, dtype)
 
     # Each partition of the subjects into folds gives one held-out curve; their mean is
     # the figure (one partition's saving at 95% moves by several points).
@@ -216,8 +226,9 @@ def main() -> None:
     results["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
     results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
 
-    # Overhead: embed one prompt and predict, as the router does per request.
-    engine = embedding_engine(args.max_tokens)
+    # Overhead: embed and predict, as live routing does (one BLAS thread while
+    # predicting, see runtime/learned.py).
+    engine = embedding_engine(args.max_tokens, dtype)
     engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": "warm up"}])
     router = StrongOrWeak(models)
     router.fit(vectors, prompts, outcomes)
@@ -227,16 +238,18 @@ def main() -> None:
     for prompt in samples:
         [out] = engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": prompt}])
         vector = np.asarray([out.body["data"][0]["embedding"]], dtype=np.float32)
-        router.score(vector, [prompt])
+        with threadpool_limits(1, user_api="blas"):
+            router.score(vector, [prompt])
     one = (time.perf_counter() - start) / len(samples) * 1000
     start = time.perf_counter()
     for i in range(0, len(samples), 64):
         bodies = [{"model": "m", "input": p} for p in samples[i : i + 64]]
         outs = engine.run_sync(Endpoint.EMBEDDINGS.value, bodies)
-        router.score(
-            np.asarray([o.body["data"][0]["embedding"] for o in outs], dtype=np.float32),
-            samples[i : i + 64],
-        )
+        with threadpool_limits(1, user_api="blas"):
+            router.score(
+                np.asarray([o.body["data"][0]["embedding"] for o in outs], dtype=np.float32),
+                samples[i : i + 64],
+            )
     batched = (time.perf_counter() - start) / len(samples) * 1000
     summary = {
         "data": str(args.data),
@@ -246,6 +259,7 @@ def main() -> None:
         "partitions": per_partition,
         "models": {"weak": models[0], "strong": models[1]},
         "policies": results,
+        "embedding": {"max_tokens": args.max_tokens, "dtype": dtype},
         "router_overhead_ms": {
             "one_at_a_time": round(one, 2),
             "batched": round(batched, 2),
@@ -280,7 +294,8 @@ def main() -> None:
     print(f"{'always weak':<22}{'':>7}{'':>8}{'':>8}{'0.000':>12}  accuracy {weak_acc:.3f}")
     print(f"{'always strong':<22}{'':>7}{'':>8}{'':>8}{'1.000':>12}  accuracy {strong_acc:.3f}")
     print(
-        f"router overhead per request: {one:.1f} ms alone, {batched:.2f} ms batched "
+        f"router overhead per request ({dtype}, first {args.max_tokens} tokens): "
+        f"{one:.1f} ms alone, {batched:.2f} ms batched "
         f"({batched / args.cheap_latency_ms:.3%} of a {args.cheap_latency_ms:.0f} ms cheap answer)"
     )
     for row in per_partition:

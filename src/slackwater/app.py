@@ -13,7 +13,12 @@ from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.engines import create_engine
-from slackwater.engines.transformers import TransformersEngine, embed_texts, token_counter
+from slackwater.engines.transformers import (
+    TransformersEngine,
+    embed_texts,
+    native_bfloat16,
+    token_counter,
+)
 from slackwater.feeds import open_feed
 from slackwater.policy.planner import Slackwater
 from slackwater.policy.retry import RetryPolicy
@@ -203,18 +208,29 @@ def _learned(settings: Settings, catalog: Catalog) -> LearnedQuality | None:
 
 def router_embedder(settings: Settings, catalog: Catalog) -> Embed:
     """Embeds prompts for the learned router: the local model named by
-    `router_embedding_model`, reading the first `router_max_tokens` of each prompt."""
+    `router_embedding_model`, reading the first `router_max_tokens` of each prompt, in
+    `router_dtype` (auto: the model's own `dtype` option if it has one, else bfloat16
+    where the hardware computes it natively)."""
     model = catalog.find(settings.router_embedding_model)
     if model is None or model.engine != "transformers":
         raise ConfigError(
             f"router_embedding_model {settings.router_embedding_model!r} must be a local "
             "transformers embedding model"
         )
+    dtype = router_dtype(settings.router_dtype, model.options.get("dtype"))
     engine = TransformersEngine(
         replace(
             model,
             context_window=settings.router_max_tokens,
-            options={"data_dir": str(settings.data_dir), **model.options},
+            options={"data_dir": str(settings.data_dir), **model.options, "dtype": dtype},
         )
     )
     return partial(embed_texts, engine)
+
+
+def router_dtype(choice: str, model_option: object = None) -> str:
+    if choice != "auto":
+        return choice
+    if model_option not in (None, "auto"):
+        return str(model_option)
+    return "bfloat16" if native_bfloat16() else "float32"

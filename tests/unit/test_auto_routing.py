@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 
 from slackwater.config import ModelConfig
 from slackwater.domain.batch import LineError
 from slackwater.domain.model import Catalog
 from slackwater.runtime.intake import LineRouter
-from slackwater.runtime.routing import AutoRouter, lazy_counter
+from slackwater.runtime.routing import AutoRouter, Predict, lazy_counter
 from slackwater.runtime.validation import LineChecker
 
 CATALOG = Catalog(
@@ -36,8 +37,12 @@ CATALOG = Catalog(
 )
 
 
-def check(*bodies: dict[str, object], metadata: dict[str, str] | None = None) -> LineChecker:
-    router = AutoRouter(CATALOG)
+def check(
+    *bodies: dict[str, object],
+    metadata: dict[str, str] | None = None,
+    predict: Predict | None = None,
+) -> LineChecker:
+    router = AutoRouter(CATALOG, predict=predict)
     checker = LineChecker("/v1/chat/completions", CATALOG, routes=frozenset(router.routes))
     line_router = LineRouter(router, checker.endpoint, True, router.defaults(metadata), {})
     raw = b"".join(
@@ -130,3 +135,34 @@ def test_a_lazy_counter_loads_once_and_falls_back_to_an_estimate() -> None:
     count = lazy_counter(load)
     assert count("abcdefgh") == 2 and count("abcd") == 1
     assert loads == [1]
+
+
+def test_a_chunks_routed_lines_are_predicted_in_one_call_and_keep_their_order() -> None:
+    calls: list[list[str]] = []
+
+    def predict(texts: Sequence[str]) -> list[dict[str, float]]:
+        calls.append(list(texts))
+        return [{"small": 0.9 if "easy" in t else 0.2} for t in texts]
+
+    def ask(text: str) -> dict[str, object]:
+        return {"model": "auto", "messages": [{"role": "user", "content": text}]}
+
+    checker = check(
+        ask("easy one"),
+        {"model": "small"},
+        ask("hard one"),
+        {"model": "auto", "slackwater": {"min_quality": "x"}},  # bad: never predicted
+        ask("easy two"),
+        predict=predict,
+        metadata={"slackwater.min_quality": "0.5"},
+    )
+    assert calls == [["easy one", "hard one", "easy two"]]
+    rows = checker.rows  # type: ignore[attr-defined]
+    assert [(r.line, r.model) for r in rows] == [
+        (1, "small"),
+        (2, "small"),
+        (3, "large"),
+        (5, "small"),
+    ]
+    assert [e.line for e in checker.errors] == [4]
+    assert json.loads(rows[2].route)["predicted_quality"] == {"small": 0.2}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from slackwater.config import Settings
 from slackwater.domain.errors import ConfigError
@@ -64,3 +65,15 @@ def test_the_documented_config_example_loads(tmp_path: Path) -> None:
     path.write_text(example)
     settings = Settings.load(path)
     assert [m.engine for m in settings.catalog()] == ["transformers", "transformers", "http"]
+
+
+def test_router_dtype_setting_over_model_option_over_hardware() -> None:
+    pytest.importorskip("torch")
+    from slackwater.app import router_dtype
+    from slackwater.engines.transformers import native_bfloat16
+
+    assert router_dtype("float32", "bfloat16") == "float32"
+    assert router_dtype("auto", "float16") == "float16"
+    assert router_dtype("auto", None) == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(ValidationError, match="router_dtype"):
+        Settings(router_dtype="int4")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -33,7 +34,10 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
     route: dict[str, Any] | None = None
     router = svc.intake.router
     if router is not None and (named := router.named(parsed["model"])) is not None:
-        body, route = _route(router, endpoint, body, parsed["model"], named)
+        # Off the event loop: the learned router embeds the prompt.
+        body, route = await asyncio.to_thread(
+            _route, router, endpoint, body, parsed["model"], named
+        )
     body.pop(EXTENSION, None)
     model = svc.engines.model(body["model"])
     if not model.serves(endpoint.value):

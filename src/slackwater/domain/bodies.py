@@ -118,15 +118,18 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return "".join(parts)
 
 
-def prompt_text(body: Mapping[str, Any]) -> str:
-    """The text a model reads for this body: messages, prompt or embedding input."""
+def prompt_text(body: Mapping[str, Any], *, roles: bool = True) -> str:
+    """The text a model reads for this body: messages, prompt or embedding input.
+    `roles=False` leaves out the "role: " labels (the learned router was trained on
+    bare prompts)."""
     if "messages" in body:
         parts = []
         for message in body["messages"]:
             content = message.get("content")
             if isinstance(content, list):
                 content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            parts.append(f"{message.get('role', '')}: {content or ''}")
+            label = f"{message.get('role', '')}: " if roles else ""
+            parts.append(f"{label}{content or ''}")
         return "\n".join(parts)
     value = body.get("prompt", body.get("input", ""))
     if isinstance(value, list) and all(isinstance(v, str) for v in value):

@@ -7,8 +7,8 @@ by prompt length so padding stays small.
 
 Options: `path` (a model directory; `package:NAME/SUB` for one shipped inside a Python
 package; `{data_dir}` is replaced by the data directory), `device` (auto, cpu, cuda),
-`dtype` (auto, float32, bfloat16, float16), `normalize` (embeddings, default true),
-`default_max_tokens` (default 64).
+`dtype` (auto: the checkpoint's own; float32, bfloat16, float16), `normalize`
+(embeddings, default true), `default_max_tokens` (default 64).
 """
 
 from __future__ import annotations
@@ -291,6 +291,19 @@ def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], i
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
     return count
+
+
+def native_bfloat16() -> bool:
+    """Whether bfloat16 runs at full speed here: a CUDA device that supports it, or a CPU
+    with AVX512-BF16 or AMX (where oneDNN computes bfloat16 natively; elsewhere it is
+    emulated and slower than float32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    # Private probes, so a torch without them falls back to float32.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def embed_texts(engine: TransformersEngine, texts: Sequence[str]) -> Any:

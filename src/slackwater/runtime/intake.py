@@ -28,6 +28,7 @@ from slackwater.domain.bodies import EXTENSION
 from slackwater.domain.errors import Conflict, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog
+from slackwater.policy.router import Constraints
 from slackwater.ports import BlobStore, Clock, StagedRequest, Store
 from slackwater.runtime import validation
 from slackwater.runtime.routing import AutoRouter
@@ -50,11 +51,13 @@ class LineRouter:
         """The rows with routes resolved; a line no model fits goes to `checker`'s errors."""
         if not any(row.model in self.router.routes for row in rows):
             return rows
-        routed = []
+        # Rows keep their order; a routed row's slot is filled once its model is chosen.
+        slots: list[StagedRequest | None] = []
+        asking: list[tuple[int, StagedRequest, dict[str, Any], Constraints]] = []
         for row in rows:
             named = self.router.named(row.model)
             if named is None:
-                routed.append(row)
+                slots.append(row)
                 continue
             body = orjson.loads(row.body)
             given = body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
@@ -63,25 +66,28 @@ class LineRouter:
                 for err in constraints:
                     checker.fail(row.line, err.code, err.message, err.param)
                 continue
+            asking.append((len(slots), row, body, constraints))
+            slots.append(None)
+        # One call for all of them: the embedding model runs on full batches.
+        predictions = self.router.predictions([body for _, _, body, _ in asking])
+        for (slot, row, body, constraints), predicted in zip(asking, predictions, strict=True):
             choice = self.router.choose(
-                self.endpoint, body, constraints, row.line, self.outcomes, row.model
+                self.endpoint, body, constraints, row.line, self.outcomes, row.model, predicted
             )
             if isinstance(choice, LineError):
                 checker.fail(row.line, choice.code, choice.message, choice.param)
                 continue
             model, record = choice
             body["model"] = model
-            routed.append(
-                StagedRequest(
-                    line=row.line,
-                    custom_id=row.custom_id,
-                    model=model,
-                    body=orjson.dumps(body),
-                    cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
-                    route=record,
-                )
+            slots[slot] = StagedRequest(
+                line=row.line,
+                custom_id=row.custom_id,
+                model=model,
+                body=orjson.dumps(body),
+                cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
+                route=record,
             )
-        return routed
+        return [row for row in slots if row is not None]
 
 
 class Intake:

@@ -10,7 +10,7 @@ The extension field is never sent to engines.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -27,6 +27,9 @@ KNOWN_FEATURES = frozenset({"json_schema", "tools"})
 
 
 TokenCounter = Callable[[str], int]
+# The learned router: prompts -> P(success) per model for each, in one call, so the
+# embedding model runs on whole batches of prompts.
+Predict = Callable[[Sequence[str]], Sequence[Mapping[str, float]]]
 
 
 def estimate_tokens(text: str) -> int:
@@ -55,12 +58,12 @@ class AutoRouter:
         routes: Mapping[str, Mapping[str, Any]] | None = None,
         checks: frozenset[str] = frozenset(),
         counters: Mapping[str, TokenCounter] | None = None,
-        predict: Callable[[str], Mapping[str, float]] | None = None,
+        predict: Predict | None = None,
     ) -> None:
         self.catalog = catalog
         self.count_tokens = count_tokens
         self.counters = dict(counters or {})  # model -> its own tokenizer
-        self.predict = predict  # the learned router: prompt -> P(success) per model
+        self.predict = predict
         self.default_max_tokens = default_max_tokens
         self.routes = {AUTO: {}, **(routes or {})}
         self.known_checks = checks
@@ -160,6 +163,13 @@ class AutoRouter:
                     found[model.name] = quality
         return found
 
+    def predictions(self, bodies: Sequence[Mapping[str, Any]]) -> list[Mapping[str, float]]:
+        """The learned router's P(success) per model for each body's prompt ({} each
+        without a learned router)."""
+        if self.predict is None:
+            return [{} for _ in bodies]
+        return list(self.predict([prompt_text(body, roles=False) for body in bodies]))
+
     def choose(
         self,
         endpoint: str,
@@ -168,8 +178,12 @@ class AutoRouter:
         line: int,
         outcomes: Mapping[tuple[str, str], tuple[int, int]] | None = None,
         requested: str = AUTO,
+        predicted: Mapping[str, float] | None = None,
     ) -> tuple[str, bytes] | LineError:
-        """The chosen model and the route record (JSON), or why no model fits."""
+        """The chosen model and the route record (JSON), or why no model fits.
+
+        `predicted`: the learned router's estimates for this prompt, when the caller
+        has them from `predictions` over many prompts; else they are made here."""
         needs = set()
         response_format = body.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
@@ -194,7 +208,8 @@ class AutoRouter:
         )
         try:
             learned = self.learned_quality(constraints.task, outcomes or {})
-            predicted = dict(self.predict(text)) if self.predict is not None else {}
+            if predicted is None:
+                predicted = self.predictions([body])[0]
             chosen = route(self.catalog.models, need, constraints, {**learned, **predicted})
         except NoRoute as exc:
             return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
