@@ -230,3 +230,16 @@ async def test_prometheus_metrics(server_factory: Any) -> None:
     await server.submit([chat_line(i) for i in range(3)])
     depth = (await server.client.get("/metrics")).text
     assert "slackwater_queue_depth" in depth
+
+
+async def test_a_new_batch_wakes_the_monitor_and_a_settled_one_is_finalized_between_ticks(
+    server: Server,
+) -> None:
+    monitor = server.services.monitor
+    assert monitor is not None
+    monitor.interval = 60.0  # no tick would come within this test
+    await asyncio.sleep(0.1)  # the monitor is now in its long wait
+    batch = await server.submit([chat_line(i) for i in range(20)])
+    done = await server.wait(batch["id"], limit=10)
+    assert done["status"] == "completed"
+    assert done["request_counts"] == {"total": 20, "completed": 20, "failed": 0}

@@ -29,6 +29,8 @@ async def create_batch(
         metadata=body.metadata,
         idempotency_key=idempotency_key,
     )
+    if svc.monitor is not None:
+        svc.monitor.wake()  # validate it now, not at the next tick
     return batch_json(batch)
 
 
@@ -61,4 +63,7 @@ async def retry_batch(
     batch_id: str, project: Project, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     """A new batch of only the lines that failed, were cancelled or expired."""
-    return batch_json(await svc.batches.retry(project, batch_id))
+    batch = await svc.batches.retry(project, batch_id)
+    if svc.monitor is not None:
+        svc.monitor.wake()
+    return batch_json(batch)

@@ -1,7 +1,9 @@
 """Monitor: the loop that moves batches along their state machine.
 
 Each tick it returns expired leases to the queue, validates new batches, expires
-batches past their window, and finalizes batches with nothing left to run.
+batches past their window, and finalizes batches with nothing left to run. Between
+ticks it glances (one read) at the running batches, so one whose last result has just
+been recorded is finalized at once, and a new batch wakes it (`wake`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import Conflict, NotFound
@@ -30,6 +33,7 @@ class Monitor:
         clock: Clock,
         *,
         interval: float = 0.25,
+        glance: float = 0.05,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -37,9 +41,12 @@ class Monitor:
         self.finalizer = finalizer
         self.clock = clock
         self.interval = interval
+        self.glance = glance
         self.metrics = metrics
         self.stopping = asyncio.Event()
+        self._woken = asyncio.Event()
         self._ingesting: dict[str, asyncio.Task[Batch]] = {}
+        self._running = 0  # batches in progress at the last tick
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -47,16 +54,31 @@ class Monitor:
                 await self.tick()
             except Exception:
                 log.exception("monitor tick failed")
+            try:
+                await self._until_next_tick()
+            except Exception:
+                log.exception("monitor could not look at running batches")
+
+    def wake(self) -> None:
+        """Tick now (a batch was created, or has been validated)."""
+        self._woken.set()
+
+    async def _until_next_tick(self) -> None:
+        """Wait `interval`, less if woken or if a running batch has every result."""
+        deadline = time.monotonic() + self.interval
+        while (left := deadline - time.monotonic()) > 0 and not self.stopping.is_set():
+            busy = self._running
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), self.interval)
-        # Intake is restartable: stop it and wait, so nothing touches the store after.
-        running = list(self._ingesting.values())
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+                await asyncio.wait_for(self._woken.wait(), min(left, self.glance) if busy else left)
+            if self._woken.is_set():
+                self._woken.clear()
+                return
+            if busy and await self.store.batch_ids_in(BatchStatus.IN_PROGRESS, settled=True):
+                return
 
     def stop(self) -> None:
         self.stopping.set()
+        self._woken.set()
 
     async def tick(self) -> None:
         reaped = await self.store.reap_leases(self.clock())
@@ -68,7 +90,9 @@ class Monitor:
                 task = asyncio.create_task(self.intake.ingest(batch_id))
                 self._ingesting[batch_id] = task
                 task.add_done_callback(self._ingested)
-        for batch_id in await self.store.batch_ids_in(BatchStatus.IN_PROGRESS):
+        running = await self.store.batch_ids_in(BatchStatus.IN_PROGRESS)
+        self._running = len(running)
+        for batch_id in running:
             await self._guard(self._progress, batch_id)
         for batch_id in await self.store.batch_ids_in(BatchStatus.CANCELLING):
             await self._guard(self._cancelling, batch_id)
@@ -79,6 +103,7 @@ class Monitor:
         for batch_id, running in list(self._ingesting.items()):
             if running is task:
                 del self._ingesting[batch_id]
+        self.wake()  # the next tick counts it among the running batches
 
     async def settle(self) -> None:
         """Wait for ingests started by ticks (for callers that drive ticks themselves)."""

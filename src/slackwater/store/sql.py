@@ -342,12 +342,14 @@ class SqlStore:
             rows = (await conn.execute(query)).all()
         return Page([_batch(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
-    async def batch_ids_in(self, status: BatchStatus) -> list[str]:
+    async def batch_ids_in(self, status: BatchStatus, *, settled: bool = False) -> list[str]:
         query = (
             select(batches.c.id)
             .where(batches.c.status == status.value)
             .order_by(batches.c.expires_at)
         )
+        if settled:
+            query = query.where(batches.c.completed + batches.c.failed >= batches.c.total)
         async with self.engine.begin() as conn:
             return list((await conn.execute(query)).scalars())
 
