@@ -243,3 +243,25 @@ async def test_a_new_batch_wakes_the_monitor_and_a_settled_one_is_finalized_betw
     done = await server.wait(batch["id"], limit=10)
     assert done["status"] == "completed"
     assert done["request_counts"] == {"total": 20, "completed": 20, "failed": 0}
+
+
+async def test_stopping_the_monitor_stops_an_intake_in_flight(server: Server) -> None:
+    monitor = server.services.monitor
+    assert monitor is not None
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def endless_ingest(batch_id: str) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    monitor.intake.ingest = endless_ingest  # type: ignore[method-assign]
+    batch = await server.submit([chat_line(0)])
+    await asyncio.wait_for(started.wait(), 5)
+    await server.services.stop()
+    assert cancelled.is_set()
+    stored = await server.services.store.get_batch(None, batch["id"])
+    assert stored.status.value == "validating"  # left for the next start to ingest

@@ -58,6 +58,11 @@ class Monitor:
                 await self._until_next_tick()
             except Exception:
                 log.exception("monitor could not look at running batches")
+        # Intake is restartable: stop it and wait, so nothing touches the store after.
+        running = list(self._ingesting.values())
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     def wake(self) -> None:
         """Tick now (a batch was created, or has been validated)."""
@@ -67,13 +72,16 @@ class Monitor:
         """Wait `interval`, less if woken or if a running batch has every result."""
         deadline = time.monotonic() + self.interval
         while (left := deadline - time.monotonic()) > 0 and not self.stopping.is_set():
-            busy = self._running
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._woken.wait(), min(left, self.glance) if busy else left)
+                await asyncio.wait_for(
+                    self._woken.wait(), min(left, self.glance) if self._running else left
+                )
             if self._woken.is_set():
                 self._woken.clear()
                 return
-            if busy and await self.store.batch_ids_in(BatchStatus.IN_PROGRESS, settled=True):
+            if self._running and await self.store.batch_ids_in(
+                BatchStatus.IN_PROGRESS, settled=True
+            ):
                 return
 
     def stop(self) -> None:
