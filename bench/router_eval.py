@@ -3,13 +3,14 @@
 Data: a folder of CSVs (one per subject), columns `prompt`, then one True/False column
 per model saying whether it answered correctly; the first model column is the weak
 (cheap) model, the second the strong one (RouteLLM's MMLU format, ../shared/data/routing).
-Prompts are embedded with the local MiniLM; the router scores each prompt's expected gain
-from the strong model from similar labelled prompts and the prompt's length, weighted
-by a fit on the training prompts only (slackwater.policy.quality.StrongOrWeak). Evaluation is
-grouped k-fold over subjects: every prompt is scored by a router trained only on other
-subjects.
+Prompts are embedded with the local MiniLM; the router is the one live routing serves
+(slackwater.policy.quality.LearnedRouter), fitted on the training prompts only, and
+prompts are ranked as `max_quality_drop` ranks them: by the strong model's predicted
+quality less the weak one's. Evaluation is grouped k-fold over subjects: every prompt is
+scored by a router trained only on other subjects.
 
-Printed per policy: APGR (average performance gap recovered over the strong-call share),
+Printed per policy (also `min_quality` alone, thresholding the weak model's own
+prediction): APGR (average performance gap recovered over the strong-call share),
 CPT(50%) and CPT(80%) (strong-call share needed to recover that much of the gap), the
 strong-call share and cost saving at 95% of the strong model's quality, beside random
 routing, always-weak, always-strong and an oracle. Also the router's overhead per request.
@@ -36,7 +37,7 @@ from slackwater.config import Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import ConfigError
 from slackwater.engines.transformers import TransformersEngine, embed_texts
-from slackwater.policy.quality import StrongOrWeak
+from slackwater.policy.quality import LearnedRouter
 from slackwater.runtime.learned import read_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def embed(prompts: list[str], cache_dir: Path, max_tokens: int, dtype: str) -> N
     return matrix
 
 
-def held_out_scores(
+def held_out_predictions(
     vectors: NDArray[np.float32],
     prompts: list[str],
     subjects: list[str],
@@ -89,18 +90,19 @@ def held_out_scores(
     folds: int,
     seed: int,
 ) -> NDArray[np.float64]:
-    """Every prompt scored by a router fitted without its subject."""
+    """Every prompt's per-model P(success) from a router fitted without its subject."""
     names = sorted(set(subjects))
     np.random.default_rng(seed).shuffle(names)
     fold_of = {name: i % folds for i, name in enumerate(names)}
     fold = np.asarray([fold_of[s] for s in subjects])
-    scores = np.zeros(len(prompts))
+    predicted = np.zeros((len(prompts), len(models)))
     for k in range(folds):
-        train, test = fold != k, fold == k
-        learned = StrongOrWeak(models)
-        learned.fit(vectors[train], [prompts[i] for i in np.flatnonzero(train)], outcomes[train])
-        scores[test] = learned.score(vectors[test], [prompts[i] for i in np.flatnonzero(test)])
-    return scores
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        router = LearnedRouter.fit(
+            models, vectors[train], [prompts[i] for i in train], outcomes[train]
+        )
+        predicted[test] = router.predict(vectors[test], [prompts[i] for i in test])
+    return predicted
 
 
 def curve(score: NDArray[np.float64], outcomes: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -198,12 +200,17 @@ def main() -> None:
 
     # Each partition of the subjects into folds gives one held-out curve; their mean is
     # the figure (one partition's saving at 95% moves by several points).
+    # The served decision: the weak model unless the strong one's predicted quality is
+    # more than `max_quality_drop` higher, i.e. prompts ranked by the predicted gap.
+    # Beside it, `min_quality` alone: the weak model whenever its own prediction is high.
     seeds = [int(x) for x in args.seeds.split(",")]
-    learned_curves, per_partition = [], []
+    learned_curves, absolute_curves, gaps, per_partition = [], [], [], []
     names = sorted(set(subjects))
     for seed in seeds:
-        scores = held_out_scores(vectors, prompts, subjects, outcomes, models, args.folds, seed)
-        learned_curves.append(curve(scores, outcomes))
+        p = held_out_predictions(vectors, prompts, subjects, outcomes, models, args.folds, seed)
+        gaps.append(p[:, 1] - p[:, 0])
+        learned_curves.append(curve(gaps[-1], outcomes))
+        absolute_curves.append(curve(-p[:, 0], outcomes))
     rng = np.random.default_rng(seeds[0])
 
     weak_acc, strong_acc = (float(v) for v in outcomes[:, :2].mean(0))
@@ -212,6 +219,7 @@ def main() -> None:
     random_curve = weak_acc + GRID * (strong_acc - weak_acc)
     policies = {
         "slackwater (learned)": np.mean(learned_curves, axis=0),
+        "min_quality alone": np.mean(absolute_curves, axis=0),
         "random": random_curve,
         "oracle": curve(oracle + 1e-9 * rng.random(len(oracle)), outcomes),
     }
@@ -223,6 +231,13 @@ def main() -> None:
         per_partition.append(
             {"seed": seed, "apgr": found["apgr"], "saving_at_95": found["saving_at_95"]}
         )
+    # Calibration: the max_quality_drop that sends that share of prompts to the strong
+    # model, so a user can ask for "95% of the strong model's quality" on such data.
+    share95 = results["slackwater (learned)"]["strong_share_at_95"]
+    drop95 = None
+    if share95 is not None:
+        drop95 = round(float(np.mean([np.quantile(g, 1 - share95) for g in gaps])), 4)
+    results["slackwater (learned)"]["max_quality_drop_at_95"] = drop95
     results["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
     results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
 
@@ -230,23 +245,22 @@ def main() -> None:
     # predicting, see runtime/learned.py).
     engine = embedding_engine(args.max_tokens, dtype)
     engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": "warm up"}])
-    router = StrongOrWeak(models)
-    router.fit(vectors, prompts, outcomes)
-    router.score(vectors[:1], prompts[:1])
+    router = LearnedRouter.fit(models, vectors, prompts, outcomes)
+    router.predict(vectors[:1], prompts[:1])
     samples = prompts[:200]
     start = time.perf_counter()
     for prompt in samples:
         [out] = engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": prompt}])
         vector = np.asarray([out.body["data"][0]["embedding"]], dtype=np.float32)
         with threadpool_limits(1, user_api="blas"):
-            router.score(vector, [prompt])
+            router.predict(vector, [prompt])
     one = (time.perf_counter() - start) / len(samples) * 1000
     start = time.perf_counter()
     for i in range(0, len(samples), 64):
         bodies = [{"model": "m", "input": p} for p in samples[i : i + 64]]
         outs = engine.run_sync(Endpoint.EMBEDDINGS.value, bodies)
         with threadpool_limits(1, user_api="blas"):
-            router.score(
+            router.predict(
                 np.asarray([o.body["data"][0]["embedding"] for o in outs], dtype=np.float32),
                 samples[i : i + 64],
             )
@@ -275,6 +289,7 @@ def main() -> None:
                     "cpt50": mine["cpt50"],
                     "cpt80": mine["cpt80"],
                     "saving_at_95": mine["saving_at_95"],
+                    "max_quality_drop_at_95": mine["max_quality_drop_at_95"],
                     **summary,
                 }
             )
@@ -286,11 +301,13 @@ def main() -> None:
     )
     print(f"weak {models[0]}: accuracy {weak_acc:.3f}; strong {models[1]}: {strong_acc:.3f}")
     print(f"{'policy':<22}{'APGR':>7}{'CPT50':>8}{'CPT80':>8}{'strong@95%':>12}{'saving@95%':>12}")
-    for name in ("slackwater (learned)", "random", "oracle"):
+    for name in ("slackwater (learned)", "min_quality alone", "random", "oracle"):
         r = results[name]
         cells = [r["apgr"], r["cpt50"], r["cpt80"], r["strong_share_at_95"], r["saving_at_95"]]
         text = [f"{c:.3f}" if isinstance(c, float) else "n/a" for c in cells]
         print(f"{name:<22}{text[0]:>7}{text[1]:>8}{text[2]:>8}{text[3]:>12}{text[4]:>12}")
+    if drop95 is not None:
+        print(f"{'':<22}at 95%: max_quality_drop = {drop95:.3f} (held out, mean of partitions)")
     print(f"{'always weak':<22}{'':>7}{'':>8}{'':>8}{'0.000':>12}  accuracy {weak_acc:.3f}")
     print(f"{'always strong':<22}{'':>7}{'':>8}{'':>8}{'1.000':>12}  accuracy {strong_acc:.3f}")
     print(

@@ -116,6 +116,7 @@ class RouteConfig(BaseModel):
     name: str
     task: str | None = None
     min_quality: float | None = Field(default=None, ge=0, le=1)
+    max_quality_drop: float | None = Field(default=None, ge=0, le=1)
     max_price: Decimal | None = Field(default=None, ge=0)
     features: list[str] = Field(default_factory=list)
     check_regex: str | None = None

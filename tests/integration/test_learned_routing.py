@@ -88,40 +88,50 @@ async def test_auto_lines_follow_the_learned_predictions(
     assert "60 prompts" in trained.output and "cheap: answered 50.0% well" in trained.output
 
     server: Server = await server_factory(models=models(), router_data=router)
-    wants = {"min_quality": 0.7}
+    pets = "How often should I feed my kitten?"
+    physics = "Derive the gauge boson term in quantum field theory"
+    asks = [({"min_quality": 0.7}, pets), ({"min_quality": 0.7}, physics)]
+    asks += [({"max_quality_drop": 0.3}, pets), ({"max_quality_drop": 0.3}, physics)]
     lines = [
         {
-            **chat_line(0, model="auto", slackwater=wants),
+            **chat_line(i, model="auto"),
             "body": {
                 "model": "auto",
                 "slackwater": wants,
-                "messages": [{"role": "user", "content": "How often should I feed my kitten?"}],
+                "messages": [{"role": "user", "content": prompt}],
             },
-        },
-        {
-            **chat_line(1, model="auto", slackwater=wants),
-            "body": {
-                "model": "auto",
-                "slackwater": wants,
-                "messages": [
-                    {
-                        "role": "user",
-                        "content": "Derive the gauge boson term in quantum field theory",
-                    }
-                ],
-            },
-        },
+        }
+        for i, (wants, prompt) in enumerate(asks)
     ]
     done = await server.wait((await server.submit(lines))["id"], limit=60)
     assert done["status"] == "completed", done
     out = {
-        o["custom_id"]: o["response"]["body"] for o in await server.lines(done["output_file_id"])
+        o["custom_id"]: o["response"]["body"]["slackwater"]["route"]
+        for o in await server.lines(done["output_file_id"])
     }
-    pets, physics = out["req-0"]["slackwater"]["route"], out["req-1"]["slackwater"]["route"]
-    assert pets["model"] == "cheap" and pets["predicted_quality"]["cheap"] > 0.7
-    assert physics["model"] == "dear" and physics["predicted_quality"]["cheap"] < 0.3
-    assert "predicted quality" in physics["passed_over"]["cheap"]
+    easy, hard = out["req-0"], out["req-1"]
+    assert easy["model"] == "cheap" and easy["predicted_quality"]["cheap"] > 0.7
+    assert hard["model"] == "dear" and hard["predicted_quality"]["cheap"] < 0.3
+    assert "predicted quality" in hard["passed_over"]["cheap"]
+    # The gap to the best model: small on the pets question, large on the physics one.
+    assert out["req-2"]["model"] == "cheap"
+    assert out["req-3"]["model"] == "dear"
+    assert "under dear's" in out["req-3"]["passed_over"]["cheap"]
 
     # A router embedded from other prompt lengths than the server's is refused at start.
     with pytest.raises(ConfigError, match=r"first 256 tokens .* router_max_tokens is 128"):
         await server_factory(models=models(), router_data=router, router_max_tokens=128)
+
+
+def test_a_router_file_without_fitted_weights_is_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from slackwater.runtime.learned import check_router
+
+    old = tmp_path / "old.npz"
+    np.savez(old, vectors=np.zeros((1, 2)), outcomes=np.ones((1, 2)), max_tokens=256)
+    with pytest.raises(ConfigError, match=r"no fitted gain weights.*train it again"):
+        check_router(old, 256)
+    (tmp_path / "junk.npz").write_text("not numpy")
+    with pytest.raises(ConfigError, match="train it again"):
+        check_router(tmp_path / "junk.npz", 256)

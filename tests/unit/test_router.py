@@ -77,6 +77,25 @@ def test_learned_predictions_override_catalog_scores() -> None:
     assert route([SMALL, MEDIUM], CHAT, strict, predicted={"small": 0.8}).model == "small"
 
 
+def test_max_quality_drop_thresholds_the_gap_to_the_best_model() -> None:
+    predicted = {"small": 0.70, "medium": 0.74, "large": 0.80}
+    near = Constraints(max_quality_drop=0.1)
+    assert route([SMALL, MEDIUM, LARGE], CHAT, near, predicted=predicted).model == "small"
+    tight = route([SMALL, MEDIUM, LARGE], CHAT, Constraints(max_quality_drop=0.07), predicted)
+    assert tight.model == "medium" and tight.ladder == ("medium", "large")
+    assert (
+        tight.passed_over["small"] == "predicted quality 0.70 is more than 0.07 under large's 0.80"
+    )
+    # The best is the best of the models that meet the other needs: with large over the
+    # price limit, medium is the best and small is within 0.07 of it.
+    cheap = Constraints(max_quality_drop=0.07, max_price=Decimal("2"))
+    assert route([SMALL, MEDIUM, LARGE], CHAT, cheap, predicted).model == "small"
+    unscored = model("unscored", "0.01")
+    chosen = route([unscored, SMALL], CHAT, near)
+    assert chosen.model == "small"
+    assert chosen.passed_over["unscored"] == "has no quality score for this task"
+
+
 def test_price_limits_and_tiers() -> None:
     assert route([MEDIUM, LARGE], CHAT, Constraints(max_price=Decimal("2"))).model == "medium"
     batch = Constraints(tier=Tier.BATCH, features=frozenset({"tools"}))

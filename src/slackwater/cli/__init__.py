@@ -241,6 +241,10 @@ def route_command(
     max_tokens: Annotated[int, typer.Option(help="Answer length to plan for.")] = 256,
     task: Annotated[str | None, typer.Option(help="Task category (quality scores).")] = None,
     min_quality: Annotated[float | None, typer.Option(help="Lowest acceptable quality.")] = None,
+    max_quality_drop: Annotated[
+        float | None,
+        typer.Option(help="How far under the best model's predicted quality a cheaper one may be."),
+    ] = None,
     max_price: Annotated[
         str | None, typer.Option(help="Highest USD per million output tokens.")
     ] = None,
@@ -269,6 +273,7 @@ def route_command(
     given = {
         "task": task,
         "min_quality": min_quality,
+        "max_quality_drop": max_quality_drop,
         "max_price": max_price,
         "features": feature or None,
     }

@@ -11,6 +11,7 @@ import typer
 from slackwater.cli import ConfigOpt, DataDirOpt, _settings, app, console
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Catalog
+from slackwater.policy.quality import LearnedRouter
 from slackwater.runtime.learned import read_outcomes, save_router
 
 router_app = typer.Typer(help="The learned router.", no_args_is_help=True)
@@ -28,10 +29,11 @@ def train(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Embed labelled prompts with the local embedding model and save them for routing.
+    """Embed labelled prompts with the local embedding model, fit the learned router on
+    them and save it.
 
     Point the `router_data` setting at the file: lines routed by "auto" then get each
-    model's predicted chance of success from their nearest labelled prompts.
+    model's predicted chance of success, learned from similar labelled prompts.
     """
     from slackwater.app import router_embedder
 
@@ -51,9 +53,11 @@ def train(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     vectors = embed(labelled.prompts)
+    router = LearnedRouter.fit(names, vectors, labelled.prompts, labelled.outcomes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_router(out, vectors, labelled.outcomes, names, settings.router_max_tokens)
+    save_router(out, router, vectors, labelled.outcomes, settings.router_max_tokens)
     rates = np.nanmean(labelled.outcomes, axis=0)
     console.print(f"{len(labelled.prompts)} prompts from {data} -> {out}")
     for name, rate in zip(names, rates, strict=True):
-        console.print(f"  {name}: answered {rate:.1%} well")
+        role = " (reference)" if name == names[router.reference] else ""
+        console.print(f"  {name}: answered {rate:.1%} well{role}")

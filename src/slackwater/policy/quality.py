@@ -1,15 +1,16 @@
 """Predicted quality: each model's chance of answering a prompt well, learned from outcomes.
 
-A similarity-weighted nearest-neighbour estimate over prompt embeddings (unit vectors,
-e.g. from the local MiniLM): for a new prompt, the k most similar labelled prompts vote
-with weights exp(similarity / temperature), shrunk towards each model's overall success
-rate. No I/O: embeddings come in as arrays. Outcomes can be added at any time
-(`observe`), which is how checks feed back into the estimates.
+A similarity-weighted vote over prompt embeddings (unit vectors, e.g. from the local
+MiniLM): for a new prompt, the labelled prompts vote with weights
+exp(similarity / temperature), shrunk towards each model's overall success rate
+(`NeighbourQuality`); `LearnedRouter` then fits, on the same labelled prompts, how much
+the best model gains over each other one, from that vote and the prompt's shape. No I/O:
+embeddings come in as arrays. Outcomes can be added at any time (`observe`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,11 @@ Vectors = NDArray[np.float32]
 @dataclass
 class NeighbourQuality:
     models: list[str]
-    k: int = 64
-    temperature: float = 0.05
+    # None: every labelled prompt votes, weighted by similarity. Prompts from a topic the
+    # router never saw have no close neighbours; a wide, smooth vote generalises best
+    # (docs/routing.md has the comparison).
+    k: int | None = None
+    temperature: float = 0.1
     prior_weight: float = 2.0  # pseudo-votes for the model's overall success rate
     _vectors: list[Vectors] = field(default_factory=list)
     _labels: list[NDArray[np.float32]] = field(default_factory=list)
@@ -54,111 +58,147 @@ class NeighbourQuality:
         prompt query i may not use (itself, for leave-one-out estimates), or -1."""
         matrix, outcomes = self._data()
         known = ~np.isnan(outcomes)
-        filled = np.where(known, outcomes, 0.0)
-        prior = filled.sum(0) / np.maximum(known.sum(0), 1)
-        k = min(self.k, matrix.shape[0])
+        filled = np.where(known, outcomes, 0.0).astype(np.float64)
+        seen = known.astype(np.float64)
+        prior = filled.sum(0) / np.maximum(seen.sum(0), 1)
+        size = matrix.shape[0]
+        k = size if self.k is None else min(self.k, size)
         result = np.empty((queries.shape[0], len(self.models)))
-        for start in range(0, queries.shape[0], 1024):
-            sims = np.asarray(queries[start : start + 1024] @ matrix.T, dtype=np.float64)
+        for start in range(0, queries.shape[0], 256):
+            sims = np.asarray(queries[start : start + 256] @ matrix.T, dtype=np.float64)
             if skip is not None:
                 rows = np.arange(len(sims))
                 own = skip[start : start + len(sims)]
                 sims[rows[own >= 0], own[own >= 0]] = -np.inf
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            top_sims = np.take_along_axis(sims, top, axis=1)
-            weights = np.exp((top_sims - top_sims.max(1, keepdims=True)) / self.temperature)
-            weights[~np.isfinite(top_sims)] = 0.0
-            votes = np.einsum("qk,qkm->qm", weights, filled[top])
-            counts = np.einsum("qk,qkm->qm", weights, known[top].astype(np.float64))
-            result[start : start + len(sims)] = (votes + self.prior_weight * prior) / (
-                counts + self.prior_weight
+            if k < size:
+                kth = np.partition(sims, size - k, axis=1)[:, size - k : size - k + 1]
+                sims = np.where(sims >= kth, sims, -np.inf)
+            weights = np.exp((sims - sims.max(1, keepdims=True)) / self.temperature)
+            result[start : start + len(sims)] = (weights @ filled + self.prior_weight * prior) / (
+                weights @ seen + self.prior_weight
             )
         return result
 
 
+SHAPE = ("log length", "capital share", "compound")
+
+
 def text_shape(texts: Sequence[str]) -> NDArray[np.float64]:
-    """Per prompt: log length (longer questions are harder) and the share of capitals
-    (formulas, symbols and acronyms: technical questions, where weak models fall behind)."""
-    out = np.empty((len(texts), 2))
+    """Per prompt: log length (longer questions are harder), the share of capitals
+    (formulas, symbols and acronyms: technical questions, where weak models fall behind)
+    and whether it has a `|` separator, the usual way to set out several statements to
+    judge at once ('Statement 1 | ... Statement 2 | ...'): weak models get such
+    compound questions wrong more often than single ones."""
+    out = np.empty((len(texts), len(SHAPE)))
     for i, text in enumerate(texts):
         n = max(len(text), 1)
         out[i, 0] = np.log(n)
         out[i, 1] = sum(c.isupper() for c in text) / n
+        out[i, 2] = float("|" in text)
     return out
 
 
 @dataclass
-class StrongOrWeak:
-    """Scores how much a prompt gains from the strong model over the weak one.
+class LearnedRouter:
+    """Each model's chance of answering a prompt well, fitted so that the differences
+    between models rank prompts by what a better model gains on them.
 
-    Signals weighted by a ridge regression fitted on the labelled prompts: the
-    neighbours' estimate of the gain (leave-one-out on the training prompts, so the fit
-    sees honest estimates) and the prompt's shape (`text_shape`). The shape features
-    were chosen on the MMLU routing data and checked on six different partitions of its
-    subjects (docs/routing.md).
+    The reference is the model with the best record. Its chance comes from the
+    neighbours; every other model's is the reference's less a fitted *gain*: a ridge
+    regression, on the labelled prompts, of (reference right - model right) on the
+    neighbours' estimate of that gain (leave-one-out, so the fit sees estimates as
+    honest as a new prompt's) and the prompt's shape (`text_shape`). Fitting the gain
+    itself ranks prompts far better than fitting each model's chance apart and
+    subtracting (docs/routing.md). New outcomes can be added to the neighbours at any
+    time; the gain weights stay as fitted.
     """
 
-    models: list[str]
-    weak: int = 0
-    strong: int = 1
-    ridge: float = 1.0
-    quality: NeighbourQuality = field(init=False)
-    coef: NDArray[np.float64] | None = None
-    _shape: tuple[NDArray[np.float64], NDArray[np.float64]] | None = None
+    neighbours: NeighbourQuality
+    reference: int
+    shape_mean: NDArray[np.float64]
+    shape_scale: NDArray[np.float64]
+    gains: NDArray[np.float64]  # per model: weights of [neighbour gain, *shape, 1]
 
-    def __post_init__(self) -> None:
-        self.quality = NeighbourQuality(self.models, k=1024, temperature=0.1)
+    @property
+    def models(self) -> list[str]:
+        return self.neighbours.models
 
-    def _features(self, benefit: NDArray[np.float64], texts: Sequence[str]) -> Any:
-        assert self._shape is not None
-        mean, std = self._shape
-        shape = (text_shape(texts) - mean) / std
-        return np.column_stack([benefit, shape, np.ones(len(benefit))])
-
-    def fit(self, vectors: Vectors, texts: Sequence[str], outcomes: Any) -> None:
-        outcomes = np.asarray(outcomes, dtype=np.float32)
-        self.quality = NeighbourQuality(self.models, k=1024, temperature=0.1)
-        self.quality.observe(vectors, outcomes)
+    @classmethod
+    def fit(
+        cls,
+        models: list[str],
+        vectors: Vectors,
+        texts: Sequence[str],
+        outcomes: NDArray[np.float32],
+        ridge: float = 1.0,
+    ) -> LearnedRouter:
+        if len(texts) != len(vectors):
+            raise ValueError("one text per vector")
+        neighbours = NeighbourQuality(models)
+        neighbours.observe(vectors, outcomes)
+        known = ~np.isnan(outcomes)
+        tried = known.sum(0)
+        rates = np.where(known, outcomes, 0).sum(0) / np.maximum(tried, 1)
+        reference = int(np.argmax(np.where(tried > 0, rates, -1.0)))
         shape = text_shape(texts)
-        self._shape = (shape.mean(0), np.where(shape.std(0) > 0, shape.std(0), 1.0))
-        own = np.arange(len(vectors), dtype=np.int64)
-        loo = strong_benefit(self.quality.predict(vectors, skip=own), self.weak, self.strong)
-        gain = outcomes[:, self.strong] - outcomes[:, self.weak]
-        usable = ~np.isnan(gain)
-        features = self._features(loo[usable], [t for t, u in zip(texts, usable, strict=True) if u])
-        self.coef = np.linalg.solve(
-            features.T @ features + self.ridge * np.eye(features.shape[1]),
-            features.T @ gain[usable],
+        scale = np.where(shape.std(0) > 0, shape.std(0), 1.0)
+        router = cls(neighbours, reference, shape.mean(0), scale, np.zeros((len(models), 0)))
+        loo = neighbours.predict(vectors, skip=np.arange(len(vectors), dtype=np.int64))
+        gains = np.zeros((len(models), len(SHAPE) + 2))
+        for m in range(len(models)):
+            if m == reference:
+                continue
+            target = outcomes[:, reference].astype(np.float64) - outcomes[:, m]
+            usable = ~np.isnan(target)
+            if not usable.any():
+                continue
+            x = router._features(loo[usable, reference] - loo[usable, m], shape[usable])
+            gains[m] = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ target[usable])
+        router.gains = gains
+        return router
+
+    def _features(
+        self, neighbour_gain: NDArray[np.float64], shape: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        scaled = (shape - self.shape_mean) / self.shape_scale
+        return np.column_stack([neighbour_gain, scaled, np.ones(len(neighbour_gain))])
+
+    def predict(self, vectors: Vectors, texts: Sequence[str]) -> NDArray[np.float64]:
+        """P(success) per prompt (rows) and model (columns)."""
+        near = self.neighbours.predict(vectors)
+        shape = text_shape(texts)
+        out = np.empty_like(near)
+        best = near[:, self.reference]
+        for m in range(len(self.models)):
+            if m == self.reference:
+                out[:, m] = best
+            else:
+                out[:, m] = best - self._features(best - near[:, m], shape) @ self.gains[m]
+        return np.clip(out, 0.0, 1.0)
+
+    def arrays(self) -> dict[str, NDArray[Any]]:
+        """The fitted weights, to save beside the labelled prompts."""
+        return {
+            "reference": np.asarray(self.reference),
+            "shape_mean": self.shape_mean,
+            "shape_scale": self.shape_scale,
+            "gains": self.gains,
+        }
+
+    @classmethod
+    def from_arrays(
+        cls, neighbours: NeighbourQuality, arrays: Mapping[str, NDArray[Any]]
+    ) -> LearnedRouter:
+        gains = np.asarray(arrays["gains"], dtype=np.float64)
+        if gains.shape != (len(neighbours.models), len(SHAPE) + 2):
+            raise ValueError(f"gain weights of shape {gains.shape} do not fit this router")
+        return cls(
+            neighbours,
+            int(arrays["reference"]),
+            np.asarray(arrays["shape_mean"], dtype=np.float64),
+            np.asarray(arrays["shape_scale"], dtype=np.float64),
+            gains,
         )
-
-    def score(self, vectors: Vectors, texts: Sequence[str]) -> NDArray[np.float64]:
-        if self.coef is None:
-            raise ValueError("fit the router on labelled prompts first")
-        benefit = strong_benefit(self.quality.predict(vectors), self.weak, self.strong)
-        return np.asarray(self._features(benefit, texts) @ self.coef, dtype=np.float64)
-
-
-def strong_benefit(predicted: NDArray[np.float64], weak: int, strong: int) -> NDArray[np.float64]:
-    """How much sending each prompt to the strong model is expected to gain."""
-    return predicted[:, strong] - predicted[:, weak]
-
-
-def choose_by_threshold(
-    benefit: NDArray[np.float64], threshold: float, weak: int, strong: int
-) -> NDArray[np.int64]:
-    return np.where(benefit > threshold, strong, weak).astype(np.int64)
-
-
-def threshold_for_share(benefit: Sequence[float] | NDArray[np.float64], share: float) -> float:
-    """The threshold that sends about `share` of these prompts to the strong model
-    (calibrate on held-out prompts, then route new ones with it)."""
-    values = np.sort(np.asarray(benefit, dtype=np.float64))[::-1]
-    if share <= 0:
-        return float("inf")
-    if share >= 1:
-        return float("-inf")
-    index = min(len(values) - 1, max(0, round(share * len(values)) - 1))
-    return float(values[index]) - 1e-12
 
 
 def blended_quality(

@@ -3,7 +3,8 @@
 A model qualifies when it serves the endpoint, its context window holds the prompt plus
 `max_tokens`, it has the features the request needs (JSON schema output, tools), its
 price is within the caller's limit, and its predicted quality for this request (from a
-learned predictor, else its evaluated score for the task) is at least the minimum asked.
+learned predictor, else its evaluated score for the task) is at least the minimum asked
+and, if asked, no more than `max_quality_drop` under the best qualifying model's.
 Of those, the one with the lowest expected cost wins; ties go to the better model.
 `route` returns the choice with the reasons every other model was passed over, so the
 decision can be shown to the user. No I/O: token counts and predictions come in.
@@ -46,6 +47,9 @@ class Constraints:
 
     task: str | None = None
     min_quality: float | None = None
+    # How far under the best qualifying model's predicted quality a cheaper one may be:
+    # a threshold on what the better model gains on this very request.
+    max_quality_drop: float | None = None
     max_price: Decimal | None = None  # USD per million output tokens at the tier
     features: frozenset[str] = frozenset()
     tier: Tier = Tier.BATCH
@@ -92,6 +96,35 @@ def _rejection(
     return None
 
 
+def _within_drop(
+    candidates: list[tuple[Decimal, float, Model, float | None]],
+    constraints: Constraints,
+    passed_over: dict[str, str],
+) -> list[tuple[Decimal, float, Model, float | None]]:
+    drop = constraints.max_quality_drop
+    assert drop is not None
+    scored = [c for c in candidates if c[3] is not None]
+    if not scored:
+        for c in candidates:
+            passed_over[c[2].name] = f"has no quality score for {constraints.task or 'this task'}"
+        return []
+    best = max(scored, key=lambda c: (c[3], -c[0]))
+    best_quality = best[3]
+    assert best_quality is not None
+    kept = []
+    for c in candidates:
+        if c[3] is None:
+            passed_over[c[2].name] = f"has no quality score for {constraints.task or 'this task'}"
+        elif best_quality - c[3] > drop + 1e-9:  # a gap of exactly `drop` is allowed
+            passed_over[c[2].name] = (
+                f"predicted quality {c[3]:.2f} is more than {drop:.2f} under "
+                f"{best[2].name}'s {best_quality:.2f}"
+            )
+        else:
+            kept.append(c)
+    return kept
+
+
 def route(
     models: Sequence[Model],
     need: Need,
@@ -109,6 +142,8 @@ def route(
             continue
         cost = expected_cost(model, need, constraints.tier)
         candidates.append((cost, -(quality if quality is not None else 0.0), model, quality))
+    if constraints.max_quality_drop is not None:
+        candidates = _within_drop(candidates, constraints, passed_over)
     if not candidates:
         reasons = "; ".join(f"{name} {why}" for name, why in passed_over.items())
         raise NoRoute(f"no model can take this request: {reasons or 'no models configured'}")

@@ -3,9 +3,10 @@
 Training data is a folder of CSV files, one row per prompt: the prompt, then one column
 per model saying whether that model answered it well (`True`/`False`; empty: not
 tried). `slackwater router train` embeds the prompts with the local MiniLM model and
-saves vectors and outcomes in one `.npz` file; with `router_data` pointing at it, every
-line routed by "auto" (or a named route) gets each model's predicted chance of success
-from its nearest labelled neighbours, which `min_quality` then thresholds.
+fits the router (`policy.quality.LearnedRouter`) and saves vectors, outcomes and the
+fitted weights in one `.npz` file; with `router_data` pointing at it, every line routed
+by "auto" (or a named route) gets each model's predicted chance of success, which
+`min_quality` and `max_quality_drop` then threshold.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import ThreadpoolController
 
 from slackwater.domain.errors import ConfigError
-from slackwater.policy.quality import NeighbourQuality
+from slackwater.policy.quality import LearnedRouter, NeighbourQuality
 
 Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 
@@ -77,46 +79,50 @@ def read_outcomes(folder: Path) -> Labelled:
 
 def save_router(
     path: Path,
+    router: LearnedRouter,
     vectors: NDArray[np.float32],
     outcomes: NDArray[np.float32],
-    models: list[str],
     max_tokens: int,
 ) -> None:
+    arrays: dict[str, Any] = {
+        "vectors": vectors.astype(np.float16),
+        "outcomes": outcomes,
+        "models": np.asarray(router.models),
+        "max_tokens": np.asarray(max_tokens),
+        **router.arrays(),
+    }
     with path.open("wb") as handle:
-        np.savez_compressed(
-            handle,
-            vectors=vectors.astype(np.float16),
-            outcomes=outcomes,
-            models=np.asarray(models),
-            max_tokens=np.asarray(max_tokens),
-        )
+        np.savez_compressed(handle, **arrays)
 
 
-def load_router(path: Path) -> NeighbourQuality:
+def _not_trained(path: Path, why: object) -> ConfigError:
+    return ConfigError(
+        f"router_data {path}: not a file from this version's `slackwater router train` "
+        f"({why}); train it again"
+    )
+
+
+def load_router(path: Path) -> LearnedRouter:
     try:
         data = np.load(path, allow_pickle=False)
         vectors, outcomes = data["vectors"].astype(np.float32), data["outcomes"]
-        models = [str(m) for m in data["models"]]
+        neighbours = NeighbourQuality([str(m) for m in data["models"]])
+        neighbours.observe(vectors, outcomes)
+        return LearnedRouter.from_arrays(neighbours, data)
     except (OSError, KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"router_data {path}: not a file from `slackwater router train` ({exc})"
-        ) from None
-    quality = NeighbourQuality(models)
-    quality.observe(vectors, outcomes)
-    return quality
+        raise _not_trained(path, exc) from None
 
 
 def check_router(path: Path, max_tokens: int) -> None:
-    """Fail fast unless `path` was embedded as live prompts will be (files from before
-    the setting existed cannot say, and pass)."""
+    """Fail fast unless `path` holds a fitted router embedded as live prompts will be."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            trained = int(data["max_tokens"]) if "max_tokens" in data else None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"router_data {path}: not a file from `slackwater router train` ({exc})"
-        ) from None
-    if trained is not None and trained != max_tokens:
+            trained = int(data["max_tokens"])
+            if "gains" not in data:
+                raise KeyError("no fitted gain weights")
+    except (OSError, KeyError, ValueError) as exc:
+        raise _not_trained(path, exc) from None
+    if trained != max_tokens:
         raise ConfigError(
             f"router_data {path} was embedded from the first {trained} tokens of each prompt "
             f"but router_max_tokens is {max_tokens}: set it to {trained} or train again"
@@ -126,23 +132,23 @@ def check_router(path: Path, max_tokens: int) -> None:
 class LearnedQuality:
     """Predicted P(success) per model for prompts; embeds and loads on first use."""
 
-    def __init__(self, load: Callable[[], NeighbourQuality], embed: Embed) -> None:
+    def __init__(self, load: Callable[[], LearnedRouter], embed: Embed) -> None:
         self._load = load
         self._embed = embed
-        self._quality: NeighbourQuality | None = None
+        self._router: LearnedRouter | None = None
         self._threads: ThreadpoolController | None = None  # after torch has loaded its own
 
     def __call__(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
             return []
-        if self._quality is None:
-            self._quality = self._load()
+        if self._router is None:
+            self._router = self._load()
         vectors = self._embed(list(texts))
         # NumPy's BLAS threads spin after a product and starve the embedding model's
         # threads on the next prompt (a single prompt took 5x longer): one is enough here.
         # One controller: finding the thread pools anew costs 0.2 ms a call.
         self._threads = self._threads or ThreadpoolController()
         with self._threads.limit(limits=1, user_api="blas"):
-            rows = self._quality.predict(vectors)
-        models = self._quality.models
+            rows = self._router.predict(vectors, texts)
+        models = self._router.models
         return [{name: float(p) for name, p in zip(models, row, strict=True)} for row in rows]

@@ -3,7 +3,8 @@ the config) gets the cheapest model that meets its needs and its caller's constr
 
 Constraints come from the line's `slackwater` extension field, over the named route's,
 over the batch's metadata (`slackwater.task`, `slackwater.min_quality`,
-`slackwater.max_price`, `slackwater.features` and `slackwater.checks`, comma-separated).
+`slackwater.max_quality_drop`, `slackwater.max_price`, `slackwater.features` and
+`slackwater.checks`, comma-separated).
 The extension field is never sent to engines.
 """
 
@@ -103,6 +104,7 @@ class AutoRouter:
             return value
 
         min_quality = number("min_quality", Decimal(0), Decimal(1))
+        max_quality_drop = number("max_quality_drop", Decimal(0), Decimal(1))
         max_price = number("max_price", Decimal(0), None)
         task = fields.get("task")
         if task is not None and not isinstance(task, str):
@@ -145,6 +147,7 @@ class AutoRouter:
             checks=tuple(checks),
             task=task,
             min_quality=float(min_quality) if min_quality is not None else None,
+            max_quality_drop=float(max_quality_drop) if max_quality_drop is not None else None,
             max_price=max_price,
             features=frozenset(features),
             tier=tier,
