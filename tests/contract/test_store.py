@@ -104,6 +104,23 @@ async def test_batch_activation_counts_and_transitions(store: SqlStore) -> None:
     assert await store.batch_ids_in(BatchStatus.IN_PROGRESS) == [batch.id]
 
 
+async def test_reads_do_not_wait_for_a_writer(store: SqlStore) -> None:
+    from sqlalchemy import text
+
+    batch = await make_batch(store, 3)
+    # A writer mid-transaction, as an intake staging a large file is: status pages and
+    # the monitor's glances still answer at once (on SQLite, from the last commit).
+    async with store.engine.begin() as writer:
+        await writer.execute(
+            text("UPDATE batches SET total = total WHERE id = :id"), {"id": batch.id}
+        )
+        seen = await asyncio.wait_for(store.get_batch(None, batch.id), timeout=5)
+        assert seen.request_counts.total == 3
+        assert await asyncio.wait_for(store.count_open(batch.id), timeout=5) == 3
+        ids = await asyncio.wait_for(store.batch_ids_in(BatchStatus.IN_PROGRESS), timeout=5)
+        assert ids == [batch.id]
+
+
 async def test_failed_validation_keeps_line_errors(store: SqlStore) -> None:
     batch = await make_batch(store, 2, activate=False)
     await store.drop_staged(batch.id)

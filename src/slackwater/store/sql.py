@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -122,6 +123,9 @@ def async_url(url: str) -> str:
     return f"{_DRIVERS[scheme]}://{rest}"
 
 
+READ_ONLY = "slackwater_read_only"  # an execution option: the transaction only reads
+
+
 def _sqlite_setup(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -138,7 +142,10 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front (no deadlock upgrading a read lock); readers
+        # need none: in WAL mode they see the last commit while one writer works.
+        reading = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 _REQUEST_STATUS = {status.value: status for status in RequestStatus}
@@ -241,11 +248,19 @@ class SqlStore:
         async with self.engine.begin() as conn:
             await conn.execute(insert(files).values(**asdict(file)))
 
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that only reads: it does not wait for a writer (SQLite)."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            async with conn.begin():
+                yield conn
+
     async def get_file(self, project: str | None, file_id: str) -> FileObject:
         query = select(files).where(files.c.id == file_id)
         if project is not None:
             query = query.where(files.c.project == project)
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"No such File object: {file_id}", param="file_id")
@@ -260,7 +275,7 @@ class SqlStore:
         if after:
             query = query.where(files.c.id < after)
         query = query.order_by(files.c.id.desc()).limit(limit + 1)
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(query)).all()
         return Page([_file(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -317,7 +332,7 @@ class SqlStore:
         return _batch(row)
 
     async def get_batch(self, project: str | None, batch_id: str) -> Batch:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return await self._get_batch(conn, project, batch_id)
 
     async def _get_batch(
@@ -338,7 +353,7 @@ class SqlStore:
         if after:
             query = query.where(batches.c.id < after)
         query = query.order_by(batches.c.id.desc()).limit(limit + 1)
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(query)).all()
         return Page([_batch(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
@@ -350,7 +365,7 @@ class SqlStore:
         )
         if settled:
             query = query.where(batches.c.completed + batches.c.failed >= batches.c.total)
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return list((await conn.execute(query)).scalars())
 
     async def move_batch(
@@ -923,7 +938,7 @@ class SqlStore:
                 )
 
     async def outcomes(self) -> dict[tuple[str, str], tuple[int, int]]:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(select(model_outcomes))).all()
         return {(r.model, r.task): (int(r.passed), int(r.failed)) for r in rows}
 
@@ -980,7 +995,7 @@ class SqlStore:
             .where(requests.c.status.in_(OPEN))
             .group_by(requests.c.model, requests.c.status)
         )
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return {(m, s): int(n) for m, s, n in (await conn.execute(query)).all()}
 
     async def stored_bytes(self, project: str) -> int:
@@ -1107,7 +1122,7 @@ class SqlStore:
 
     async def count_open(self, batch_id: str) -> int:
         """Requests of the batch that are queued or running."""
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return int(
                 (
                     await conn.execute(
