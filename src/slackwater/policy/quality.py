@@ -141,40 +141,32 @@ class LearnedRouter:
         rates = np.where(known, outcomes, 0).sum(0) / np.maximum(tried, 1)
         reference = int(np.argmax(np.where(tried > 0, rates, -1.0)))
         shape = text_shape(texts)
-        scale = np.where(shape.std(0) > 0, shape.std(0), 1.0)
-        router = cls(neighbours, reference, shape.mean(0), scale, np.zeros((len(models), 0)))
+        mean, scale = shape.mean(0), np.where(shape.std(0) > 0, shape.std(0), 1.0)
         loo = neighbours.predict(vectors, skip=np.arange(len(vectors), dtype=np.int64))
         gains = np.zeros((len(models), len(SHAPE) + 2))
         for m in range(len(models)):
-            if m == reference:
-                continue
             target = outcomes[:, reference].astype(np.float64) - outcomes[:, m]
             usable = ~np.isnan(target)
-            if not usable.any():
+            if m == reference or not usable.any():
                 continue
-            x = router._features(loo[usable, reference] - loo[usable, m], shape[usable])
+            gap = loo[usable, reference] - loo[usable, m]
+            x = _gain_features(gap, (shape[usable] - mean) / scale)
             gains[m] = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ target[usable])
-        router.gains = gains
-        return router
-
-    def _features(
-        self, neighbour_gain: NDArray[np.float64], shape: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
-        scaled = (shape - self.shape_mean) / self.shape_scale
-        return np.column_stack([neighbour_gain, scaled, np.ones(len(neighbour_gain))])
+        return cls(neighbours, reference, mean, scale, gains)
 
     def predict(self, vectors: Vectors, texts: Sequence[str]) -> NDArray[np.float64]:
         """P(success) per prompt (rows) and model (columns)."""
         near = self.neighbours.predict(vectors)
-        shape = text_shape(texts)
-        out = np.empty_like(near)
-        best = near[:, self.reference]
-        for m in range(len(self.models)):
-            if m == self.reference:
-                out[:, m] = best
-            else:
-                out[:, m] = best - self._features(best - near[:, m], shape) @ self.gains[m]
-        return np.clip(out, 0.0, 1.0)
+        shape = (text_shape(texts) - self.shape_mean) / self.shape_scale
+        best = near[:, [self.reference]]
+        gap = np.column_stack(
+            [
+                _gain_features(best[:, 0] - near[:, m], shape) @ self.gains[m]
+                for m in range(len(self.models))
+            ]
+        )
+        # The reference's own gain weights are zero: its prediction is the neighbours'.
+        return np.asarray(np.clip(best - gap, 0.0, 1.0), dtype=np.float64)
 
     def arrays(self) -> dict[str, NDArray[Any]]:
         """The fitted weights, to save beside the labelled prompts."""
@@ -199,6 +191,11 @@ class LearnedRouter:
             np.asarray(arrays["shape_scale"], dtype=np.float64),
             gains,
         )
+
+
+def _gain_features(gap: NDArray[np.float64], shape: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The regressors of a model's gain: the neighbours' estimate, the scaled shape, 1."""
+    return np.column_stack([gap, shape, np.ones(len(gap))])
 
 
 def blended_quality(

@@ -90,10 +90,14 @@ def _rejection(
         return f"costs {price}/M output tokens, over the limit of {constraints.max_price}"
     if constraints.min_quality is not None:
         if quality is None:
-            return f"has no quality score for {constraints.task or 'this task'}"
+            return _unscored(constraints)
         if quality < constraints.min_quality:
             return f"predicted quality {quality:.2f} is under {constraints.min_quality:.2f}"
     return None
+
+
+def _unscored(constraints: Constraints) -> str:
+    return f"has no quality score for {constraints.task or 'this task'}"
 
 
 def _within_drop(
@@ -103,25 +107,24 @@ def _within_drop(
 ) -> list[tuple[Decimal, float, Model, float | None]]:
     drop = constraints.max_quality_drop
     assert drop is not None
-    scored = [c for c in candidates if c[3] is not None]
-    if not scored:
-        for c in candidates:
-            passed_over[c[2].name] = f"has no quality score for {constraints.task or 'this task'}"
-        return []
-    best = max(scored, key=lambda c: (c[3], -c[0]))
-    best_quality = best[3]
-    assert best_quality is not None
+    scored = [
+        (quality, -cost, model.name)
+        for cost, _, model, quality in candidates
+        if quality is not None
+    ]
+    best = max(scored, default=None)
     kept = []
-    for c in candidates:
-        if c[3] is None:
-            passed_over[c[2].name] = f"has no quality score for {constraints.task or 'this task'}"
-        elif best_quality - c[3] > drop + 1e-9:  # a gap of exactly `drop` is allowed
-            passed_over[c[2].name] = (
-                f"predicted quality {c[3]:.2f} is more than {drop:.2f} under "
-                f"{best[2].name}'s {best_quality:.2f}"
+    for candidate in candidates:
+        name, quality = candidate[2].name, candidate[3]
+        if quality is None or best is None:
+            passed_over[name] = _unscored(constraints)
+        elif best[0] - quality > drop + 1e-9:  # a gap of exactly `drop` is allowed
+            passed_over[name] = (
+                f"predicted quality {quality:.2f} is more than {drop:.2f} under "
+                f"{best[2]}'s {best[0]:.2f}"
             )
         else:
-            kept.append(c)
+            kept.append(candidate)
     return kept
 
 
