@@ -26,6 +26,7 @@ from slackwater.domain.batch import BatchStatus
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import InvalidRequest, SlackwaterError
 from slackwater.runtime.offline import OFFLINE_LEASE_SIZE, endpoint_of
+from slackwater.runtime.process import tune_collector
 
 app = typer.Typer(
     help="slackwater: cost-first batch inference with an OpenAI-compatible Batch API.",
@@ -106,6 +107,7 @@ def serve(
     settings = _settings(config, data_dir=data_dir, host=host, port=port)
     _logging()
     services = build(settings, workers=workers)
+    tune_collector()
     uvicorn.run(
         create_app(services),
         host=settings.host,
@@ -143,6 +145,7 @@ def worker(
         services = build(settings, monitor=False, workers=1, worker_models=models or None)
         await services.store.migrate()
         [runner] = services.workers
+        tune_collector()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runner.drain, settings.drain_seconds)

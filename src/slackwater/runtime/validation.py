@@ -8,7 +8,6 @@ the parent, which holds the router.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import os
 import pickle
@@ -23,6 +22,7 @@ from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body, token_limit
 from slackwater.domain.model import Catalog
 from slackwater.ports import StagedRequest
+from slackwater.runtime.process import tune_collector
 
 MAX_REPORTED_ERRORS = 1000
 MAX_CUSTOM_ID = 512
@@ -240,8 +240,7 @@ def main() -> None:
     path, checker, chunk = pickle.load(sys.stdin.buffer)
     # Each line makes short-lived dicts that hold no cycles: collecting the young
     # generation every 700 of them would spend a fifth of the time scanning a chunk.
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 1000)
+    tune_collector()
     try:
         for message in check_file(path, checker, chunk):
             write_frame(sys.stdout.buffer, message)
