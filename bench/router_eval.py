@@ -25,20 +25,19 @@ import hashlib
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from slackwater.app import router_dtype
 from slackwater.config import Settings
-from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import ConfigError
 from slackwater.engines.transformers import TransformersEngine, embed_texts
 from slackwater.policy.quality import LearnedRouter
-from slackwater.runtime.learned import read_outcomes
+from slackwater.runtime.learned import LearnedQuality, read_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "routing" / "mmlu"
@@ -241,29 +240,20 @@ def main() -> None:
     results["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
     results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
 
-    # Overhead: embed and predict, as live routing does (one BLAS thread while
-    # predicting, see runtime/learned.py).
+    # Overhead: the live routing path itself (runtime/learned.py), one prompt per call
+    # as the realtime API routes, and a batch per call as intake does.
     engine = embedding_engine(args.max_tokens, dtype)
-    engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": "warm up"}])
     router = LearnedRouter.fit(models, vectors, prompts, outcomes)
-    router.predict(vectors[:1], prompts[:1])
+    live = LearnedQuality(lambda: router, partial(embed_texts, engine))
+    live(["warm up"])
     samples = prompts[:200]
     start = time.perf_counter()
     for prompt in samples:
-        [out] = engine.run_sync(Endpoint.EMBEDDINGS.value, [{"model": "m", "input": prompt}])
-        vector = np.asarray([out.body["data"][0]["embedding"]], dtype=np.float32)
-        with threadpool_limits(1, user_api="blas"):
-            router.predict(vector, [prompt])
+        live([prompt])
     one = (time.perf_counter() - start) / len(samples) * 1000
     start = time.perf_counter()
     for i in range(0, len(samples), 64):
-        bodies = [{"model": "m", "input": p} for p in samples[i : i + 64]]
-        outs = engine.run_sync(Endpoint.EMBEDDINGS.value, bodies)
-        with threadpool_limits(1, user_api="blas"):
-            router.predict(
-                np.asarray([o.body["data"][0]["embedding"] for o in outs], dtype=np.float32),
-                samples[i : i + 64],
-            )
+        live(samples[i : i + 64])
     batched = (time.perf_counter() - start) / len(samples) * 1000
     summary = {
         "data": str(args.data),
