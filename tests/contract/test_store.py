@@ -121,6 +121,31 @@ async def test_reads_do_not_wait_for_a_writer(store: SqlStore) -> None:
         assert ids == [batch.id]
 
 
+async def test_polls_with_nothing_to_do_do_not_wait_for_a_writer(store: SqlStore) -> None:
+    from sqlalchemy import text
+
+    batch = await make_batch(store, 3)
+    # Idle workers, the monitor's tick and every API call's key check ask the store
+    # often; while there is nothing for them to change they must not queue behind (and
+    # so stall) a writer such as an intake.
+    async with store.engine.begin() as writer:
+        await writer.execute(
+            text("UPDATE batches SET total = total WHERE id = :id"), {"id": batch.id}
+        )
+        calls = [
+            store.lease("w", ["other"], 10, NOW, 30),
+            store.reap_leases(NOW + timedelta(hours=1)),
+            store.promote_retries(NOW + timedelta(hours=1)),
+            store.cached(["no-such-key"], NOW),
+            store.has_keys(),
+            store.project_for_key("no-such-hash"),
+            store.stored_bytes("default"),
+            store.due_deliveries(NOW, 10),
+        ]
+        answers = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+    assert answers == [None, 0, 0, {}, False, None, 0, []]
+
+
 async def test_failed_validation_keeps_line_errors(store: SqlStore) -> None:
     batch = await make_batch(store, 2, activate=False)
     await store.drop_staged(batch.id)

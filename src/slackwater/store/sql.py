@@ -256,6 +256,16 @@ class SqlStore:
             async with conn.begin():
                 yield conn
 
+    async def _any_request(self, *where: ColumnElement[bool]) -> bool:
+        """Whether a request matches, looked up without the write lock.
+
+        Idle workers and the monitor ask often; asking first keeps them from stalling
+        the writers (an intake, busy workers) while there is nothing to do.
+        """
+        async with self._reading() as conn:
+            found = await conn.execute(select(requests.c.id).where(*where).limit(1))
+            return found.first() is not None
+
     async def get_file(self, project: str | None, file_id: str) -> FileObject:
         query = select(files).where(files.c.id == file_id)
         if project is not None:
@@ -466,13 +476,11 @@ class SqlStore:
         await conn.exec_driver_sql(self._sql(sql), rows)
 
     async def drop_staged(self, batch_id: str) -> None:
+        staged = (requests.c.batch_id == batch_id, status_is(RequestStatus.STAGED))
+        if not await self._any_request(*staged):
+            return  # the usual case: an intake starting on a new batch
         async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(requests).where(
-                    requests.c.batch_id == batch_id,
-                    requests.c.status == RequestStatus.STAGED.value,
-                )
-            )
+            await conn.execute(delete(requests).where(*staged))
 
     async def activate(self, batch_id: str, now: datetime) -> Batch:
         """Make a validated batch's requests runnable and move it to in_progress."""
@@ -529,6 +537,8 @@ class SqlStore:
         if batches is not None:
             pending = and_(pending, requests.c.batch_id.in_(batches))
         order = (requests.c.urgency, requests.c.fair_rank, requests.c.id)
+        if not await self._any_request(pending, requests.c.model.in_(models)):
+            return None
         async with self.engine.begin() as conn:
             # The most urgent (then the fairest) head among the models asked for.
             heads = []
@@ -943,13 +953,13 @@ class SqlStore:
         return {(r.model, r.task): (int(r.passed), int(r.failed)) for r in rows}
 
     async def promote_retries(self, now: datetime) -> int:
+        due = (status_is(RequestStatus.RETRYING), requests.c.not_before <= now)
+        if not await self._any_request(*due):
+            return 0
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(requests)
-                .where(
-                    status_is(RequestStatus.RETRYING),
-                    requests.c.not_before <= now,
-                )
+                .where(*due)
                 .values(status=RequestStatus.PENDING.value, not_before=None)
             )
             return int(result.rowcount)
@@ -957,7 +967,7 @@ class SqlStore:
     async def cached(self, keys: Sequence[str], now: datetime) -> dict[str, CachedResult]:
         if not keys:
             return {}
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             rows = (
                 await conn.execute(
                     select(result_cache).where(
@@ -999,7 +1009,7 @@ class SqlStore:
             return {(m, s): int(n) for m, s, n in (await conn.execute(query)).all()}
 
     async def stored_bytes(self, project: str) -> int:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return int(
                 (
                     await conn.execute(
@@ -1011,7 +1021,7 @@ class SqlStore:
             )
 
     async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             rows = (
                 await conn.execute(
                     select(webhook_deliveries)
@@ -1088,13 +1098,13 @@ class SqlStore:
 
     async def reap_leases(self, now: datetime) -> int:
         """Return requests whose lease ran out (a dead or stuck worker) to the queue."""
+        expired = (status_is(RequestStatus.LEASED), requests.c.lease_expires_at < now)
+        if not await self._any_request(*expired):
+            return 0
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(requests)
-                .where(
-                    status_is(RequestStatus.LEASED),
-                    requests.c.lease_expires_at < now,
-                )
+                .where(*expired)
                 .values(status=RequestStatus.PENDING.value, lease_id=None, lease_expires_at=None)
             )
             return int(result.rowcount)
@@ -1177,7 +1187,7 @@ class SqlStore:
             )
 
     async def project_for_key(self, key_hash: str) -> str | None:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return (
                 await conn.execute(
                     select(api_keys.c.project).where(api_keys.c.key_hash == key_hash)
@@ -1185,5 +1195,5 @@ class SqlStore:
             ).scalar()
 
     async def has_keys(self) -> bool:
-        async with self.engine.begin() as conn:
+        async with self._reading() as conn:
             return (await conn.execute(select(api_keys.c.key_hash).limit(1))).first() is not None
