@@ -185,7 +185,7 @@ class Settings(BaseSettings):
     ingest_chunk: int = 5000
     # Input files with at least this many lines are checked in a child process, on
     # another core, while the server writes what it accepts (0: always in a thread).
-    ingest_child_lines: int = Field(default=50_000, ge=0)
+    ingest_child_lines: int = Field(default=10_000, ge=0)
     # Retries of retryable engine errors (429, 5xx, timeouts): exponential backoff.
     max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)

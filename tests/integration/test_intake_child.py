@@ -3,6 +3,7 @@ by line, and a child that dies leaves the batch to be validated again from the s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -34,10 +35,20 @@ async def test_a_large_file_checked_in_a_child_runs_like_any_other(
     server_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await child_server(server_factory)
+    checkers = server.services.intake.checkers
+    for _ in range(100):  # the monitor starts a spare checker as it starts
+        if checkers.waiting is not None:
+            break
+        await asyncio.sleep(0.01)
+    spare = checkers.waiting
+    assert spare is not None and spare.returncode is None
     lines = [chat_line(i, model="auto" if i % 10 == 0 else "echo") for i in range(300)]
     with caplog.at_level(logging.INFO, logger="slackwater.runtime.intake"):
         done = await server.wait((await server.submit(lines))["id"])
     assert "checking 300 lines in a child process" in caplog.text
+    # The spare did the checking, and the next one waits.
+    assert spare.returncode == 0
+    assert checkers.waiting is not None and checkers.waiting.pid != spare.pid
     assert done["status"] == "completed"
     assert done["request_counts"] == {"total": 300, "completed": 300, "failed": 0}
     out = await server.lines(done["output_file_id"])
@@ -74,8 +85,10 @@ async def test_a_checker_that_dies_leaves_the_batch_to_validate_again(
 
     server = await child_server(server_factory)
     server.services.monitor.stop()  # type: ignore[union-attr]
+    checkers = server.services.intake.checkers
+    await checkers.close()  # no spare: the next child starts from argv
     batch = await server.submit([chat_line(i) for i in range(300)])
-    monkeypatch.setattr(intake.sys, "executable", "/bin/false")
+    monkeypatch.setattr(checkers, "argv", ("/bin/false",))
     with pytest.raises(intake.SlackwaterError, match="stopped early"):
         await server.services.intake.ingest(batch["id"])
     stuck = await server.services.store.get_batch(None, batch["id"])

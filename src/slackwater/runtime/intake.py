@@ -3,15 +3,15 @@
 A file is accepted whole or not at all, as OpenAI does: one bad line fails the batch,
 and `errors.data` names every bad line (up to a cap) with its field and reason.
 Checking runs in chunks, so memory stays bounded whatever the file size, and off the
-event loop: in a thread for small files; for large ones in a child process, on another
+event loop: in a thread for small files; for larger ones in a child process, on another
 core, while this process writes the rows it sends (two cores ingest about twice as
 fast as one, since checking and writing would otherwise share one interpreter lock).
+A spare child waits, started ahead of need, so that taking one costs no start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import pickle
 import socket
@@ -32,6 +32,7 @@ from slackwater.policy.router import Constraints
 from slackwater.ports import BlobStore, Clock, StagedRequest, Store
 from slackwater.runtime import validation
 from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.spare import SpareProcess, stop
 from slackwater.runtime.validation import LineChecker, cache_key
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class Intake:
         cache: bool = True,
         router: AutoRouter | None = None,
         claim_seconds: float = 30.0,
-        child_lines: int = 50_000,
+        child_lines: int = 10_000,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
@@ -119,9 +120,24 @@ class Intake:
         self.claim_seconds = claim_seconds
         self.renew_seconds = min(1.0, claim_seconds / 4)
         # Files of at least this many lines are checked in a child process (0: never);
-        # below it, starting an interpreter costs more than the second core saves.
+        # below it, the pipe and the pickling cost more than the second core saves.
         self.child_lines = child_lines
         self.on_progress = on_progress
+        # A fresh interpreter, not multiprocessing: no fork of a threaded process, and no
+        # re-import of the caller's main module. The loop reads ahead up to twice
+        # `limit` while rows are written, so the child keeps checking rather than waiting
+        # on a full pipe; it bounds memory too.
+        self.checkers = SpareProcess(
+            sys.executable, "-m", validation.__name__, limit=4 * 1024 * 1024
+        )
+
+    async def start(self) -> None:
+        """Have a checking child ready for the first large file."""
+        if self.child_lines:
+            await self.checkers.refill()
+
+    async def close(self) -> None:
+        await self.checkers.close()
 
     async def ingest(self, batch_id: str) -> Batch:
         batch = await self.store.get_batch(None, batch_id)
@@ -182,16 +198,23 @@ class Intake:
                     LineError(code="too_many_errors", message=f"{hidden} more lines have errors")
                 )
             log.info("batch %s failed validation: %d bad lines", batch_id, checker.error_lines)
-            return await self._settle(batch_id, BatchStatus.FAILED, errors)
-        return await self._settle(batch_id, BatchStatus.IN_PROGRESS, [])
+            settled = await self._settle(batch_id, BatchStatus.FAILED, errors)
+        else:
+            settled = await self._settle(batch_id, BatchStatus.IN_PROGRESS, [])
+        if in_child:
+            # After settling, so that its start does not slow the last writes; and only
+            # after a child that worked: a failing start would fail the next one too.
+            await self.checkers.refill()
+        return settled
 
     async def _check_in_thread(
         self, key: str, checker: LineChecker, router: LineRouter | None
     ) -> AsyncGenerator[list[StagedRequest]]:
         handle = await asyncio.to_thread(self.blobs.open, key)
+        sizes = validation.chunk_sizes(self.chunk)
 
         def step(line: int) -> tuple[list[StagedRequest], int, bool]:
-            rows, line, done = checker.read_chunk(handle, line, self.chunk)
+            rows, line, done = checker.read_chunk(handle, line, next(sizes))
             return (router.route(rows, checker) if router else rows), line, done
 
         # The next chunk is read and checked while the caller writes this one.
@@ -212,18 +235,7 @@ class Intake:
     async def _check_in_child(
         self, key: str, checker: LineChecker, router: LineRouter | None
     ) -> AsyncGenerator[list[StagedRequest]]:
-        # A fresh interpreter, not multiprocessing: no fork of a threaded process, and no
-        # re-import of the caller's main module.
-        child = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            validation.__name__,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            # The loop reads ahead up to twice this while rows are written, so the child
-            # keeps checking rather than waiting on a full pipe; it bounds memory too.
-            limit=4 * 1024 * 1024,
-        )
+        child = await self.checkers.take()
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(pickle.dumps((self.blobs.path(key), checker, self.chunk)))
         child.stdin.close()
@@ -246,10 +258,7 @@ class Intake:
                     rows = await asyncio.to_thread(router.route, rows, checker)
                 yield rows
         finally:
-            if child.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    child.kill()
-            await child.wait()
+            await stop(child)
 
     async def _claim(self, batch_id: str) -> bool:
         return await self.store.claim_intake(batch_id, self.owner, self.clock(), self.claim_seconds)

@@ -49,6 +49,7 @@ class Monitor:
         self._running = 0  # batches in progress at the last tick
 
     async def run(self) -> None:
+        await self.intake.start()
         while not self.stopping.is_set():
             try:
                 await self.tick()
@@ -63,6 +64,7 @@ class Monitor:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        await self.intake.close()
 
     def wake(self) -> None:
         """Tick now (a batch was created, or has been validated)."""

@@ -202,16 +202,26 @@ class LineChecker:
 Message = tuple[list[StagedRequest], int, list[LineError] | None]
 
 
+def chunk_sizes(largest: int, first: int = 1000) -> Iterator[int]:
+    """Lines per chunk: small at first, so that writing starts soon while the rest is
+    checked, then doubling up to `largest`, so that each write carries enough rows."""
+    size = min(first, largest)
+    while True:
+        yield size
+        size = min(2 * size, largest)
+
+
 def check_file(path: str, checker: LineChecker, chunk: int) -> Iterator[Message]:
     """Check a file chunk by chunk: (accepted rows, error lines so far, errors at the end).
 
     Once a line fails the file is rejected whole: only rows still to be routed are sent
     on, so that every bad line is reported, routing failures included.
     """
+    sizes = chunk_sizes(chunk)
     with open(path, "rb") as handle:
         line, done = 1, False
         while not done:
-            rows, line, done = checker.read_chunk(handle, line, chunk)
+            rows, line, done = checker.read_chunk(handle, line, next(sizes))
             if checker.error_lines:  # only routes are left to check, in the parent
                 rows = [row for row in rows if row.model in checker.routes]
             yield rows, checker.error_lines, checker.errors if done else None
