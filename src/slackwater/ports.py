@@ -23,9 +23,11 @@ class StagedRequest(NamedTuple):
     line: int
     custom_id: str
     model: str
-    body: bytes  # the JSON body exactly as validated
+    # JSON text, as stored. Text, not the bytes orjson gives: holding thousands of
+    # those bytes objects costs ~1.5 µs each in allocation, 15x the encoding itself.
+    body: str  # the body exactly as validated
     cache_key: str | None = None  # set for deterministic requests whose results can be reused
-    route: bytes | None = None  # JSON: why the router chose this model (model "auto")
+    route: str | None = None  # why the router chose this model (model "auto")
 
 
 @dataclass(frozen=True)

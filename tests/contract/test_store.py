@@ -60,7 +60,7 @@ async def make_batch(
     await store.add_batch(batch)
     rows = [
         StagedRequest(
-            i + 1, f"c{i + 1}", model, b'{"model":"%s","input":"x%d"}' % (model.encode(), i)
+            i + 1, f"c{i + 1}", model, '{"model":"%s","input":"x%d"}' % (model, i)
         )
         for i in range(n)
     ]
@@ -289,7 +289,7 @@ async def test_retry_waits_until_not_before(store: SqlStore) -> None:
 async def test_result_cache_expires(store: SqlStore) -> None:
     batch = validating_batch()
     await store.add_batch(batch)
-    await store.stage_requests(batch, [StagedRequest(1, "a", "m", b"{}", cache_key="k1")])
+    await store.stage_requests(batch, [StagedRequest(1, "a", "m", "{}", cache_key="k1")])
     await store.activate(batch.id, NOW)
     lease = await store.lease("w", ["m"], 10, NOW, 30)
     assert lease is not None and lease.requests[0].cache_key == "k1"

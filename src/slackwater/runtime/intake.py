@@ -84,9 +84,9 @@ class LineRouter:
                 line=row.line,
                 custom_id=row.custom_id,
                 model=model,
-                body=orjson.dumps(body),
+                body=orjson.dumps(body).decode(),
                 cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
-                route=record,
+                route=record.decode(),
             )
         return [row for row in slots if row is not None]
 

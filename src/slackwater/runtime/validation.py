@@ -122,14 +122,14 @@ class LineChecker:
         assert isinstance(body, dict)
         if model in self.routes:
             return StagedRequest(
-                line=line, custom_id=str(custom_id), model=model, body=orjson.dumps(body)
+                line=line, custom_id=str(custom_id), model=model, body=orjson.dumps(body).decode()
             )
         body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
         return StagedRequest(
             line=line,
             custom_id=str(custom_id),
             model=model,
-            body=orjson.dumps(body),
+            body=orjson.dumps(body).decode(),
             cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
         )
 

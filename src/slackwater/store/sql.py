@@ -458,13 +458,13 @@ class SqlStore:
                         r.custom_id,
                         r.model,
                         batch.endpoint,
-                        r.body.decode(),
+                        r.body,
                         staged,
                         deadline,
                         batch.project,
                         rank,
                         r.cache_key,
-                        r.route.decode() if r.route is not None else None,
+                        r.route,
                     )
                     for r in rows
                 ],
