@@ -59,9 +59,7 @@ async def make_batch(
     batch = validating_batch(project, window)
     await store.add_batch(batch)
     rows = [
-        StagedRequest(
-            i + 1, f"c{i + 1}", model, '{"model":"%s","input":"x%d"}' % (model, i)
-        )
+        StagedRequest(i + 1, f"c{i + 1}", model, f'{{"model":"{model}","input":"x{i}"}}')
         for i in range(n)
     ]
     await store.stage_requests(batch, rows)
