@@ -259,6 +259,9 @@ class Engine(Protocol):
     """Runs a list of request bodies on one model. One instance per Model."""
 
     model: Model
+    # Runs one call at a time (a local model on one device): calls queue for it, so
+    # batch steps are let in one by one and a realtime call goes ahead of the queue.
+    serial: bool
 
     async def start(self) -> None: ...
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...

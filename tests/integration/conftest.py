@@ -141,6 +141,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     async def make(**settings: Any) -> Server:
         options = settings.pop("engine_options", {})
+        workers = settings.pop("workers", None)
         clock = Clock()
         config = Settings.load(
             data_dir=settings.pop("data_dir", tmp_path / f"data{len(started)}"),
@@ -148,7 +149,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             poll_seconds=0.02,
             **settings,
         )
-        services = build(config, clock=clock)
+        services = build(config, clock=clock, workers=workers)
         if services.monitor:
             services.monitor.interval = 0.02
         await services.start()

@@ -5,7 +5,8 @@ For tests and for benchmarks of the queue itself; never a default. Options:
 hash of the body, so the same request always fails the same way), `failure_status`
 (default 500, retryable), `fits` (a larger engine batch raises OutOfMemory, as a GPU
 would), `json_answers` (answer a JSON object instead of text), `dimensions` of
-embeddings, and `call_log`: a file that gets one line per request run (its `user` field,
+embeddings, `serial` (run one call at a time, as a local model on one device does), and
+`call_log`: a file that gets one line per request run (its `user` field,
 or a digest of the body, and the Unix time the call started), to prove that nothing runs
 twice.
 """
@@ -55,6 +56,8 @@ class FakeEngine:
         self.call_log: str | None = options.get("call_log")
         self.fits = int(options.get("fits", 0))
         self.json_answers = bool(options.get("json_answers", False))
+        self.serial = bool(options.get("serial", False))
+        self._device = asyncio.Lock()
         self.calls = 0
 
     async def start(self) -> None:
@@ -64,6 +67,12 @@ class FakeEngine:
         return None
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+        if not self.serial:
+            return await self._call(endpoint, bodies)
+        async with self._device:
+            return await self._call(endpoint, bodies)
+
+    async def _call(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         self.calls += 1
         started = time.time()
         if self.fits and len(bodies) > self.fits:

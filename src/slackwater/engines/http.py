@@ -21,6 +21,8 @@ from slackwater.engines.upstream import RETRY_STATUSES, Upstream
 
 
 class HttpEngine:
+    serial = False  # up to `concurrency` calls in flight
+
     def __init__(self, model: Model, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.model = model
         options = model.options

@@ -42,6 +42,8 @@ def resolve_path(spec: str, data_dir: str | Path = ".") -> Path:
 
 
 class TransformersEngine:
+    serial = True  # one thread owns the model
+
     def __init__(self, model: Model) -> None:
         self.model = model
         options = model.options

@@ -122,6 +122,8 @@ async def provider_call(
 class ProviderEngine:
     """What the provider batch engines share: the model, its upstream, polling."""
 
+    serial = False  # each call is a provider batch of its own
+
     def __init__(
         self,
         model: Model,

@@ -13,12 +13,15 @@ from slackwater.ports import Engine
 
 
 class _Gate:
-    """Realtime calls go first: a batch step waits while any realtime call is waiting."""
+    """Realtime calls go first: a batch step waits while any realtime call is waiting;
+    on a serial engine, batch steps also go in one at a time, so that no more than one
+    is queued in the engine ahead of a realtime call."""
 
     def __init__(self) -> None:
         self.realtime = 0
         self.clear = asyncio.Event()
         self.clear.set()
+        self.batch_step = asyncio.Lock()
 
     def enter_realtime(self) -> None:
         self.realtime += 1
@@ -75,7 +78,8 @@ class EngineSet:
         """Run bodies on the model; a whole-call failure becomes one error outcome each.
 
         Realtime calls overtake batch work: a batch step starts only when no realtime
-        call waits, so a realtime call waits for at most the batch step in flight.
+        call waits, so a realtime call waits for at most the batch step in flight
+        (however many workers of this process share the engine).
         """
         gate = self._gates.setdefault(self.model(model).name, _Gate())
         if realtime:
@@ -84,8 +88,20 @@ class EngineSet:
                 return await self._run(model, endpoint, list(bodies))
             finally:
                 gate.leave_realtime()
-        await gate.clear.wait()
-        return await self._run(model, endpoint, list(bodies))
+        if not await self._serial(model):
+            await gate.clear.wait()
+            return await self._run(model, endpoint, list(bodies))
+        async with gate.batch_step:
+            await gate.clear.wait()
+            return await self._run(model, endpoint, list(bodies))
+
+    async def _serial(self, model: str) -> bool:
+        try:
+            engine = await self.engine(model)
+        except SlackwaterError:
+            return False  # `_run` reports why, as each request's outcome
+        # A plug-in engine that does not say is taken to run calls side by side.
+        return bool(getattr(engine, "serial", False))
 
     async def _run(self, model: str, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
         try:
