@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from slackwater.runtime import validation
 from slackwater.runtime.spare import SpareProcess, stop
 
 ECHO = (sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read())")
@@ -54,3 +55,12 @@ async def test_close_ends_the_spare_and_starts_no_more() -> None:
     assert spares.waiting is None
     _, out = await echo(spares, b"on demand")
     assert out == b"on demand"
+
+
+async def test_a_spare_checker_left_without_work_exits_quietly() -> None:
+    spares = SpareProcess(sys.executable, "-m", validation.__name__, limit=1024)
+    checker = await spares.take()
+    assert checker.stdin is not None
+    checker.stdin.close()  # as when the server dies before handing it a file
+    out, _ = await checker.communicate()
+    assert (checker.returncode, out) == (0, b"")

@@ -247,7 +247,10 @@ def main() -> None:
     A full pipe blocks the child, which keeps memory bounded; a closed one (the parent
     gone or no longer listening) ends it.
     """
-    path, checker, chunk = pickle.load(sys.stdin.buffer)
+    try:
+        path, checker, chunk = pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return  # a spare whose server went away before it had work for it
     # Each line makes short-lived dicts that hold no cycles: collecting the young
     # generation every 700 of them would spend a fifth of the time scanning a chunk.
     tune_collector()
