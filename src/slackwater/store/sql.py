@@ -445,29 +445,43 @@ class SqlStore:
         deadline = self._time(batch.expires_at)
         rank = urgency(batch.expires_at)
         staged = RequestStatus.STAGED.value
+        records = [
+            (
+                batch.id,
+                r.line,
+                r.custom_id,
+                r.model,
+                batch.endpoint,
+                r.body,
+                staged,
+                deadline,
+                0,
+                batch.project,
+                rank,
+                0,
+                r.cache_key,
+                r.route,
+            )
+            for r in rows
+        ]
+        columns = (
+            "batch_id, line, custom_id, model, endpoint, body, status, deadline, attempts, "
+            "project, urgency, fair_rank, cache_key, route"
+        )
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # COPY: about 3x an INSERT per row on PostgreSQL. The chunk is one
+                # statement, so it is written whole or not at all.
+                driver = (await conn.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.copy_records_to_table(
+                    "requests", records=records, columns=columns.split(", ")
+                )
+                return
             await self._executemany(
                 conn,
-                "INSERT INTO requests (batch_id, line, custom_id, model, endpoint, body, "
-                "status, deadline, attempts, project, urgency, fair_rank, cache_key, route) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, 0, ?, ?)",
-                [
-                    (
-                        batch.id,
-                        r.line,
-                        r.custom_id,
-                        r.model,
-                        batch.endpoint,
-                        r.body,
-                        staged,
-                        deadline,
-                        batch.project,
-                        rank,
-                        r.cache_key,
-                        r.route,
-                    )
-                    for r in rows
-                ],
+                f"INSERT INTO requests ({columns}) VALUES ({', '.join('?' * 14)})",
+                records,
             )
 
     async def _executemany(
