@@ -125,6 +125,12 @@ def async_url(url: str) -> str:
 
 READ_ONLY = "slackwater_read_only"  # an execution option: the transaction only reads
 
+# The columns `stage_requests` writes, in the order of its records.
+_STAGED_COLUMNS = (
+    "batch_id", "line", "custom_id", "model", "endpoint", "body", "status", "deadline",
+    "attempts", "project", "urgency", "fair_rank", "cache_key", "route",
+)  # fmt: skip
+
 
 def _sqlite_setup(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
@@ -464,10 +470,6 @@ class SqlStore:
             )
             for r in rows
         ]
-        columns = (
-            "batch_id, line, custom_id, model, endpoint, body, status, deadline, attempts, "
-            "project, urgency, fair_rank, cache_key, route"
-        )
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # COPY: about 3x an INSERT per row on PostgreSQL. The chunk is one
@@ -475,12 +477,13 @@ class SqlStore:
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
                 await driver.copy_records_to_table(
-                    "requests", records=records, columns=columns.split(", ")
+                    "requests", records=records, columns=_STAGED_COLUMNS
                 )
                 return
             await self._executemany(
                 conn,
-                f"INSERT INTO requests ({columns}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO requests ({', '.join(_STAGED_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(_STAGED_COLUMNS))})",
                 records,
             )
 
