@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,10 +89,8 @@ class EngineSet:
                 return await self._run(model, endpoint, list(bodies))
             finally:
                 gate.leave_realtime()
-        if not await self._serial(model):
-            await gate.clear.wait()
-            return await self._run(model, endpoint, list(bodies))
-        async with gate.batch_step:
+        one_at_a_time = gate.batch_step if await self._serial(model) else contextlib.nullcontext()
+        async with one_at_a_time:
             await gate.clear.wait()
             return await self._run(model, endpoint, list(bodies))
 
