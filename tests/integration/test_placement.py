@@ -9,7 +9,7 @@ from typing import Any
 
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.feeds.static import StaticFeed
-from slackwater.policy.planner import Slackwater
+from slackwater.policy.planner import SlackReserve
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.worker import Worker
 from tests.integration.conftest import Server, chat_line, fake_models
@@ -25,7 +25,7 @@ def placement(server: Server, pool: Pool, restart_seconds: float = 60.0) -> Plac
         pool,
         StaticFeed(pool.price_per_hour),
         svc.clock,
-        Slackwater(reserve_restarts=2),
+        SlackReserve(reserve_restarts=2),
         spot_feed=StaticFeed(SPOT.price_per_hour),
         on_demand_price=ON_DEMAND.price_per_hour,
         restart_seconds=restart_seconds,

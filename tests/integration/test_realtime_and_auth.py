@@ -27,7 +27,7 @@ async def test_realtime_endpoints(server: Server) -> None:
     wrong = await server.client.post("/v1/embeddings", json={"model": "echo", "input": "x"})
     assert wrong.status_code == 400
     bad = await server.client.post("/v1/chat/completions", json={"model": "echo", "messages": 3})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "body.messages"
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
     models = (await server.client.get("/v1/models")).json()
     assert [m["id"] for m in models["data"]] == ["echo", "vec"]
 

@@ -39,7 +39,7 @@ def test_sim_prints_every_policy_against_the_optimum(tmp_path: Path) -> None:
         "on_demand",
         "greedy",
         "uniform_progress",
-        "slackwater",
+        "slack_reserve",
         "optimum",
     }
     assert report["jobs"] == 2 and report["feasible_jobs"] == 2

@@ -7,11 +7,13 @@ import io
 import json
 from collections.abc import Sequence
 
+import pytest
+
 from slackwater.config import ModelConfig
-from slackwater.domain.batch import LineError
-from slackwater.domain.model import Catalog
+from slackwater.domain.errors import InvalidRequest
+from slackwater.domain.model import Catalog, Tier
 from slackwater.runtime.intake import LineRouter
-from slackwater.runtime.routing import AutoRouter, Predict, lazy_counter
+from slackwater.runtime.routing import Ask, AutoRouter, Predict, Routed, lazy_counter
 from slackwater.runtime.validation import LineChecker
 
 CATALOG = Catalog(
@@ -113,17 +115,30 @@ def test_auto_routing_counts_tokens_with_a_models_tokenizer() -> None:
     words = {"small": lambda text: 10 * len(text.split())}  # a tokenizer that splits hard
     router = AutoRouter(CATALOG, counters=words)
     body = {"model": "auto", "messages": [{"role": "user", "content": "word " * 200}]}
-    constraints = router.constraints(None, {}, 1)
-    assert not isinstance(constraints, list)
-    choice = router.choose("/v1/chat/completions", body, constraints, 1)
-    assert not isinstance(choice, LineError)
-    model, record = choice
-    route = json.loads(record)
-    assert model == "large"  # 2,000 counted tokens + 256 output do not fit small's 2,048
-    assert route["passed_over"]["small"].endswith("context window is 2048")
-    assert route["tokens_counted"] == "estimated"  # large has no tokenizer here
-    plain = AutoRouter(CATALOG).choose("/v1/chat/completions", body, constraints, 1)
-    assert not isinstance(plain, LineError) and plain[0] == "small"  # 250 estimated
+    routed = router.resolve_one("/v1/chat/completions", body)
+    assert routed.model == "large"  # 2,000 counted tokens + 256 output do not fit small's 2,048
+    assert routed.route.passed_over["small"].endswith("context window is 2048")
+    assert routed.route.tokens_counted == "estimated"  # large has no tokenizer here
+    plain = AutoRouter(CATALOG).resolve_one("/v1/chat/completions", body)
+    assert plain.model == "small"  # 250 estimated
+
+
+def test_one_entry_point_routes_batches_realtime_and_the_cli_alike() -> None:
+    router = AutoRouter(CATALOG, routes={"careful": {"min_quality": 0.8}})
+    body = {"model": "careful", "messages": [{"role": "user", "content": "hi"}]}
+    [batch] = router.resolve(
+        "/v1/chat/completions",
+        [Ask(7, body, "careful")],
+        defaults={"task": "extraction"},  # a batch's metadata
+    )
+    assert isinstance(batch, Routed) and batch.model == "small"  # 0.85 for extraction
+    assert batch.route.requested == "careful" and batch.route.task == "extraction"
+    realtime = router.resolve_one("/v1/chat/completions", body, tier=Tier.REALTIME)
+    assert realtime.model == "large" and "slackwater" not in realtime.body
+    [bad] = router.resolve("/v1/chat/completions", [Ask(3, body, "nowhere")])
+    assert isinstance(bad, list) and bad[0].line == 3 and bad[0].param == "body.model"
+    with pytest.raises(InvalidRequest, match="no route named 'nowhere'"):
+        router.resolve_one("/v1/chat/completions", {**body, "model": "nowhere"})
 
 
 def test_a_lazy_counter_loads_once_and_falls_back_to_an_estimate() -> None:

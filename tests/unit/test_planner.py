@@ -15,7 +15,7 @@ from slackwater.policy.planner import (
     Greedy,
     Job,
     Market,
-    Slackwater,
+    SlackReserve,
     policy,
 )
 from slackwater.policy.simulate import Prices, WorkloadJob, optimum, simulate
@@ -49,17 +49,17 @@ def market(available: bool = True, **kw: object) -> Market:
 
 
 def test_spot_when_it_is_there() -> None:
-    decision = Slackwater().decide(job(2, 10), market(), NOW)
+    decision = SlackReserve().decide(job(2, 10), market(), NOW)
     assert decision.action is Action.SPOT
 
 
 def test_holds_while_slack_remains() -> None:
-    assert Slackwater().decide(job(2, 10), market(False), NOW).action is Action.HOLD
+    assert SlackReserve().decide(job(2, 10), market(False), NOW).action is Action.HOLD
 
 
 def test_on_demand_when_the_slack_is_down_to_the_reserve() -> None:
     # 2 h of work, 2.5 h left: less than 8 restarts (40 min) of slack after this tick.
-    decision = Slackwater().decide(job(2, 2.5), market(False), NOW)
+    decision = SlackReserve().decide(job(2, 2.5), market(False), NOW)
     assert decision.action is Action.ON_DEMAND
     assert "reserve" in decision.reason
     # Greedy waits until the very last moment instead.
@@ -68,32 +68,32 @@ def test_on_demand_when_the_slack_is_down_to_the_reserve() -> None:
 
 def test_spot_too_late_for_a_restart_goes_on_demand() -> None:
     # Exactly work + restart left: a spot restart now could not be recovered from.
-    decision = Slackwater().decide(job(2, 2 + 300 / HOUR), market(), NOW)
+    decision = SlackReserve().decide(job(2, 2 + 300 / HOUR), market(), NOW)
     assert decision.action is Action.ON_DEMAND
 
 
 def test_pauses_while_the_spot_price_is_over_the_ceiling() -> None:
     pricey = market(spot_price=Decimal("2.5"), max_spot_price=Decimal("1.5"))
-    assert Slackwater().decide(job(2, 10), pricey, NOW).action is Action.HOLD
-    assert Slackwater().decide(job(2, 2.1), pricey, NOW).action is Action.ON_DEMAND
+    assert SlackReserve().decide(job(2, 10), pricey, NOW).action is Action.HOLD
+    assert SlackReserve().decide(job(2, 2.1), pricey, NOW).action is Action.ON_DEMAND
 
 
 def test_goes_back_to_spot_when_it_saves_more_than_the_restarts() -> None:
     on_demand = job(2, 5, running=Action.ON_DEMAND)
-    assert Slackwater().decide(on_demand, market(), NOW).action is Action.SPOT
+    assert SlackReserve().decide(on_demand, market(), NOW).action is Action.SPOT
     # A spot run expected to last a minute does not pay for two restarts.
     short = market(spot_mean_uptime_seconds=60.0)
-    assert Slackwater().decide(on_demand, short, NOW).action is Action.ON_DEMAND
+    assert SlackReserve().decide(on_demand, short, NOW).action is Action.ON_DEMAND
 
 
 def test_provider_batch_tier_when_cheaper_than_even_spot() -> None:
     tier = market(provider_turnaround_seconds=24 * HOUR)
     cheap = job(10, 30, provider_cost=Decimal("5"))  # spot alone: ~9.08
-    assert Slackwater().decide(cheap, tier, NOW).action is Action.PROVIDER_BATCH
+    assert SlackReserve().decide(cheap, tier, NOW).action is Action.PROVIDER_BATCH
     dear = job(10, 30, provider_cost=Decimal("20"))
-    assert Slackwater().decide(dear, tier, NOW).action is Action.SPOT
+    assert SlackReserve().decide(dear, tier, NOW).action is Action.SPOT
     # Not within the provider's turnaround: self-host.
-    assert Slackwater().decide(job(10, 20, provider_cost=Decimal("5")), tier, NOW).action is (
+    assert SlackReserve().decide(job(10, 20, provider_cost=Decimal("5")), tier, NOW).action is (
         Action.SPOT
     )
 

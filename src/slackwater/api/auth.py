@@ -10,7 +10,7 @@ import time
 from fastapi import Request
 
 from slackwater.domain.errors import AuthenticationError
-from slackwater.ports import Store
+from slackwater.ports import KeyStore
 
 DEFAULT_PROJECT = "default"
 KEY_PREFIX = "sk-sw-"
@@ -27,7 +27,7 @@ def new_key() -> str:
 class KeyCheck:
     """Resolves the caller's project; open (one default project) until a key exists."""
 
-    def __init__(self, store: Store, *, refresh_seconds: float = 5.0) -> None:
+    def __init__(self, store: KeyStore, *, refresh_seconds: float = 5.0) -> None:
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._keys_exist = False

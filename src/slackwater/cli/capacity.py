@@ -14,11 +14,11 @@ import typer
 from rich.table import Table
 
 from slackwater.api.schemas import cost_json, usd
-from slackwater.cli import ConfigOpt, DataDirOpt, JsonOpt, _settings, app, console
+from slackwater.cli.common import ConfigOpt, DataDirOpt, JsonOpt, app, console, settings
+from slackwater.config import Settings
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
-from slackwater.feeds.trace import load_trace
 from slackwater.policy.planner import POLICIES, policy
 from slackwater.policy.simulate import Comparison, Prices, compare, default_workload, parse_workload
 from slackwater.ports import LEDGER_GROUPS, LedgerRow
@@ -97,8 +97,10 @@ def sim(
     12, 24 or 48 hours, each needing 20-70% of its window on one instance (seed 7).
     Each policy is compared with the offline optimum computed exactly from the trace.
     """
+    from slackwater.app import spot_trace
+
     try:
-        loaded = load_trace(trace, price_trace)
+        loaded = spot_trace(trace, price_trace)
         jobs = (
             parse_workload(json.loads(workload.read_text()), str(workload))
             if workload
@@ -143,18 +145,18 @@ def report(
 
     Reads the store the config points at (run it where the server runs).
     """
-    from slackwater.store.sql import SqlStore
+    from slackwater.app import open_store
 
     if by not in (*LEDGER_GROUPS, "day"):
         raise typer.BadParameter(f"--by must be one of {', '.join([*LEDGER_GROUPS, 'day'])}")
-    settings = _settings(config, data_dir=data_dir)
+    loaded = settings(config, data_dir=data_dir)
     if batch is not None:
-        _entries(settings.resolved_database_url, batch, limit, json_out)
+        _entries(loaded, batch, limit, json_out)
         return
     since = utcnow() - timedelta(days=days) if days is not None else None
 
     async def read() -> tuple[list[LedgerRow], dict[str, int]]:
-        store = SqlStore(settings.resolved_database_url)
+        store = open_store(loaded)
         try:
             await store.migrate()
             return await store.ledger(by, project, since), await store.batch_outcomes(project)
@@ -228,11 +230,11 @@ def report(
     )
 
 
-def _entries(database_url: str, batch_id: str, limit: int, json_out: bool) -> None:
-    from slackwater.store.sql import SqlStore
+def _entries(loaded: Settings, batch_id: str, limit: int, json_out: bool) -> None:
+    from slackwater.app import open_store
 
     async def read() -> list[Any]:
-        store = SqlStore(database_url)
+        store = open_store(loaded)
         try:
             await store.migrate()
             return list(await store.ledger_entries(batch_id, limit))

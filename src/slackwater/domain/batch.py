@@ -1,9 +1,11 @@
 """Batch: requests submitted together with a completion window, and its state machine.
 
 validating ──► in_progress ──► finalizing ──► completed
-    │              │  │                  └──► expired
-    ▼              │  └──► cancelling ──► cancelled
-  failed           └──► (expires) finalizing
+ │    │              │    (window ran out) └──► expired
+ │    ▼              ▼
+ │  failed       cancelling ──► cancelled
+ └───────────────────▲
+     (cancelled while validating)
 """
 
 from __future__ import annotations

@@ -26,9 +26,13 @@ class SlackwaterError(Exception):
     code = "internal_error"
     type = "server_error"
 
-    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, param: str | None = None, code: str | None = None
+    ) -> None:
         self.message = message or (self.__doc__ or "").strip()
         self.param = param
+        if code:
+            self.code = code
         super().__init__(self.message)
 
 
@@ -44,13 +48,6 @@ class InvalidRequest(SlackwaterError):
     status_code = 400
     code = "invalid_request"
     type = "invalid_request_error"
-
-    def __init__(
-        self, message: str | None = None, *, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message, param=param)
-        if code:
-            self.code = code
 
 
 class LimitExceeded(InvalidRequest):

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from slackwater.domain.batch import Endpoint
+from slackwater.domain.batch import Endpoint, LineError
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,6 @@ class Tier(StrEnum):
     """How long a caller can wait: the price of a model depends on it."""
 
     REALTIME = "realtime"
-    FLEX = "flex"
     BATCH = "batch"
 
 
@@ -40,7 +39,7 @@ class Model:
     context_window: int | None = None
     aliases: tuple[str, ...] = ()
     price: Price = Price()  # realtime
-    batch_price: Price | None = None  # flex and batch; the realtime price when unset
+    batch_price: Price | None = None  # the batch tier's; the realtime price when unset
     features: frozenset[str] = frozenset()  # e.g. json_schema, tools
     quality: dict[str, float] = field(default_factory=dict)  # task category -> 0..1
     owned_by: str = "slackwater"
@@ -72,6 +71,25 @@ class Catalog:
 
     def find(self, name: str) -> Model | None:
         return self._by_name.get(name)
+
+    def serving(self, name: str, endpoint: str, *, line: int | None = None) -> Model | LineError:
+        """The model called `name` if it serves `endpoint`; else why not."""
+        model = self.find(name)
+        if model is None:
+            return LineError(
+                "model_not_found",
+                f"model {name!r} does not exist; see GET /v1/models",
+                line=line,
+                param="body.model",
+            )
+        if not model.serves(endpoint):
+            return LineError(
+                "model_not_supported",
+                f"model {name!r} does not serve {endpoint}",
+                line=line,
+                param="body.model",
+            )
+        return model
 
     def names(self) -> list[str]:
         return [m.name for m in self.models]

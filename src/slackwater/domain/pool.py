@@ -29,10 +29,6 @@ class Pool:
     models: frozenset[str] = frozenset()  # the models it serves; empty: all
 
     @property
-    def preemptible(self) -> bool:
-        return self.kind is PoolKind.SPOT
-
-    @property
     def hourly(self) -> bool:
         return self.kind in HOURLY
 

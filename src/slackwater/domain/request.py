@@ -19,11 +19,6 @@ class RequestStatus(StrEnum):
     EXPIRED = "expired"
 
 
-FINISHED = frozenset(
-    {RequestStatus.SUCCEEDED, RequestStatus.FAILED, RequestStatus.CANCELLED, RequestStatus.EXPIRED}
-)
-
-
 @dataclass(frozen=True)
 class Request:
     """A runnable request as a worker sees it."""

@@ -57,6 +57,8 @@ class AnthropicBatchEngine(ProviderEngine):
         self.default_max_tokens = int(options.get("default_max_tokens", 1024))
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+        if not bodies:
+            return []  # a provider refuses an empty batch
         if endpoint != "/v1/chat/completions":
             raise EngineError(
                 f"model {self.model.name}: Message Batches serve chat completions only"

@@ -41,6 +41,8 @@ class OpenAIBatchEngine(ProviderEngine):
         self.window = str(model.options.get("completion_window", "24h"))
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
+        if not bodies:
+            return []  # a provider refuses an empty batch
         lines = [
             {
                 "custom_id": str(i),

@@ -16,11 +16,11 @@ Policies (compared in `slackwater sim` against the offline optimum):
   then on-demand to the end (the "Greedy" policy of "Can't Be Late", NSDI'24).
 - `uniform_progress`: spot whenever it is there; on-demand only while behind the straight
   line from arrival to deadline (the paper's "Uniform Progress").
-- `slackwater`: waits for spot like greedy, but goes on-demand while a reserve of slack
-  (a few restarts' worth) is still left, so it can go back to spot when spot returns and
-  the run it can expect saves more than the restarts cost. It pauses while the spot
-  price is over a ceiling, and hands a job to a provider's batch tier when that is
-  cheaper than even pure spot.
+- `slack_reserve` (what workers use): waits for spot like greedy, but goes on-demand
+  while a reserve of slack (a few restarts' worth) is still left, so it can go back to
+  spot when spot returns and the run it can expect saves more than the restarts cost.
+  It pauses while the spot price is over a ceiling, and hands a job to a provider's
+  batch tier when that is cheaper than even pure spot.
 """
 
 from __future__ import annotations
@@ -146,8 +146,8 @@ class UniformProgress:
         return _wait_or_fall_back(job, market, now, "no spot, ahead of uniform progress")
 
 
-class Slackwater:
-    name = "slackwater"
+class SlackReserve:
+    name = "slack_reserve"
 
     def __init__(self, reserve_restarts: float = 8.0) -> None:
         # Tuned on the Feb 2023 availability traces, checked on the Apr 2023 preemption
@@ -205,7 +205,7 @@ class Slackwater:
 
 
 POLICIES: dict[str, Policy] = {
-    p.name: p for p in (OnDemand(), Greedy(), UniformProgress(), Slackwater())
+    p.name: p for p in (OnDemand(), Greedy(), UniformProgress(), SlackReserve())
 }
 
 

@@ -8,10 +8,11 @@ from typing import Any
 from slackwater.domain.batch import Batch, BatchStatus, Endpoint
 from slackwater.domain.clock import parse_completion_window
 from slackwater.domain.errors import Conflict, InvalidRequest, QuotaExceeded
-from slackwater.domain.files import FileObject, FilePurpose
+from slackwater.domain.files import FilePurpose
 from slackwater.domain.ids import new_id
 from slackwater.domain.request import RequestStatus
-from slackwater.ports import BlobStore, Clock, Page, Store
+from slackwater.ports import BatchStore, Clock, Page
+from slackwater.runtime.files import FileService
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY = 64
@@ -42,15 +43,15 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
 class BatchService:
     def __init__(
         self,
-        store: Store,
+        store: BatchStore,
         clock: Clock,
+        files: FileService,
         *,
-        blobs: BlobStore | None = None,
         max_queued_requests: int = 0,
     ) -> None:
         self.store = store
         self.clock = clock
-        self.blobs = blobs
+        self.files = files
         self.max_queued_requests = max_queued_requests
 
     async def create(
@@ -128,9 +129,16 @@ class BatchService:
         }
         if not lines:
             raise Conflict(f"batch {batch_id} has no failed lines to retry")
-        assert self.blobs is not None, "BatchService.retry needs the blob store"
-        file = await asyncio.to_thread(self._copy_lines, batch, lines)
-        await self.store.add_file(file)
+        file_id = new_id("file")
+        size, count = await asyncio.to_thread(self._copy_lines, batch, file_id, lines)
+        file = await self.files.register(
+            file_id,
+            project,
+            f"{batch.id}_retry.jsonl",
+            FilePurpose.BATCH.value,
+            size=size,
+            lines=count,
+        )
         metadata = {**(batch.metadata or {}), "retried_from": batch_id}
         return await self.create(
             project,
@@ -141,23 +149,15 @@ class BatchService:
             retried_from=batch_id,
         )
 
-    def _copy_lines(self, batch: Batch, lines: set[int]) -> FileObject:
-        assert self.blobs is not None
-        file_id = new_id("file")
+    def _copy_lines(self, batch: Batch, file_id: str, lines: set[int]) -> tuple[int, int]:
+        """Copy the numbered lines of the batch's input into a new blob: (bytes, lines)."""
+        blobs = self.files.blobs
         size = count = 0
-        with self.blobs.open(batch.input_file_id) as source, self.blobs.writer(file_id) as target:
+        with blobs.open(batch.input_file_id) as source, blobs.writer(file_id) as target:
             for number, raw in enumerate(source, start=1):
                 if number in lines:
                     line = raw if raw.endswith(b"\n") else raw + b"\n"
                     target.write(line)
                     size += len(line)
                     count += 1
-        return FileObject(
-            id=file_id,
-            project=batch.project,
-            filename=f"{batch.id}_retry.jsonl",
-            purpose=FilePurpose.BATCH.value,
-            bytes=size,
-            lines=count,
-            created_at=self.clock(),
-        )
+        return size, count

@@ -9,7 +9,7 @@ from typing import IO
 from slackwater.domain.errors import InvalidRequest, LimitExceeded
 from slackwater.domain.files import FileObject, FilePurpose
 from slackwater.domain.ids import new_id
-from slackwater.ports import BlobStore, Clock, Page, Store
+from slackwater.ports import BlobStore, Clock, FileStore, Page
 
 UPLOAD_PURPOSES = frozenset({FilePurpose.BATCH.value})
 
@@ -50,7 +50,7 @@ class Upload:
 class FileService:
     def __init__(
         self,
-        store: Store,
+        store: FileStore,
         blobs: BlobStore,
         clock: Clock,
         *,
@@ -87,13 +87,26 @@ class FileService:
                     "Delete files you no longer need.",
                     param="file",
                 )
-        file = FileObject(
-            id=upload.id,
-            project=project,
-            filename=filename or "upload.jsonl",
-            purpose=purpose,
-            bytes=upload.size,
+        return await self.register(
+            upload.id,
+            project,
+            filename or "upload.jsonl",
+            purpose,
+            size=upload.size,
             lines=upload.lines,
+        )
+
+    async def register(
+        self, file_id: str, project: str, filename: str, purpose: str, *, size: int, lines: int
+    ) -> FileObject:
+        """Record a file whose content is already in the blob store under `file_id`."""
+        file = FileObject(
+            id=file_id,
+            project=project,
+            filename=filename,
+            purpose=purpose,
+            bytes=size,
+            lines=lines,
             created_at=self.clock(),
         )
         await self.store.add_file(file)

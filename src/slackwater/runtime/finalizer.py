@@ -14,9 +14,10 @@ import orjson
 
 from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import NotFound
-from slackwater.domain.files import FileObject, FilePurpose
+from slackwater.domain.files import FilePurpose
 from slackwater.domain.request import RequestStatus
-from slackwater.ports import BlobStore, Clock, FinishedRequest, Store
+from slackwater.ports import Clock, FinalizerStore, FinishedRequest
+from slackwater.runtime.files import FileService
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,10 @@ def file_ids(batch_id: str) -> tuple[str, str]:
 
 
 class Finalizer:
-    def __init__(self, store: Store, blobs: BlobStore, clock: Clock) -> None:
+    def __init__(self, store: FinalizerStore, files: FileService, clock: Clock) -> None:
         self.store = store
-        self.blobs = blobs
+        self.files = files
+        self.blobs = files.blobs
         self.clock = clock
 
     async def finalize(self, batch: Batch) -> Batch:
@@ -108,18 +110,15 @@ class Finalizer:
 
     async def _register(self, batch: Batch, file_id: str, lines: int, size: int) -> None:
         try:
-            await self.store.get_file(None, file_id)
+            await self.store.get_file(None, file_id)  # written before a crash: kept
         except NotFound:
-            await self.store.add_file(
-                FileObject(
-                    id=file_id,
-                    project=batch.project,
-                    filename=f"{batch.id}_{file_id.rsplit('_', 1)[-1]}.jsonl",
-                    purpose=FilePurpose.BATCH_OUTPUT.value,
-                    bytes=size,
-                    lines=lines,
-                    created_at=self.clock(),
-                )
+            await self.files.register(
+                file_id,
+                batch.project,
+                f"{batch.id}_{file_id.rsplit('_', 1)[-1]}.jsonl",
+                FilePurpose.BATCH_OUTPUT.value,
+                size=size,
+                lines=lines,
             )
 
 

@@ -24,14 +24,12 @@ from typing import Any
 import orjson
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
-from slackwater.domain.bodies import EXTENSION
 from slackwater.domain.errors import Conflict, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog
-from slackwater.policy.router import Constraints
-from slackwater.ports import BlobStore, Clock, StagedRequest, Store
+from slackwater.ports import BlobStore, Clock, IntakeStore, StagedRequest
 from slackwater.runtime import validation
-from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.routing import Ask, AutoRouter
 from slackwater.runtime.spare import SpareProcess, stop
 from slackwater.runtime.validation import LineChecker, cache_key
 
@@ -50,45 +48,33 @@ class LineRouter:
 
     def route(self, rows: list[StagedRequest], checker: LineChecker) -> list[StagedRequest]:
         """The rows with routes resolved; a line no model fits goes to `checker`'s errors."""
-        if not any(row.model in self.router.routes for row in rows):
+        asking = [row for row in rows if row.model in self.router.routes]
+        if not asking:
             return rows
-        # Rows keep their order; a routed row's slot is filled once its model is chosen.
-        slots: list[StagedRequest | None] = []
-        asking: list[tuple[int, StagedRequest, dict[str, Any], Constraints]] = []
-        for row in rows:
-            named = self.router.named(row.model)
-            if named is None:
-                slots.append(row)
-                continue
-            body = orjson.loads(row.body)
-            given = body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
-            constraints = self.router.constraints(given, {**self.defaults, **named}, row.line)
-            if isinstance(constraints, list):
-                for err in constraints:
+        asks = [Ask(row.line, orjson.loads(row.body), row.model) for row in asking]
+        answers = self.router.resolve(
+            self.endpoint, asks, defaults=self.defaults, outcomes=self.outcomes
+        )
+        routed: dict[int, StagedRequest | None] = {}
+        for row, answer in zip(asking, answers, strict=True):
+            if isinstance(answer, list):
+                for err in answer:
                     checker.fail(row.line, err.code, err.message, err.param)
+                routed[row.line] = None
                 continue
-            asking.append((len(slots), row, body, constraints))
-            slots.append(None)
-        # One call for all of them: the embedding model runs on full batches.
-        predictions = self.router.predictions([body for _, _, body, _ in asking])
-        for (slot, row, body, constraints), predicted in zip(asking, predictions, strict=True):
-            choice = self.router.choose(
-                self.endpoint, body, constraints, row.line, self.outcomes, row.model, predicted
-            )
-            if isinstance(choice, LineError):
-                checker.fail(row.line, choice.code, choice.message, choice.param)
-                continue
-            model, record = choice
-            body["model"] = model
-            slots[slot] = StagedRequest(
+            routed[row.line] = StagedRequest(
                 line=row.line,
                 custom_id=row.custom_id,
-                model=model,
-                body=orjson.dumps(body).decode(),
-                cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
-                route=record.decode(),
+                model=answer.model,
+                body=orjson.dumps(answer.body).decode(),
+                cache_key=(
+                    cache_key(self.endpoint, answer.model, answer.body) if self.cache else None
+                ),
+                route=answer.route.to_json().decode(),
             )
-        return [row for row in slots if row is not None]
+        # Rows keep their order; a line no model fits is left out.
+        kept = (routed.get(row.line, row) for row in rows)
+        return [row for row in kept if row is not None]
 
 
 class Intake:
@@ -96,7 +82,7 @@ class Intake:
 
     def __init__(
         self,
-        store: Store,
+        store: IntakeStore,
         blobs: BlobStore,
         catalog: Catalog,
         clock: Clock,

@@ -16,7 +16,7 @@ import time
 from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.request import RequestStatus
-from slackwater.ports import Clock, Store
+from slackwater.ports import Clock, MonitorStore
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 class Monitor:
     def __init__(
         self,
-        store: Store,
+        store: MonitorStore,
         intake: Intake,
         finalizer: Finalizer,
         clock: Clock,
@@ -114,11 +114,6 @@ class Monitor:
             if running is task:
                 del self._ingesting[batch_id]
         self.wake()  # the next tick counts it among the running batches
-
-    async def settle(self) -> None:
-        """Wait for ingests started by ticks (for callers that drive ticks themselves)."""
-        if self._ingesting:
-            await asyncio.gather(*self._ingesting.values(), return_exceptions=True)
 
     async def _guard(self, step: object, batch_id: str) -> None:
         # Another process may move the same batch first; that is not an error.

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.policy.planner import Action, Job, Market, Policy
-from slackwater.ports import Clock, PriceFeed, Store
+from slackwater.ports import CapacityStore, Clock, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
 
@@ -26,7 +26,7 @@ WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
 class Placement:
     def __init__(
         self,
-        store: Store,
+        store: CapacityStore,
         pool: Pool,
         feed: PriceFeed,
         clock: Clock,

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, prompt_text
+from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.model import Catalog, Tier
+from slackwater.domain.route import RouteRecord
 from slackwater.policy.quality import blended_quality
 from slackwater.policy.router import Constraints, Need, NoRoute, route
 
@@ -47,6 +48,22 @@ def lazy_counter(load: Callable[[], TokenCounter | None]) -> TokenCounter:
         return loaded[0](text)
 
     return count
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A body that names "auto" or a named route as its model, from line `line`."""
+
+    line: int
+    body: Mapping[str, Any]  # as the caller sent it, `slackwater` field included
+    requested: str
+
+
+@dataclass(frozen=True)
+class Routed:
+    model: str
+    body: dict[str, Any]  # the body to run: the chosen model, no `slackwater` field
+    route: RouteRecord
 
 
 class AutoRouter:
@@ -173,20 +190,60 @@ class AutoRouter:
             return [{} for _ in bodies]
         return list(self.predict([prompt_text(body, roles=False) for body in bodies]))
 
-    def choose(
+    def resolve(
         self,
         endpoint: str,
+        asks: Sequence[Ask],
+        *,
+        defaults: Mapping[str, Any] | None = None,
+        outcomes: Mapping[tuple[str, str], tuple[int, int]] | None = None,
+        tier: Tier = Tier.BATCH,
+    ) -> list[Routed | list[LineError]]:
+        """Route each ask (a body naming "auto" or a named route) to its model: the one
+        place where a route's constraints are gathered and a model chosen.
+
+        Constraints: the body's `slackwater` field, over the named route's, over
+        `defaults` (a batch's metadata). The learned router sees every prompt in one
+        call, so its embedding model runs on full batches."""
+        found: list[Routed | list[LineError] | None] = []
+        asking: list[tuple[int, Ask, dict[str, Any], Constraints]] = []
+        for ask in asks:
+            named = self.named(ask.requested)
+            body = dict(ask.body)
+            given = body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
+            if named is None:
+                found.append([_error(ask.line, "body.model", f"no route named {ask.requested!r}")])
+                continue
+            constraints = self.constraints(given, {**(defaults or {}), **named}, ask.line, tier)
+            if isinstance(constraints, list):
+                found.append(constraints)
+                continue
+            asking.append((len(found), ask, body, constraints))
+            found.append(None)
+        predictions = self.predictions([body for _, _, body, _ in asking])
+        for (slot, ask, body, constraints), predicted in zip(asking, predictions, strict=True):
+            found[slot] = self._choose(endpoint, ask, body, constraints, outcomes or {}, predicted)
+        return [item for item in found if item is not None]
+
+    def resolve_one(
+        self, endpoint: str, body: Mapping[str, Any], *, tier: Tier = Tier.BATCH
+    ) -> Routed:
+        """`resolve` for one body; what is wrong with it is raised as InvalidRequest."""
+        [routed] = self.resolve(endpoint, [Ask(0, body, str(body.get("model")))], tier=tier)
+        if isinstance(routed, list):
+            first = routed[0]
+            raise InvalidRequest(first.message, param=first.param, code=first.code)
+        return routed
+
+    def _choose(
+        self,
+        endpoint: str,
+        ask: Ask,
         body: dict[str, Any],
         constraints: Constraints,
-        line: int,
-        outcomes: Mapping[tuple[str, str], tuple[int, int]] | None = None,
-        requested: str = AUTO,
-        predicted: Mapping[str, float] | None = None,
-    ) -> tuple[str, bytes] | LineError:
-        """The chosen model and the route record (JSON), or why no model fits.
-
-        `predicted`: the learned router's estimates for this prompt, when the caller
-        has them from `predictions` over many prompts; else they are made here."""
+        outcomes: Mapping[tuple[str, str], tuple[int, int]],
+        predicted: Mapping[str, float],
+    ) -> Routed | list[LineError]:
         needs = set()
         response_format = body.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
@@ -210,31 +267,27 @@ class AutoRouter:
             features=frozenset(needs),
         )
         try:
-            learned = self.learned_quality(constraints.task, outcomes or {})
-            if predicted is None:
-                predicted = self.predictions([body])[0]
+            learned = self.learned_quality(constraints.task, outcomes)
             chosen = route(self.catalog.models, need, constraints, {**learned, **predicted})
         except NoRoute as exc:
-            return LineError(code=exc.code, message=exc.message, line=line, param="body.model")
-        record: dict[str, Any] = {
-            "requested": requested,
-            "model": chosen.model,
-            "reason": chosen.reason,
-            "expected_cost_usd": str(chosen.expected_cost),
-            "passed_over": chosen.passed_over,
-            "ladder": list(chosen.ladder),
-            "attempts": [],
-            "task": constraints.task,
-            "prompt_tokens": need.prompt_for(chosen.model),
-            "tokens_counted": "tokenizer" if chosen.model in counted else "estimated",
-        }
-        if predicted:
-            record["predicted_quality"] = {m: round(p, 3) for m, p in predicted.items()}
-        if constraints.check_regex is not None:
-            record["check_regex"] = constraints.check_regex
-        if constraints.checks:
-            record["checks"] = list(constraints.checks)
-        return chosen.model, orjson.dumps(record)
+            return [
+                LineError(code=exc.code, message=exc.message, line=ask.line, param="body.model")
+            ]
+        record = RouteRecord(
+            requested=ask.requested,
+            model=chosen.model,
+            reason=chosen.reason,
+            expected_cost_usd=str(chosen.expected_cost),
+            passed_over=chosen.passed_over,
+            ladder=chosen.ladder,
+            task=constraints.task,
+            prompt_tokens=need.prompt_for(chosen.model),
+            tokens_counted="tokenizer" if chosen.model in counted else "estimated",
+            predicted_quality={m: round(p, 3) for m, p in predicted.items()},
+            check_regex=constraints.check_regex,
+            checks=constraints.checks,
+        )
+        return Routed(chosen.model, {**body, "model": chosen.model}, record)
 
 
 def _error(line: int, param: str, message: str) -> LineError:

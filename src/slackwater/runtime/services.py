@@ -16,6 +16,7 @@ from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 
@@ -29,6 +30,7 @@ class Services:
     catalog: Catalog
     clock: Clock
     engines: EngineSet
+    router: AutoRouter | None
     files: FileService
     batches: BatchService
     intake: Intake

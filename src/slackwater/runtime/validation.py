@@ -143,22 +143,9 @@ class LineChecker:
         requested = parsed["model"]
         if requested in self.routes:
             return requested
-        model = self.catalog.find(requested)
-        if model is None:
-            self.fail(
-                line,
-                "model_not_found",
-                f"model {requested!r} does not exist; see GET /v1/models",
-                "body.model",
-            )
-            return None
-        if not model.serves(self.endpoint):
-            self.fail(
-                line,
-                "model_not_supported",
-                f"model {requested!r} does not serve {self.endpoint}",
-                "body.model",
-            )
+        model = self.catalog.serving(requested, self.endpoint, line=line)
+        if isinstance(model, LineError):
+            self.fail(line, model.code, model.message, model.param)
             return None
         limit = token_limit(parsed)
         if limit is not None and model.context_window and limit > model.context_window:

@@ -25,7 +25,7 @@ import httpx
 from slackwater.domain.clock import to_unix
 from slackwater.domain.errors import NotFound
 from slackwater.policy.retry import RetryPolicy, backoff
-from slackwater.ports import Clock, Delivery, Store
+from slackwater.ports import Clock, Delivery, OutboxStore
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Slackwater-Signature"
@@ -51,7 +51,7 @@ def verify(secret: str, header: str, body: bytes, *, tolerance: float = 300) -> 
 class WebhookSender:
     def __init__(
         self,
-        store: Store,
+        store: OutboxStore,
         clock: Clock,
         url: str,
         secret: str | None,

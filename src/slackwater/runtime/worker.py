@@ -30,10 +30,12 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.model import Model, Tier
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Outcome, Request, Result, Usage
+from slackwater.domain.route import RouteRecord
+from slackwater.policy.cascade import escalate
 from slackwater.policy.checks import Check, failed_check
 from slackwater.policy.ledger import charges, reused
 from slackwater.policy.retry import RetryPolicy, retry_decision
-from slackwater.ports import CachedResult, Clock, Escalation, Lease, Retry, Store
+from slackwater.ports import CachedResult, Clock, Escalation, Lease, Retry, Settlement, WorkerStore
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.placement import Placement
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 class Worker:
     def __init__(
         self,
-        store: Store,
+        store: WorkerStore,
         engines: EngineSet,
         clock: Clock,
         *,
@@ -266,46 +268,28 @@ class Worker:
         return {key: _from_cache(hit) for key, hit in hits.items()}
 
     def _escalation(self, request: Request, result: Result) -> Escalation | None:
-        """For an auto-routed answer that fails its check: the next model up, if any."""
+        """For a routed answer that fails its check: the next model up, if any."""
         outcome = result.outcome
         if request.route is None or not outcome.ok:
             return None
-        route = orjson.loads(request.route)
-        named = [(n, self.checks[n]) for n in route.get("checks", []) if n in self.checks]
-        failure = failed_check(request.body, outcome.body, route.get("check_regex"), named)
-        tally = self._outcomes.setdefault((request.model, route.get("task") or ""), [0, 0])
+        route = RouteRecord.from_json(request.route)
+        named = [(n, self.checks[n]) for n in route.checks if n in self.checks]
+        failure = failed_check(request.body, outcome.body, route.check_regex, named)
+        tally = self._outcomes.setdefault((request.model, route.task or ""), [0, 0])
         tally[0 if failure is None else 1] += 1
         if failure is None:
             return None
-        ladder: list[str] = route.get("ladder", [])
-        current = request.model
-        tried = {a["model"] for a in route.get("attempts", [])} | {current}
-        higher = ladder[ladder.index(current) + 1 :] if current in ladder else []
-        following = [name for name in higher if name not in tried]
-        if not following:
-            return None  # the best model's answer stands, check failure and all
         usage = outcome.usage
         if result.charge is not None:  # what the attempt cost where it ran
             cost = result.charge.cost
         else:
-            price = self.engines.model(current).price_for(Tier.BATCH)
+            price = self.engines.model(request.model).price_for(Tier.BATCH)
             cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
-        attempt = {
-            "model": current,
-            "failed_check": failure,
-            "cost_usd": str(cost),
-            "usage": {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-            },
-        }
-        route["attempts"] = [*route.get("attempts", []), attempt]
-        route["model"] = following[0]
-        route["reason"] = f"escalated: {current}'s answer failed a check ({failure})"
-        body = {**request.body, "model": following[0]}
-        return Escalation(
-            request.id, following[0], orjson.dumps(body), orjson.dumps(route), Decimal(cost)
-        )
+        higher = escalate(route, failure, cost, usage)
+        if higher is None:
+            return None  # the best model's answer stands, check failure and all
+        body = {**request.body, "model": higher.model}
+        return Escalation(request.id, higher.model, orjson.dumps(body), higher.to_json(), cost)
 
     async def _flush(
         self,
@@ -314,13 +298,17 @@ class Worker:
         retries: list[Retry],
         escalations: list[Escalation],
     ) -> int:
+        """Write what is settled, in one transaction (docs/decisions/0004)."""
         now = self.clock()
-        until = now + self.cache_ttl if self.cache_ttl is not None else None
-        stored = await self.store.record(lease.id, results, now, cache_until=until)
-        stored += await self.store.retry(lease.id, retries)
-        await self.store.escalate(lease.id, escalations)
         outcomes, self._outcomes = self._outcomes, {}
-        await self.store.add_outcomes({key: (p, f) for key, (p, f) in outcomes.items()})
+        settlement = Settlement(
+            results=results,
+            retries=retries,
+            escalations=escalations,
+            outcomes={key: (p, f) for key, (p, f) in outcomes.items()},
+            cache_until=now + self.cache_ttl if self.cache_ttl is not None else None,
+        )
+        stored = await self.store.record(lease.id, settlement, now)
         if self.metrics:
             self.metrics.recorded(lease.model, results)
             if retries:

@@ -1,0 +1,74 @@
+"""The seams between the core and its adapters.
+
+    runtime parts ──► role protocols (ports.store) ◄── store.SqlStore (SQLite, PostgreSQL)
+                  ──► Engine (ports.engine)        ◄── engines.* (entry points)
+                  ──► BlobStore, PriceFeed, Clock  ◄── store.blobs, feeds.*
+
+The records that cross them are in `ports.records`. Everything is re-exported here.
+"""
+
+from slackwater.ports.engine import BlobStore, Clock, Engine, PoolState, PriceFeed
+from slackwater.ports.records import (
+    LEDGER_GROUPS,
+    CachedResult,
+    CheckOutcomes,
+    Delivery,
+    Escalation,
+    FinishedRequest,
+    Lease,
+    LedgerEntry,
+    LedgerRow,
+    OpenWork,
+    Page,
+    Retry,
+    Settlement,
+    StagedRequest,
+)
+from slackwater.ports.store import (
+    BatchStore,
+    CapacityStore,
+    FileStore,
+    FinalizerStore,
+    IntakeStore,
+    KeyStore,
+    Lifecycle,
+    MonitorStore,
+    OutboxStore,
+    ReportStore,
+    Store,
+    WorkerStore,
+)
+
+__all__ = [
+    "LEDGER_GROUPS",
+    "BatchStore",
+    "BlobStore",
+    "CachedResult",
+    "CapacityStore",
+    "CheckOutcomes",
+    "Clock",
+    "Delivery",
+    "Engine",
+    "Escalation",
+    "FileStore",
+    "FinalizerStore",
+    "FinishedRequest",
+    "IntakeStore",
+    "KeyStore",
+    "Lease",
+    "LedgerEntry",
+    "LedgerRow",
+    "Lifecycle",
+    "MonitorStore",
+    "OpenWork",
+    "OutboxStore",
+    "Page",
+    "PoolState",
+    "PriceFeed",
+    "ReportStore",
+    "Retry",
+    "Settlement",
+    "StagedRequest",
+    "Store",
+    "WorkerStore",
+]

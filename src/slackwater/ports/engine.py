@@ -1,0 +1,51 @@
+"""The seams to engines, file contents, price feeds and time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import IO, Any, Protocol
+
+from slackwater.domain.model import Model
+from slackwater.domain.request import Outcome
+
+Clock = Callable[[], datetime]
+
+
+class Engine(Protocol):
+    """Runs a list of request bodies on one model. One instance per Model."""
+
+    model: Model
+    # Runs one call at a time (a local model on one device): calls queue for it, so
+    # batch steps are let in one by one and a realtime call goes ahead of the queue.
+    serial: bool
+
+    async def start(self) -> None: ...
+    async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...
+    async def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where file contents live: written once through a temp file, read as streams."""
+
+    def writer(self, key: str) -> AbstractContextManager[IO[bytes]]: ...
+    def open(self, key: str) -> IO[bytes]: ...
+    def path(self, key: str) -> str: ...
+    async def delete(self, key: str) -> None: ...
+    async def size(self, key: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What a pool offers now, as its feed sees it."""
+
+    available: bool
+    price_per_hour: Decimal
+    mean_uptime_seconds: float | None = None  # of recent spot runs, where known
+
+
+class PriceFeed(Protocol):
+    async def state(self, now: datetime) -> PoolState: ...

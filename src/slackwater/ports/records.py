@@ -1,0 +1,159 @@
+"""The records that cross the store's ports: what intake stages, what a worker leases and
+settles, what the finalizer reads back, what the ledger and the planner are told."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from slackwater.domain.request import Request, RequestStatus, Result
+
+
+class StagedRequest(NamedTuple):
+    """A validated line, not yet runnable. A tuple: intake makes millions of them."""
+
+    line: int
+    custom_id: str
+    model: str
+    # JSON text, as stored. Text, not the bytes orjson gives: holding thousands of
+    # those bytes objects costs ~1.5 µs each in allocation, 15x the encoding itself.
+    body: str  # the body exactly as validated
+    cache_key: str | None = None  # set for deterministic requests whose results can be reused
+    route: str | None = None  # the route record (JSON) of a line the router placed
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    status_code: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Put a request aside until `not_before` (it failed with a retryable error)."""
+
+    request_id: int
+    not_before: datetime
+    cost: Decimal = Decimal(0)  # what the failed attempt cost: charged to the ledger now
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Run a request again on another model (its answer failed a check)."""
+
+    request_id: int
+    model: str
+    body: bytes
+    route: bytes
+    cost: Decimal = Decimal(0)  # what the failed attempt cost: charged to the ledger now
+
+
+# Check results of routed answers, (model, task) -> (passed, failed): they feed back into
+# the router's quality estimates.
+CheckOutcomes = Mapping[tuple[str, str], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a worker writes for its lease at one time, in one transaction: finished
+    results, retries put aside, escalations to another model, and check outcomes."""
+
+    results: Sequence[Result] = ()
+    retries: Sequence[Retry] = ()
+    escalations: Sequence[Escalation] = ()
+    outcomes: CheckOutcomes = field(default_factory=dict)
+    # Keep successful deterministic results for reuse until then (None: do not).
+    cache_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook event waiting to be sent (an outbox row)."""
+
+    id: int
+    batch_id: str
+    event: str
+    payload: bytes
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: str
+    model: str
+    requests: list[Request]
+    expires_at: datetime
+
+
+class FinishedRequest(NamedTuple):
+    """A request as the finalizer writes it: in input order, with its outcome. A tuple:
+    a batch's finalizer reads millions of them."""
+
+    line: int
+    custom_id: str
+    status: RequestStatus
+    status_code: int | None
+    response: bytes | None  # the JSON response (or error) body
+    request_id: str
+    route: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    has_more: bool
+
+
+# What the ledger can be grouped by, and the request column each means ("day" is the
+# date a request finished, in UTC).
+LEDGER_GROUPS = {
+    "batch": "batch_id",
+    "project": "project",
+    "pool": "pool",
+    "model": "model",
+    "engine": "engine",
+}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    key: str  # a batch id, project, pool, model or day
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    compute_seconds: float
+    cost: Decimal
+    realtime_cost: Decimal
+
+    @property
+    def saving(self) -> Decimal:
+        return self.realtime_cost - self.cost
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One request's line in the ledger."""
+
+    custom_id: str
+    model: str
+    engine: str | None
+    pool: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    compute_seconds: float
+    price: str | None
+    cost: Decimal
+    realtime_cost: Decimal
+
+
+@dataclass(frozen=True)
+class OpenWork:
+    """A batch's unfinished requests of one model, as the planner sees them."""
+
+    batch_id: str
+    model: str
+    requests: int
+    deadline: datetime

@@ -1,0 +1,239 @@
+"""The store, as the parts that use it see it: one small role protocol per user.
+
+Each runtime part depends on the narrowest role it needs; `Store` is all of them, what
+a backend implements and what the contract suite (tests/contract/test_store.py) checks.
+
+    role            used by                       methods
+    Lifecycle       app wiring                    migrate, close
+    FileStore       Files API                     add/get/list/delete_file, stored_bytes
+    BatchStore      Batches API (create, retry)   add/get/list_batches, move_batch, ...
+    IntakeStore     intake                        claim_intake, stage_requests, activate, ...
+    WorkerStore     workers                       lease, heartbeat, record, release, ...
+    MonitorStore    the monitor                   reap_leases, promote_retries, ...
+    FinalizerStore  the finalizer                 finished, move_batch, file records
+    OutboxStore     the webhook sender            due_deliveries, delivered, ...
+    KeyStore        API keys                      add_key, project_for_key, has_keys
+    CapacityStore   placement (the planner)       open_work, live_workers, ledger
+    ReportStore     `slackwater report`, metrics  ledger, ledger_entries, ...
+
+Every method is one transaction. Methods that only read never wait for a writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from slackwater.domain.batch import Batch, BatchStatus, LineError
+from slackwater.domain.files import FileObject
+from slackwater.domain.request import RequestStatus
+from slackwater.ports.records import (
+    CachedResult,
+    Delivery,
+    FinishedRequest,
+    Lease,
+    LedgerEntry,
+    LedgerRow,
+    OpenWork,
+    Page,
+    Settlement,
+    StagedRequest,
+)
+
+
+class Lifecycle(Protocol):
+    async def migrate(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _FileRecords(Protocol):
+    async def add_file(self, file: FileObject) -> None: ...
+    async def get_file(self, project: str | None, file_id: str) -> FileObject:
+        """The file (of `project`, unless None); NotFound otherwise."""
+        ...
+
+
+class _BatchReads(Protocol):
+    async def get_batch(self, project: str | None, batch_id: str) -> Batch:
+        """The batch (of `project`, unless None); NotFound otherwise."""
+        ...
+
+
+class _BatchMoves(Protocol):
+    async def move_batch(
+        self,
+        batch_id: str,
+        new: BatchStatus,
+        now: datetime,
+        *,
+        errors: Sequence[LineError] = (),
+        outcome: BatchStatus | None = None,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+    ) -> Batch:
+        """Move the batch along its state machine (Conflict if the move is not allowed).
+        Entering cancelling or failed closes its unstarted requests; entering a final
+        status writes the webhook outbox row in the same transaction."""
+        ...
+
+
+class _Finished(Protocol):
+    def finished(self, batch_id: str, chunk: int = 2000) -> AsyncIterator[FinishedRequest]:
+        """Every request of the batch in input order, read in bounded chunks."""
+        ...
+
+
+class FileStore(_FileRecords, Protocol):
+    async def list_files(
+        self, project: str, *, purpose: str | None, limit: int, after: str | None
+    ) -> Page: ...
+    async def delete_file(self, project: str, file_id: str) -> FileObject: ...
+    async def stored_bytes(self, project: str) -> int: ...
+
+
+class BatchStore(_FileRecords, _BatchReads, _BatchMoves, _Finished, Protocol):
+    async def add_batch(self, batch: Batch, idempotency_key: str | None = None) -> Batch:
+        """Store a new batch; with an idempotency key already used, the first batch."""
+        ...
+
+    async def list_batches(self, project: str, *, limit: int, after: str | None) -> Page: ...
+    async def open_requests(self, project: str) -> int:
+        """Requests of the project's batches that are queued, validating or running."""
+        ...
+
+
+class IntakeStore(_FileRecords, _BatchReads, _BatchMoves, Protocol):
+    async def claim_intake(self, batch_id: str, owner: str, now: datetime, seconds: float) -> bool:
+        """Take (or renew) the right to validate a batch; False if another holds it."""
+        ...
+
+    async def stage_requests(self, batch: Batch, rows: Sequence[StagedRequest]) -> None: ...
+    async def drop_staged(self, batch_id: str) -> None: ...
+    async def activate(self, batch_id: str, now: datetime) -> Batch:
+        """Make a validated batch's staged requests runnable; the batch in_progress."""
+        ...
+
+    async def outcomes(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """Check outcomes recorded so far, (model, task) -> (passed, failed)."""
+        ...
+
+
+class WorkerStore(Protocol):
+    async def lease(
+        self,
+        owner: str,
+        models: Sequence[str],
+        limit: int,
+        now: datetime,
+        seconds: float,
+        batches: Sequence[str] | None = None,
+    ) -> Lease | None:
+        """Up to `limit` pending requests of one of `models` (of `batches`, if given),
+        most urgent first, then fairest between projects."""
+        ...
+
+    async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int: ...
+    async def record(self, lease_id: str, settlement: Settlement, now: datetime) -> int:
+        """Write what a worker settled for requests its lease still holds, dropping the
+        rest; returns how many results and retries were written. Idempotent."""
+        ...
+
+    async def release(self, lease_id: str) -> int:
+        """Give a lease's unfinished requests back to the queue (drain, shutdown)."""
+        ...
+
+    async def cached(self, keys: Sequence[str], now: datetime) -> dict[str, CachedResult]: ...
+    async def worker_seen(self, owner: str, pool: str, kind: str, now: datetime) -> None: ...
+    async def worker_gone(self, owner: str) -> None: ...
+
+
+class MonitorStore(_BatchReads, _BatchMoves, Protocol):
+    async def reap_leases(self, now: datetime) -> int:
+        """Return requests whose lease ran out (a dead or stuck worker) to the queue."""
+        ...
+
+    async def promote_retries(self, now: datetime) -> int: ...
+    async def batch_ids_in(self, status: BatchStatus, *, settled: bool = False) -> list[str]:
+        """Ids of batches in `status`, earliest deadline first; `settled`: only those
+        whose every request has an outcome."""
+        ...
+
+    async def close_unstarted(self, batch_id: str, status: RequestStatus) -> int: ...
+    async def count_open(self, batch_id: str) -> int:
+        """Requests of the batch that are queued or running."""
+        ...
+
+
+class FinalizerStore(_FileRecords, _BatchMoves, _Finished, Protocol):
+    pass
+
+
+class OutboxStore(_BatchReads, Protocol):
+    async def due_deliveries(self, now: datetime, limit: int) -> list[Delivery]: ...
+    async def delivered(self, delivery_id: int, now: datetime) -> None: ...
+    async def delivery_failed(
+        self, delivery_id: int, error: str, next_attempt_at: datetime | None
+    ) -> None:
+        """Note a failed attempt; with no next attempt the delivery is given up."""
+        ...
+
+
+class KeyStore(Protocol):
+    async def add_key(self, key_hash: str, project: str, now: datetime) -> None: ...
+    async def project_for_key(self, key_hash: str) -> str | None: ...
+    async def has_keys(self) -> bool: ...
+
+
+class _Ledger(Protocol):
+    async def ledger(
+        self, by: str, project: str | None = None, since: datetime | None = None
+    ) -> list[LedgerRow]:
+        """Requests' costs summed by batch, project, pool, model, engine or day."""
+        ...
+
+
+class CapacityStore(_Ledger, Protocol):
+    async def open_work(self) -> list[OpenWork]: ...
+    async def live_workers(self, kind: str, since: datetime) -> int: ...
+
+
+class ReportStore(_Ledger, Protocol):
+    async def ledger_entries(self, batch_id: str, limit: int) -> list[LedgerEntry]: ...
+    async def batch_outcomes(self, project: str | None = None) -> dict[str, int]: ...
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Requests not finished, per (model, status)."""
+        ...
+
+
+class Store(
+    Lifecycle,
+    FileStore,
+    BatchStore,
+    IntakeStore,
+    WorkerStore,
+    MonitorStore,
+    FinalizerStore,
+    OutboxStore,
+    KeyStore,
+    CapacityStore,
+    ReportStore,
+    Protocol,
+):
+    """Everything durable: what a backend implements."""
+
+
+__all__ = [
+    "BatchStore",
+    "CapacityStore",
+    "FileStore",
+    "FinalizerStore",
+    "IntakeStore",
+    "KeyStore",
+    "Lifecycle",
+    "MonitorStore",
+    "OutboxStore",
+    "ReportStore",
+    "Store",
+    "WorkerStore",
+]

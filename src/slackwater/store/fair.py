@@ -1,0 +1,36 @@
+"""The fair queue's counters: each project's next rank and the queue's virtual time
+(the arithmetic is `policy.fairness`)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from slackwater.store.database import upsert
+from slackwater.store.schema import projects, scheduler_state
+
+VIRTUAL_TIME = "virtual_time"
+
+
+async def virtual_time(conn: AsyncConnection) -> int:
+    query = select(scheduler_state.c.value).where(scheduler_state.c.name == VIRTUAL_TIME)
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def set_virtual_time(conn: AsyncConnection, value: int) -> None:
+    statement = upsert(conn.dialect.name, scheduler_state).values(name=VIRTUAL_TIME, value=value)
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=["name"], set_={"value": value})
+    )
+
+
+async def project_next(conn: AsyncConnection, project: str) -> int:
+    query = select(projects.c.next_rank).where(projects.c.project == project)
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def set_project_next(conn: AsyncConnection, project: str, value: int) -> None:
+    statement = upsert(conn.dialect.name, projects).values(project=project, next_rank=value)
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=["project"], set_={"next_rank": value})
+    )

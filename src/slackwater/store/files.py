@@ -1,0 +1,69 @@
+"""Files: uploaded inputs and generated outputs (their contents live in the blob store)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Row
+
+from slackwater.domain.errors import NotFound
+from slackwater.domain.files import FileObject
+from slackwater.ports import Page
+from slackwater.store.database import Database
+from slackwater.store.schema import files
+
+
+def _file(row: Row[Any]) -> FileObject:
+    return FileObject(**row._mapping)
+
+
+def _not_found(file_id: str) -> NotFound:
+    return NotFound(f"No such File object: {file_id}", param="file_id")
+
+
+class SqlFiles(Database):
+    async def add_file(self, file: FileObject) -> None:
+        async with self.writing() as conn:
+            await conn.execute(insert(files).values(**asdict(file)))
+
+    async def get_file(self, project: str | None, file_id: str) -> FileObject:
+        query = select(files).where(files.c.id == file_id)
+        if project is not None:
+            query = query.where(files.c.project == project)
+        async with self.reading() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise _not_found(file_id)
+        return _file(row)
+
+    async def list_files(
+        self, project: str, *, purpose: str | None, limit: int, after: str | None
+    ) -> Page:
+        query = select(files).where(files.c.project == project)
+        if purpose:
+            query = query.where(files.c.purpose == purpose)
+        if after:
+            query = query.where(files.c.id < after)
+        query = query.order_by(files.c.id.desc()).limit(limit + 1)
+        async with self.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return Page([_file(r) for r in rows[:limit]], has_more=len(rows) > limit)
+
+    async def delete_file(self, project: str, file_id: str) -> FileObject:
+        async with self.writing() as conn:
+            row = (
+                await conn.execute(
+                    select(files).where(files.c.id == file_id, files.c.project == project)
+                )
+            ).first()
+            if row is None:
+                raise _not_found(file_id)
+            await conn.execute(delete(files).where(files.c.id == file_id))
+        return _file(row)
+
+    async def stored_bytes(self, project: str) -> int:
+        query = select(func.coalesce(func.sum(files.c.bytes), 0)).where(files.c.project == project)
+        async with self.reading() as conn:
+            return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,224 @@
+"""The queue: leasing runnable requests, keeping leases alive, giving work back, and
+the counts the monitor, the planner and the metrics read.
+
+Workers lease the most urgent requests first, then the fairest between projects
+(`policy.fairness`); a lease holds its requests until it records them, releases them,
+or runs out (docs/decisions/0001-leases-not-take-by-delete.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import orjson
+from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from slackwater.domain.ids import new_id
+from slackwater.domain.request import Request, RequestStatus
+from slackwater.policy import fairness
+from slackwater.ports import Lease, OpenWork
+from slackwater.store import fair
+from slackwater.store.database import Database, status_is
+from slackwater.store.schema import requests
+
+OPEN = (RequestStatus.PENDING.value, RequestStatus.LEASED.value, RequestStatus.RETRYING.value)
+
+
+async def close_unstarted(
+    conn: AsyncConnection, batch_id: str, status: RequestStatus, now: datetime | None
+) -> int:
+    """Within the caller's transaction: end the batch's requests that have not started."""
+    result = await conn.execute(
+        update(requests)
+        .where(
+            requests.c.batch_id == batch_id,
+            requests.c.status.in_([RequestStatus.PENDING.value, RequestStatus.STAGED.value]),
+        )
+        .values(status=status.value, finished_at=now)
+    )
+    return int(result.rowcount)
+
+
+class SqlQueue(Database):
+    async def lease(
+        self,
+        owner: str,
+        models: Sequence[str],
+        limit: int,
+        now: datetime,
+        seconds: float,
+        batches: Sequence[str] | None = None,
+    ) -> Lease | None:
+        if not models or (batches is not None and not batches):
+            return None
+        pending: ColumnElement[bool] = status_is(RequestStatus.PENDING)
+        if batches is not None:
+            pending = and_(pending, requests.c.batch_id.in_(batches))
+        order = (requests.c.urgency, requests.c.fair_rank, requests.c.id)
+        if not await self.any_request(pending, requests.c.model.in_(models)):
+            return None
+        async with self.writing() as conn:
+            # The most urgent (then the fairest) head among the models asked for.
+            heads = []
+            for name in models:
+                head = (
+                    await conn.execute(
+                        select(requests.c.urgency, requests.c.fair_rank)
+                        .where(pending, requests.c.model == name)
+                        .order_by(*order)
+                        .limit(1)
+                    )
+                ).first()
+                if head is not None:
+                    heads.append((head.urgency, head.fair_rank, name))
+            if not heads:
+                return None
+            model = min(heads)[2]
+            pick = (
+                select(requests.c.id, requests.c.fair_rank)
+                .where(pending, requests.c.model == model)
+                .order_by(*order)
+                .limit(limit)
+            )
+            if self.skip_locked:
+                pick = pick.with_for_update(skip_locked=True)
+            picked = (await conn.execute(pick)).all()
+            if not picked:
+                return None
+            ids = [row.id for row in picked]
+            clock = await fair.virtual_time(conn)
+            moved = fairness.advanced(clock, max(row.fair_rank for row in picked))
+            if moved != clock:
+                await fair.set_virtual_time(conn, moved)
+            lease_id = new_id("lease")
+            expires_at = now + timedelta(seconds=seconds)
+            # One statement takes the rows and returns them (RETURNING: SQLite 3.35+).
+            taken = (
+                await conn.execute(
+                    update(requests)
+                    .where(self.among(requests.c.id, ids))
+                    .values(
+                        status=RequestStatus.LEASED.value,
+                        lease_id=lease_id,
+                        lease_expires_at=expires_at,
+                        attempts=requests.c.attempts + 1,
+                    )
+                    .returning(
+                        requests.c.id,
+                        requests.c.batch_id,
+                        requests.c.custom_id,
+                        requests.c.model,
+                        requests.c.endpoint,
+                        requests.c.body,
+                        requests.c.attempts,
+                        requests.c.cache_key,
+                        requests.c.route,
+                    )
+                )
+            ).all()
+        place = {request_id: i for i, request_id in enumerate(ids)}
+        rows = sorted(taken, key=lambda row: place[row[0]])  # RETURNING has no order
+        return Lease(
+            id=lease_id,
+            model=model,
+            expires_at=expires_at,
+            # Rows unpacked as tuples: named access costs more than the rest of the loop.
+            requests=[
+                Request(
+                    id=id_,
+                    batch_id=batch,
+                    custom_id=custom_id,
+                    model=name,
+                    endpoint=endpoint,
+                    body=orjson.loads(body),
+                    attempts=tries,
+                    cache_key=key,
+                    route=route,
+                )
+                for id_, batch, custom_id, name, endpoint, body, tries, key, route in rows
+            ],
+        )
+
+    async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int:
+        async with self.writing() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(requests.c.lease_id == lease_id, status_is(RequestStatus.LEASED))
+                .values(lease_expires_at=now + timedelta(seconds=seconds))
+            )
+            return int(result.rowcount)
+
+    async def release(self, lease_id: str) -> int:
+        async with self.writing() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(requests.c.lease_id == lease_id, status_is(RequestStatus.LEASED))
+                .values(
+                    status=RequestStatus.PENDING.value,
+                    lease_id=None,
+                    lease_expires_at=None,
+                    attempts=requests.c.attempts - 1,  # a release is not a failed attempt
+                )
+            )
+            return int(result.rowcount)
+
+    async def reap_leases(self, now: datetime) -> int:
+        expired = (status_is(RequestStatus.LEASED), requests.c.lease_expires_at < now)
+        if not await self.any_request(*expired):
+            return 0
+        async with self.writing() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(*expired)
+                .values(status=RequestStatus.PENDING.value, lease_id=None, lease_expires_at=None)
+            )
+            return int(result.rowcount)
+
+    async def promote_retries(self, now: datetime) -> int:
+        due = (status_is(RequestStatus.RETRYING), requests.c.not_before <= now)
+        if not await self.any_request(*due):
+            return 0
+        async with self.writing() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(*due)
+                .values(status=RequestStatus.PENDING.value, not_before=None)
+            )
+            return int(result.rowcount)
+
+    async def close_unstarted(self, batch_id: str, status: RequestStatus) -> int:
+        async with self.writing() as conn:
+            return await close_unstarted(conn, batch_id, status, None)
+
+    async def count_open(self, batch_id: str) -> int:
+        query = select(func.count()).where(
+            requests.c.batch_id == batch_id, requests.c.status.in_(OPEN)
+        )
+        async with self.reading() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def open_work(self) -> list[OpenWork]:
+        query = (
+            select(
+                requests.c.batch_id,
+                requests.c.model,
+                func.count().label("n"),
+                func.min(requests.c.deadline).label("deadline"),
+            )
+            .where(requests.c.status.in_(OPEN))
+            .group_by(requests.c.batch_id, requests.c.model)
+        )
+        async with self.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return [OpenWork(r.batch_id, r.model, r.n, r.deadline) for r in rows]
+
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        query = (
+            select(requests.c.model, requests.c.status, func.count())
+            .where(requests.c.status.in_(OPEN))
+            .group_by(requests.c.model, requests.c.status)
+        )
+        async with self.reading() as conn:
+            return {(m, s): int(n) for m, s, n in (await conn.execute(query)).all()}
