@@ -162,12 +162,7 @@ class SqlBatches(Database):
 
     async def list_batches(self, project: str, *, limit: int, after: str | None) -> Page:
         query = select(batches).where(batches.c.project == project)
-        if after:
-            query = query.where(batches.c.id < after)
-        query = query.order_by(batches.c.id.desc()).limit(limit + 1)
-        async with self.reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return Page([_batch(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return await self.page(query, batches.c.id, limit=limit, after=after, convert=_batch)
 
     async def batch_ids_in(self, status: BatchStatus, *, settled: bool = False) -> list[str]:
         query = (

@@ -9,7 +9,7 @@ LOCKED. See docs/decisions/0002-sqlite-connections.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.resources import files as package_files
 from typing import Any, cast
@@ -21,6 +21,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
+    Select,
     Table,
     any_,
     bindparam,
@@ -31,10 +32,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.request import RequestStatus
+from slackwater.ports import Page
 from slackwater.store.schema import UtcDateTime, requests
 
 READ_ONLY = "slackwater_read_only"  # an execution option: the transaction only reads
@@ -149,6 +152,23 @@ class Database:
         async with self.reading() as conn:
             found = await conn.execute(select(requests.c.id).where(*where).limit(1))
             return found.first() is not None
+
+    async def page(
+        self,
+        query: Select[Any],
+        id_column: Any,
+        *,
+        limit: int,
+        after: str | None,
+        convert: Callable[[Row[Any]], Any],
+    ) -> Page:
+        """A list page, newest first by (time-ordered) id, after the id `after`."""
+        if after:
+            query = query.where(id_column < after)
+        query = query.order_by(id_column.desc()).limit(limit + 1)
+        async with self.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return Page([convert(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
     def among(self, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
         """`column IN ids` as one bound value: SQLAlchemy would bind (and name) each id."""

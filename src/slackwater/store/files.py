@@ -44,12 +44,7 @@ class SqlFiles(Database):
         query = select(files).where(files.c.project == project)
         if purpose:
             query = query.where(files.c.purpose == purpose)
-        if after:
-            query = query.where(files.c.id < after)
-        query = query.order_by(files.c.id.desc()).limit(limit + 1)
-        async with self.reading() as conn:
-            rows = (await conn.execute(query)).all()
-        return Page([_file(r) for r in rows[:limit]], has_more=len(rows) > limit)
+        return await self.page(query, files.c.id, limit=limit, after=after, convert=_file)
 
     async def delete_file(self, project: str, file_id: str) -> FileObject:
         async with self.writing() as conn:
