@@ -9,9 +9,10 @@ result recorded exactly once (docs/architecture.md, "Exactly once").
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, cast
 
 import orjson
 from sqlalchemy import and_, select
@@ -34,31 +35,39 @@ from slackwater.store.schema import model_outcomes, requests, result_cache
 _REQUEST_STATUS = {status.value: status for status in RequestStatus}
 
 
-class _Finished(NamedTuple):
-    """The columns a recorded result sets, by name; the SQL below is built from them."""
+def _finished(
+    *,
+    status: str,
+    status_code: int,
+    response: str,
+    finished_at: Any,
+    pool: str | None,
+    engine: str | None,
+    price: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    compute_us: int | None,
+    cost_nano: int | None,
+    realtime_nano: int | None,
+    id: int,
+) -> tuple[Any, ...]:
+    """The columns a recorded result sets, by name; `_RECORD_SQL` is built from these
+    names. A plain tuple: sqlite3 binds one about twice as fast as a NamedTuple, and
+    this runs once per result."""
+    return (
+        status, status_code, response, finished_at, pool, engine, price, prompt_tokens,
+        completion_tokens, compute_us, cost_nano, realtime_nano, id,
+    )  # fmt: skip
 
-    status: str
-    status_code: int
-    response: str
-    finished_at: Any
-    pool: str | None
-    engine: str | None
-    price: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    compute_us: int | None
-    cost_nano: int | None
-    realtime_nano: int | None
-    id: int
 
-
+_RECORDED = tuple(inspect.signature(_finished).parameters)
 # Compute time and cost add to what earlier (failed) attempts already cost.
 _ADDED = frozenset({"compute_us", "cost_nano"})
 _RECORD_SQL = (
     "UPDATE requests SET "
     + ", ".join(
         f"{column} = COALESCE({column}, 0) + ?" if column in _ADDED else f"{column} = ?"
-        for column in _Finished._fields[:-1]
+        for column in _RECORDED[:-1]
     )
     + ", lease_id = NULL, lease_expires_at = NULL WHERE id = ?"
 )
@@ -94,7 +103,7 @@ class SqlResults(Database):
         )
         if self.skip_locked:
             query = query.with_for_update()
-        return [(row[0], row[1], row[2]) for row in (await conn.execute(query)).all()]
+        return cast(list[tuple[int, str, str | None]], (await conn.execute(query)).all())
 
     async def _results(
         self, conn: AsyncConnection, lease_id: str, settlement: Settlement, now: datetime
@@ -106,7 +115,7 @@ class SqlResults(Database):
         if not held:
             return 0
         tallies: dict[str, batches.Tally] = {}
-        rows: list[_Finished] = []
+        rows: list[tuple[Any, ...]] = []
         cache: dict[str, dict[str, Any]] = {}
         finished_at = self.time(now)
         for request_id, batch_id, key in held:  # unpacked: faster than by name
@@ -123,7 +132,7 @@ class SqlResults(Database):
             cost = to_nano(charge.cost) if charge else None
             realtime = to_nano(charge.realtime_cost) if charge else None
             rows.append(
-                _Finished(
+                _finished(
                     status=(RequestStatus.SUCCEEDED if outcome.ok else RequestStatus.FAILED).value,
                     status_code=outcome.status_code,
                     response=response,
