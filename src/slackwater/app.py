@@ -27,6 +27,7 @@ from slackwater.feeds.trace import load_trace
 from slackwater.policy.planner import SlackReserve
 from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import Clock, Engine, Store
+from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
@@ -68,7 +69,9 @@ def build(
         timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
     )
     checks = load_checks(settings.checks)
-    router = router_for(settings, catalog, frozenset(checks))
+    counters = tokenizers(settings, catalog)
+    router = router_for(settings, catalog, frozenset(checks), counters)
+    admission = Admission(catalog, counters)
     intake = Intake(
         store,
         blobs,
@@ -78,6 +81,7 @@ def build(
         child_lines=settings.ingest_child_lines,
         cache=cache_ttl is not None,
         router=router,
+        admission=admission,
     )
     retry_policy = RetryPolicy(
         max_attempts=settings.max_attempts,
@@ -104,6 +108,9 @@ def build(
         clock=clock,
         engines=engines,
         router=router,
+        admission=admission,
+        request_seconds=settings.max_request_seconds,
+        drain_seconds=settings.drain_seconds,
         files=files,
         batches=BatchService(
             store,
@@ -217,19 +224,27 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
     )
 
 
+def tokenizers(settings: Settings, catalog: Catalog) -> dict[str, TokenCounter]:
+    """Each local model's own token counter, its tokenizer loaded on first use."""
+    return {
+        m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
+        for m in catalog.models
+        if m.engine == "transformers"
+    }
+
+
 def router_for(
-    settings: Settings, catalog: Catalog, checks: frozenset[str] = frozenset()
+    settings: Settings,
+    catalog: Catalog,
+    checks: frozenset[str] = frozenset(),
+    counters: dict[str, TokenCounter] | None = None,
 ) -> AutoRouter:
     """The router of "auto" and named routes, as the server runs it."""
     return AutoRouter(
         catalog,
         routes={r.name: r.constraints() for r in settings.routes},
         checks=checks,
-        counters={
-            m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
-            for m in catalog.models
-            if m.engine == "transformers"
-        },
+        counters=tokenizers(settings, catalog) if counters is None else counters,
         predict=_learned(settings, catalog),
     )
 

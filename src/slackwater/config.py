@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     # Reuse results of identical deterministic requests for this long (0: never).
     # A batch opts out with metadata {"cache": "off"}.
     cache_ttl_seconds: float = Field(default=7 * 86400, ge=0)
+    # A realtime call's compute budget: past it the engine work is stopped (HTTP 504).
+    max_request_seconds: float = Field(default=300.0, gt=0)
     # Per-project quotas (API key projects); 0 means no limit.
     max_queued_requests_per_project: int = Field(default=0, ge=0)
     max_stored_bytes_per_project: int = Field(default=0, ge=0)

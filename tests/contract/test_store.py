@@ -118,6 +118,18 @@ async def test_files_roundtrip_pagination_and_projects(store: Store) -> None:
         await store.delete_file("p1", made[0].id)
 
 
+async def test_an_input_file_cannot_be_deleted_while_its_batch_validates(store: Store) -> None:
+    file = make_file()
+    await store.add_file(file)
+    batch = validating_batch()
+    await store.add_batch(Batch(**{**batch.__dict__, "input_file_id": file.id}))
+    with pytest.raises(Conflict, match=f"input of batch {batch.id}"):
+        await store.delete_file("p1", file.id)
+    assert await store.get_file("p1", file.id) == file  # nothing was deleted
+    await store.activate(batch.id, NOW)
+    await store.delete_file("p1", file.id)  # in progress: its rows are in the queue
+
+
 async def test_batch_activation_counts_and_transitions(store: Store) -> None:
     batch = await make_batch(store, 7)
     assert batch.status is BatchStatus.IN_PROGRESS

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+import logging
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 
 from slackwater.api.deps import Project, services
+from slackwater.api.errors import error_body
 from slackwater.api.schemas import model_json
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body
-from slackwater.domain.errors import InvalidRequest, NotFound, SlackwaterError
+from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound, SlackwaterError
 from slackwater.domain.model import Tier
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DISCONNECT_POLL_SECONDS = 0.25  # how often a waiting call looks for its caller
 
 JsonBody = Annotated[dict[str, Any], Body()]
 
@@ -28,7 +34,9 @@ def _refuse(error: LineError) -> SlackwaterError:
     return kind(error.message, param=param, code=error.code)
 
 
-async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JSONResponse:
+async def _answer(
+    request: Request, svc: Services, endpoint: Endpoint, body: dict[str, Any]
+) -> JSONResponse:
     if body.get("stream"):
         raise InvalidRequest("streaming is not supported; set stream to false", param="stream")
     parsed = parse_body(endpoint.value, body)
@@ -46,30 +54,70 @@ async def _answer(svc: Services, endpoint: Endpoint, body: dict[str, Any]) -> JS
     model = svc.catalog.serving(body["model"], endpoint.value)
     if isinstance(model, LineError):
         raise _refuse(model)
-    [outcome] = await svc.engines.run(model.name, endpoint.value, [body], realtime=True)
+    # Before any engine work: a prompt past the context would hold the model for nothing.
+    too_long = await asyncio.to_thread(svc.admission.check, model, endpoint.value, body)
+    if too_long is not None:
+        raise _refuse(too_long)
+    work = svc.engines.run(model.name, endpoint.value, [body], realtime=True)
+    finished = await _while_connected(request, work, svc.request_seconds)
+    if finished is None:  # the caller went away; its engine work was cancelled
+        return JSONResponse(
+            error_body(
+                "client closed the request", "invalid_request_error", None, "client_closed_request"
+            ),
+            status_code=499,
+        )
+    [outcome] = finished
     answer = outcome.body if route is None else {**outcome.body, EXTENSION: {"route": route}}
     return JSONResponse(answer, status_code=outcome.status_code)
 
 
+async def _while_connected(
+    request: Request, work: Coroutine[Any, Any, T], budget: float
+) -> T | None:
+    """`work`'s result; None if the caller disconnects first. Either way, or past the
+    compute budget (BudgetExceeded), the work is cancelled: nobody waits for it."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise BudgetExceeded(
+                    f"the request ran past its compute budget of {budget:g} s and was stopped"
+                )
+            done, _ = await asyncio.wait({task}, timeout=min(DISCONNECT_POLL_SECONDS, left))
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                log.info("realtime caller went away: its engine work is cancelled")
+                return None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 @router.post("/chat/completions")
 async def chat_completions(
-    body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
 ) -> JSONResponse:
-    return await _answer(svc, Endpoint.CHAT, body)
+    return await _answer(request, svc, Endpoint.CHAT, body)
 
 
 @router.post("/completions")
 async def completions(
-    body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
 ) -> JSONResponse:
-    return await _answer(svc, Endpoint.COMPLETIONS, body)
+    return await _answer(request, svc, Endpoint.COMPLETIONS, body)
 
 
 @router.post("/embeddings")
 async def embeddings(
-    body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
 ) -> JSONResponse:
-    return await _answer(svc, Endpoint.EMBEDDINGS, body)
+    return await _answer(request, svc, Endpoint.EMBEDDINGS, body)
 
 
 @router.get("/models")

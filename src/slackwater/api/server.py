@@ -1,16 +1,20 @@
-"""The FastAPI application for a Services instance."""
+"""The FastAPI application for a Services instance, and the HTTP server that runs it."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
+import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from slackwater import __version__
 from slackwater.api import batches, errors, files, inference
 from slackwater.api.auth import KeyCheck
+from slackwater.runtime.process import exit_after
 from slackwater.runtime.services import Services
 
 
@@ -43,3 +47,31 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, stopping within `drain_seconds` of SIGTERM or SIGINT whatever the engines
+    are doing: in-flight calls get half the drain time, workers the rest (a chunk that
+    cannot finish goes back to the queue), and a process still alive after it exits
+    hard. Nothing is lost that way: what was not recorded is leased again."""
+
+    def __init__(self, config: uvicorn.Config, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._watchdog is None:
+            self._watchdog = exit_after(self.drain_seconds + 2)
+        super().handle_exit(sig, frame)
+
+
+def serve(svc: Services, host: str, port: int, drain_seconds: float) -> None:
+    config = uvicorn.Config(
+        create_app(svc),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=max(1, int(drain_seconds / 2)),
+    )
+    DrainingServer(config, drain_seconds).run()

@@ -17,7 +17,7 @@ from slackwater.config import Settings
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.errors import InvalidRequest
 from slackwater.runtime.offline import OFFLINE_LEASE_SIZE
-from slackwater.runtime.process import tune_collector
+from slackwater.runtime.process import exit_after, tune_collector
 
 
 @app.command()
@@ -32,23 +32,19 @@ def serve(
         int | None, typer.Option(help="Workers inside the server (0: only separate `worker`s).")
     ] = None,
 ) -> None:
-    """Run the API server (with a worker inside, unless --workers 0)."""
-    import uvicorn
+    """Run the API server (with a worker inside, unless --workers 0).
 
-    from slackwater.api.server import create_app
+    SIGTERM stops it within `drain_seconds`: in-flight calls and the chunk in hand get
+    that long, then what is unfinished goes back to the queue.
+    """
+    from slackwater.api.server import serve as serve_http
     from slackwater.app import build
 
     loaded = settings(config, data_dir=data_dir, host=host, port=port)
     setup_logging()
     services = build(loaded, workers=workers)
     tune_collector()
-    uvicorn.run(
-        create_app(services),
-        host=loaded.host,
-        port=loaded.port,
-        log_level="info",
-        timeout_graceful_shutdown=30,
-    )
+    serve_http(services, loaded.host, loaded.port, loaded.drain_seconds)
 
 
 @app.command()
@@ -81,8 +77,13 @@ def worker(
         [runner] = services.workers
         tune_collector()
         loop = asyncio.get_running_loop()
+
+        def drain() -> None:
+            runner.drain(loaded.drain_seconds)
+            exit_after(loaded.drain_seconds + 2)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runner.drain, loaded.drain_seconds)
+            loop.add_signal_handler(sig, drain)
         try:
             await runner.run()
         finally:

@@ -8,6 +8,7 @@
     ├── NotFound               no such object for this project (HTTP 404)
     ├── Conflict               the object is in a state that forbids the action (HTTP 409)
     ├── QuotaExceeded          a project's queue quota is full (HTTP 429)
+    ├── BudgetExceeded         a realtime call ran past its compute budget (HTTP 504)
     └── EngineError            an engine failed a whole call; `retryable` says if trying
         │                      again may help
         ├── ModelUnavailable   a configured model cannot be loaded or reached
@@ -86,6 +87,14 @@ class QuotaExceeded(SlackwaterError):
     status_code = 429
     code = "quota_exceeded"
     type = "requests"
+
+
+class BudgetExceeded(SlackwaterError):
+    """The request ran past its compute budget and was stopped."""
+
+    status_code = 504
+    code = "compute_budget_exceeded"
+    type = "server_error"
 
 
 class EngineError(SlackwaterError):

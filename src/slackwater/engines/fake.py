@@ -1,14 +1,15 @@
 """The fake engine: deterministic answers with configurable latency and failures.
 
 For tests and for benchmarks of the queue itself; never a default. Options:
-`latency_ms` per call, `item_latency_ms` per request, `failure_rate` (0..1, decided by a
-hash of the body, so the same request always fails the same way), `failure_status`
-(default 500, retryable), `fits` (a larger engine batch raises OutOfMemory, as a GPU
-would), `json_answers` (answer a JSON object instead of text), `dimensions` of
-embeddings, `serial` (run one call at a time, as a local model on one device does), and
-`call_log`: a file that gets one line per request run (its `user` field,
-or a digest of the body, and the Unix time the call started), to prove that nothing runs
-twice.
+`latency_ms` per call, `item_latency_ms` per request, `busy_ms` per call spent in a
+thread that nothing can interrupt (as a native kernel: cancelling the call does not stop
+it), `failure_rate` (0..1, decided by a hash of the body, so the same request always
+fails the same way), `failure_status` (default 500, retryable), `fits` (a larger engine
+batch raises OutOfMemory, as a GPU would), `json_answers` (answer a JSON object instead
+of text), `dimensions` of embeddings, `serial` (run one call at a time, as a local model
+on one device does), and `call_log`: a file that gets one line per request run (its
+`user` field, or a digest of the body, and the Unix time the call started), to prove
+that nothing runs twice.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class FakeEngine:
         options = model.options
         self.latency = float(options.get("latency_ms", 0)) / 1000
         self.item_latency = float(options.get("item_latency_ms", 0)) / 1000
+        self.busy = float(options.get("busy_ms", 0)) / 1000
         self.failure_rate = float(options.get("failure_rate", 0))
         self.failure_status = int(options.get("failure_status", 500))
         self.dimensions = int(options.get("dimensions", 8))
@@ -80,6 +82,8 @@ class FakeEngine:
         delay = self.latency + self.item_latency * len(bodies)
         if delay:
             await asyncio.sleep(delay)
+        if self.busy:
+            await asyncio.to_thread(time.sleep, self.busy)
         if self.call_log:
             names = "".join(f"{b.get('user') or _digest(b).hex()} {started:.6f}\n" for b in bodies)
             await asyncio.to_thread(_append, self.call_log, names)

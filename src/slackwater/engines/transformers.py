@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from slackwater.domain.batch import Endpoint
-from slackwater.domain.errors import ModelUnavailable, OutOfMemory
+from slackwater.domain.errors import EngineError, ModelUnavailable, OutOfMemory
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 from slackwater.engines import responses
+from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
 
 
 def resolve_path(spec: str, data_dir: str | Path = ".") -> Path:
@@ -58,18 +59,32 @@ class TransformersEngine:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{model.name}")
         self._loaded: tuple[Any, Any, Any] | None = None
         self._load_lock = threading.Lock()
+        # One flag per call in flight: set, it stops that call's generation at the next
+        # token (its caller went away, or the engine is closing).
+        self._stops: set[threading.Event] = set()
 
     async def start(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
 
     async def close(self) -> None:
+        for stop in list(self._stops):
+            stop.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._loaded = None
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self.run_sync, endpoint, list(bodies)
-        )
+        """Run in the model's thread; cancelled, the generation stops at its next token."""
+        stop = threading.Event()
+        self._stops.add(stop)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.run_sync, endpoint, list(bodies), stop
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            self._stops.discard(stop)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -115,13 +130,15 @@ class TransformersEngine:
 
     # -- running -----------------------------------------------------------------------
 
-    def run_sync(self, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
+    def run_sync(
+        self, endpoint: str, bodies: list[dict[str, Any]], stop: threading.Event | None = None
+    ) -> list[Outcome]:
         torch, tokenizer, network = self._load()
         try:
             with torch.inference_mode():
                 if endpoint == Endpoint.EMBEDDINGS:
                     return self._embed(torch, tokenizer, network, bodies)
-                return self._generate(torch, tokenizer, network, endpoint, bodies)
+                return self._generate(torch, tokenizer, network, endpoint, bodies, stop)
         except torch.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -137,6 +154,9 @@ class TransformersEngine:
                 texts.append(item if isinstance(item, str) else tokenizer.decode(item))
                 owners.append(index)
         limit = self.model.context_window or tokenizer.model_max_length
+        # Inputs are cut to the context; a tokenizer shown more would count it all first.
+        shown = (limit + 1) * CHARS_PER_TOKEN_AT_MOST
+        texts = [text[:shown] for text in texts]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors: list[list[float]] = [[] for _ in texts]
         tokens = [0] * len(texts)
@@ -198,7 +218,15 @@ class TransformersEngine:
         network: Any,
         endpoint: str,
         bodies: list[dict[str, Any]],
+        stop: threading.Event | None = None,
     ) -> list[Outcome]:
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        class _Stopped(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop is not None and stop.is_set()
+
+        stopping = StoppingCriteriaList([_Stopped()])
         # Every prompt of every body, grouped by the settings generate() takes per call.
         jobs: dict[tuple[Any, ...], list[tuple[int, int, str]]] = defaultdict(list)
         for index, body in enumerate(bodies):
@@ -235,8 +263,12 @@ class TransformersEngine:
                     **encoded,
                     max_new_tokens=limit,
                     pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=stopping,
                     **sampling,
                 )
+                if stop is not None and stop.is_set():
+                    # Cut short: these answers are not the model's; nothing is recorded.
+                    raise EngineError("the call was stopped", retryable=True, status_code=503)
                 prompt_len = encoded["input_ids"].shape[1]
                 prompt_tokens = encoded["attention_mask"].sum(1).tolist()
                 for row, (index, choice, _) in enumerate(chunk):

@@ -24,16 +24,19 @@ from typing import Any
 import orjson
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
-from slackwater.domain.errors import Conflict, SlackwaterError
+from slackwater.domain.errors import Conflict, NotFound, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog
 from slackwater.ports import BlobStore, Clock, IntakeStore, StagedRequest
 from slackwater.runtime import validation
+from slackwater.runtime.admission import Admission
 from slackwater.runtime.routing import Ask, AutoRouter
 from slackwater.runtime.spare import SpareProcess, stop
 from slackwater.runtime.validation import LineChecker, cache_key
 
 log = logging.getLogger(__name__)
+# Admits (counts) long lines and routes lines asking for a route: (rows, long lines) -> rows.
+Place = Callable[[list[StagedRequest], list[int]], list[StagedRequest]]
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Intake:
         chunk: int = 5000,
         cache: bool = True,
         router: AutoRouter | None = None,
+        admission: Admission | None = None,
         claim_seconds: float = 30.0,
         child_lines: int = 10_000,
         on_progress: Callable[[int], None] | None = None,
@@ -101,6 +105,7 @@ class Intake:
         self.chunk = chunk
         self.cache = cache
         self.router = router
+        self.admission = admission or Admission(catalog, {})
         self.owner = f"{socket.gethostname()}:{new_id('intake')}"
         # Renewed every chunk: a process that dies lets another take over after this.
         self.claim_seconds = claim_seconds
@@ -147,12 +152,30 @@ class Intake:
             if self.router
             else None
         )
-        file = await self.store.get_file(None, batch.input_file_id)
+        try:
+            file = await self.store.get_file(None, batch.input_file_id)
+            await self.blobs.size(file.id)  # NotFound if the content is gone
+        except NotFound:
+            # Deleted behind the API's back (the API refuses while a batch validates).
+            missing = LineError(
+                code="input_file_missing",
+                message=f"input file {batch.input_file_id} was deleted before the batch "
+                "was validated; upload it again and create a new batch",
+                param="input_file_id",
+            )
+            return await self._settle(batch_id, BatchStatus.FAILED, [missing])
         in_child = 0 < self.child_lines <= file.lines
         where = "child process" if in_child else "thread"
         log.info("batch %s: checking %d lines in a %s", batch_id, file.lines, where)
         check = self._check_in_child if in_child else self._check_in_thread
-        chunks = check(batch.input_file_id, checker, router)
+
+        def place(rows: list[StagedRequest], long_lines: list[int]) -> list[StagedRequest]:
+            """Count the long lines' tokens and route the lines that ask for a route: the
+            tokenizers and the router are in this process, not in a checking child."""
+            rows = self.admission.check_rows(batch.endpoint, rows, long_lines, checker)
+            return router.route(rows, checker) if router is not None else rows
+
+        chunks = check(batch.input_file_id, checker, place)
         accepted = 0
         try:
             renewed = time.monotonic()
@@ -194,14 +217,14 @@ class Intake:
         return settled
 
     async def _check_in_thread(
-        self, key: str, checker: LineChecker, router: LineRouter | None
+        self, key: str, checker: LineChecker, place: Place
     ) -> AsyncGenerator[list[StagedRequest]]:
         handle = await asyncio.to_thread(self.blobs.open, key)
         sizes = validation.chunk_sizes(self.chunk)
 
         def step(line: int) -> tuple[list[StagedRequest], int, bool]:
             rows, line, done = checker.read_chunk(handle, line, next(sizes))
-            return (router.route(rows, checker) if router else rows), line, done
+            return place(rows, checker.take_long_lines()), line, done
 
         # The next chunk is read and checked while the caller writes this one.
         reading = asyncio.create_task(asyncio.to_thread(step, 1))
@@ -219,7 +242,7 @@ class Intake:
             handle.close()
 
     async def _check_in_child(
-        self, key: str, checker: LineChecker, router: LineRouter | None
+        self, key: str, checker: LineChecker, place: Place
     ) -> AsyncGenerator[list[StagedRequest]]:
         child = await self.checkers.take()
         assert child.stdin is not None and child.stdout is not None
@@ -237,11 +260,11 @@ class Intake:
                     raise SlackwaterError(
                         f"the process checking {key} stopped early (exit code {code})"
                     ) from None
-                rows, error_lines, errors = validation.read_frame(frame)
+                rows, error_lines, errors, long_lines = validation.read_frame(frame)
                 checker.absorb(errors or [], error_lines - seen_errors)
                 seen_errors = error_lines
-                if router is not None and rows:
-                    rows = await asyncio.to_thread(router.route, rows, checker)
+                if rows and (long_lines or self.router is not None):
+                    rows = await asyncio.to_thread(place, rows, long_lines)
                 yield rows
         finally:
             await stop(child)

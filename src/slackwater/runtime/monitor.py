@@ -22,6 +22,8 @@ from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+INTAKE_PAUSE_SECONDS = 1.0
+MAX_INTAKE_PAUSE_SECONDS = 300.0
 
 
 class Monitor:
@@ -46,6 +48,9 @@ class Monitor:
         self.stopping = asyncio.Event()
         self._woken = asyncio.Event()
         self._ingesting: dict[str, asyncio.Task[Batch]] = {}
+        # An intake that failed unexpectedly is tried again after a pause that doubles,
+        # not on every tick: batch -> (monotonic time of the next try, pause).
+        self._held_back: dict[str, tuple[float, float]] = {}
         self._running = 0  # batches in progress at the last tick
 
     async def run(self) -> None:
@@ -96,10 +101,14 @@ class Monitor:
             self.metrics.lease_expiries.inc(reaped)
         await self.store.promote_retries(self.clock())
         for batch_id in await self.store.batch_ids_in(BatchStatus.VALIDATING):
-            if batch_id not in self._ingesting:
-                task = asyncio.create_task(self.intake.ingest(batch_id))
-                self._ingesting[batch_id] = task
-                task.add_done_callback(self._ingested)
+            if batch_id in self._ingesting:
+                continue
+            held = self._held_back.get(batch_id)
+            if held is not None and time.monotonic() < held[0]:
+                continue
+            task = asyncio.create_task(self.intake.ingest(batch_id))
+            self._ingesting[batch_id] = task
+            task.add_done_callback(self._ingested)
         running = await self.store.batch_ids_in(BatchStatus.IN_PROGRESS)
         self._running = len(running)
         for batch_id in running:
@@ -113,7 +122,22 @@ class Monitor:
         for batch_id, running in list(self._ingesting.items()):
             if running is task:
                 del self._ingesting[batch_id]
+                self._note_failure(batch_id, task)
         self.wake()  # the next tick counts it among the running batches
+
+    def _note_failure(self, batch_id: str, task: asyncio.Task[Batch]) -> None:
+        if task.cancelled() or task.exception() is None:
+            self._held_back.pop(batch_id, None)
+            return
+        _, pause = self._held_back.get(batch_id, (0.0, INTAKE_PAUSE_SECONDS / 2))
+        pause = min(2 * pause, MAX_INTAKE_PAUSE_SECONDS)
+        self._held_back[batch_id] = (time.monotonic() + pause, pause)
+        log.error(
+            "batch %s: intake failed; trying again in %.0f s",
+            batch_id,
+            pause,
+            exc_info=task.exception(),
+        )
 
     async def _guard(self, step: object, batch_id: str) -> None:
         # Another process may move the same batch first; that is not an error.

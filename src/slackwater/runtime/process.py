@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
+import threading
+
+log = logging.getLogger(__name__)
 
 
 def tune_collector() -> None:
@@ -17,3 +22,19 @@ def tune_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(20_000, 50, 1000)
+
+
+def exit_after(seconds: float) -> threading.Timer:
+    """Exit the process hard if it is still alive `seconds` from now: a stop must not wait
+    on an engine call that cannot be interrupted (a native kernel, a stuck socket).
+    Nothing is lost: work not recorded is leased again once its lease runs out."""
+
+    def exit_now() -> None:
+        log.error("still running %.0f s after being asked to stop: exiting", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
+    return timer

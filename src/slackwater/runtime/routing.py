@@ -21,6 +21,7 @@ from slackwater.domain.bodies import EXTENSION, prompt_text
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.model import Catalog, Tier
 from slackwater.domain.route import RouteRecord
+from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
 from slackwater.policy.quality import blended_quality
 from slackwater.policy.router import Constraints, Need, NoRoute, route
 
@@ -81,6 +82,14 @@ class AutoRouter:
         self.catalog = catalog
         self.count_tokens = count_tokens
         self.counters = dict(counters or {})  # model -> its own tokenizer
+        # Past this many characters no model's context holds a prompt: a tokenizer is
+        # shown no more of one (a huge prompt would cost seconds to count in full).
+        windows = [m.context_window for m in catalog.models]
+        self.counted_chars = (
+            None
+            if not windows or None in windows
+            else (max(w for w in windows if w is not None) + 1) * CHARS_PER_TOKEN_AT_MOST
+        )
         self.predict = predict
         self.default_max_tokens = default_max_tokens
         self.routes = {AUTO: {}, **(routes or {})}
@@ -252,8 +261,9 @@ class AutoRouter:
             needs.add("tools")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         text = prompt_text(body)
+        sample = text[: self.counted_chars] if self.counted_chars else text
         counted = {
-            model.name: self.counters[model.name](text)
+            model.name: self.counters[model.name](sample)
             for model in self.catalog.models
             if model.name in self.counters and model.serves(endpoint)
         }

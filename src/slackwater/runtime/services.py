@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 from slackwater.domain.model import Catalog
 from slackwater.ports import BlobStore, Clock, Store
+from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
@@ -31,6 +31,7 @@ class Services:
     clock: Clock
     engines: EngineSet
     router: AutoRouter | None
+    admission: Admission
     files: FileService
     batches: BatchService
     intake: Intake
@@ -39,6 +40,10 @@ class Services:
     workers: list[Worker] = field(default_factory=list)
     webhooks: WebhookSender | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # A realtime call's compute budget: past it, its engine work is stopped (HTTP 504).
+    request_seconds: float = 300.0
+    # On stop, workers finish the chunk in hand if it fits in this, else give it back.
+    drain_seconds: float = 30.0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: bool = False
 
@@ -56,16 +61,16 @@ class Services:
             return
         self._stopped = True
         for worker in self.workers:
-            worker.stop()
+            worker.drain(self.drain_seconds)
         if self.monitor is not None:
             self.monitor.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await asyncio.wait_for(task, timeout=30)
-                except TimeoutError:
-                    log.warning("a background loop did not stop in time")
-        await self.engines.close()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.drain_seconds + 1)
+            for task in late:
+                log.warning("a background loop did not stop within the drain time")
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.engines.close()  # stops what engines still run for nobody
         await self.store.close()

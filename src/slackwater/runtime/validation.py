@@ -8,6 +8,7 @@ the parent, which holds the router.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
 import pickle
@@ -21,6 +22,7 @@ import orjson
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body, token_limit
 from slackwater.domain.model import Catalog
+from slackwater.policy import admission
 from slackwater.ports import StagedRequest
 from slackwater.runtime.process import tune_collector
 
@@ -52,11 +54,24 @@ class LineChecker:
     errors: list[LineError] = field(default_factory=list)
     error_lines: int = 0
     seen: set[str] = field(default_factory=set)
+    # Lines long enough that they may not fit their model's context: the parent, which
+    # holds the tokenizers, counts them (runtime/admission.py).
+    long_lines: list[int] = field(default_factory=list)
+
+    def take_long_lines(self) -> list[int]:
+        taken, self.long_lines = self.long_lines, []
+        return taken
 
     def fail(self, line: int, code: str, message: str, param: str | None = None) -> None:
+        """Note a bad line. Errors stay in line order: the parent reports lines it
+        counted or routed after the checker has moved past them."""
         self.error_lines += 1
-        if len(self.errors) < MAX_REPORTED_ERRORS:
-            self.errors.append(LineError(code=code, message=message, line=line, param=param))
+        error = LineError(code=code, message=message, line=line, param=param)
+        if self.errors and line < (self.errors[-1].line or 0):
+            bisect.insort(self.errors, error, key=lambda e: e.line or 0)
+            del self.errors[MAX_REPORTED_ERRORS:]
+        elif len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(error)
 
     def absorb(self, errors: list[LineError], error_lines: int) -> None:
         """Take in errors found elsewhere (a child process), keeping them in line order."""
@@ -115,7 +130,7 @@ class LineChecker:
         if not isinstance(body, dict):
             self.fail(line, "invalid_type", "body must be a JSON object", "body")
         else:
-            model = self._check_body(line, body)
+            model = self._check_body(line, body, len(raw))
 
         if self.error_lines > errors_before or model is None:
             return None
@@ -133,7 +148,7 @@ class LineChecker:
             cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
         )
 
-    def _check_body(self, line: int, body: dict[str, Any]) -> str | None:
+    def _check_body(self, line: int, body: dict[str, Any], size: int) -> str | None:
         """The model to run the body on (or the route to ask), if the body is valid."""
         parsed = parse_body(self.endpoint, body, line=line)
         if isinstance(parsed, list):
@@ -157,6 +172,10 @@ class LineChecker:
                 "body.max_tokens",
             )
             return None
+        # The line's bytes bound its prompt's: most lines are surely short enough.
+        output = admission.output_room(model, self.endpoint, limit)
+        if not admission.surely_fits(model, size, output, len(body.get("messages") or ())):
+            self.long_lines.append(line)
         return model.name
 
     def read_chunk(
@@ -186,7 +205,8 @@ class LineChecker:
         return accepted, number, False
 
 
-Message = tuple[list[StagedRequest], int, list[LineError] | None]
+# (accepted rows, error lines so far, every error at the end of the file, long lines)
+Message = tuple[list[StagedRequest], int, list[LineError] | None, list[int]]
 
 
 def chunk_sizes(largest: int, first: int = 1000) -> Iterator[int]:
@@ -199,33 +219,35 @@ def chunk_sizes(largest: int, first: int = 1000) -> Iterator[int]:
 
 
 def check_file(path: str, checker: LineChecker, chunk: int) -> Iterator[Message]:
-    """Check a file chunk by chunk: (accepted rows, error lines so far, errors at the end).
+    """Check a file chunk by chunk.
 
-    Once a line fails the file is rejected whole: only rows still to be routed are sent
-    on, so that every bad line is reported, routing failures included.
+    Once a line fails the file is rejected whole: only rows still to be routed or counted
+    are sent on, so that every bad line is reported, routing and length failures included.
     """
     sizes = chunk_sizes(chunk)
     with open(path, "rb") as handle:
         line, done = 1, False
         while not done:
             rows, line, done = checker.read_chunk(handle, line, next(sizes))
-            if checker.error_lines:  # only routes are left to check, in the parent
-                rows = [row for row in rows if row.model in checker.routes]
-            yield rows, checker.error_lines, checker.errors if done else None
+            long_lines = checker.take_long_lines()
+            if checker.error_lines:  # only routes and counts are left, in the parent
+                wanted = set(long_lines)
+                rows = [row for row in rows if row.model in checker.routes or row.line in wanted]
+            yield rows, checker.error_lines, checker.errors if done else None, long_lines
 
 
 def write_frame(out: IO[bytes], message: Message) -> None:
     """A length-prefixed pickle; rows go as plain tuples, which pickle several times faster."""
-    rows, error_lines, errors = message
-    payload = pickle.dumps(([tuple(r) for r in rows], error_lines, errors), protocol=5)
+    rows, error_lines, errors, long_lines = message
+    payload = pickle.dumps(([tuple(r) for r in rows], error_lines, errors, long_lines), protocol=5)
     out.write(len(payload).to_bytes(8, "little"))
     out.write(payload)
     out.flush()
 
 
 def read_frame(payload: bytes) -> Message:
-    rows, error_lines, errors = pickle.loads(payload)
-    return list(map(StagedRequest._make, rows)), error_lines, errors
+    rows, error_lines, errors, long_lines = pickle.loads(payload)
+    return list(map(StagedRequest._make, rows)), error_lines, errors, long_lines
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Row
 
-from slackwater.domain.errors import NotFound
+from slackwater.domain.batch import BatchStatus
+from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.ports import Page
 from slackwater.store.database import Database
-from slackwater.store.schema import files
+from slackwater.store.schema import batches, files
 
 
 def _file(row: Row[Any]) -> FileObject:
@@ -55,6 +56,21 @@ class SqlFiles(Database):
             ).first()
             if row is None:
                 raise _not_found(file_id)
+            reader = (
+                await conn.execute(
+                    select(batches.c.id).where(
+                        batches.c.input_file_id == file_id,
+                        batches.c.status == BatchStatus.VALIDATING.value,
+                    )
+                )
+            ).first()
+            if reader is not None:
+                raise Conflict(
+                    f"file {file_id} is the input of batch {reader.id}, which is being "
+                    "validated; delete the file once the batch is in progress, or cancel "
+                    "the batch first",
+                    param="file_id",
+                )
             await conn.execute(delete(files).where(files.c.id == file_id))
         return _file(row)
 
