@@ -30,9 +30,10 @@ from slackwater.ports import Clock, Engine, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.engines import EngineSet
-from slackwater.runtime.files import FileService
+from slackwater.runtime.files import FileService, UploadPace
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
+from slackwater.runtime.keys import KeyService
 from slackwater.runtime.learned import Embed, LearnedQuality, check_router, load_router
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
@@ -95,6 +96,12 @@ def build(
         max_bytes=settings.max_file_bytes,
         max_lines=settings.max_file_lines,
         max_stored_bytes=settings.max_stored_bytes_per_project,
+        pace=UploadPace(
+            idle_seconds=settings.upload_idle_seconds,
+            min_bytes_per_second=settings.upload_min_bytes_per_second,
+            grace_seconds=settings.upload_grace_seconds,
+            max_concurrent_per_project=settings.max_concurrent_uploads_per_project,
+        ),
     )
     finalizer = Finalizer(store, files, clock)
     metrics = Metrics()
@@ -109,8 +116,10 @@ def build(
         engines=engines,
         router=router,
         admission=admission,
+        keys=KeyService(store, clock),
         request_seconds=settings.max_request_seconds,
         drain_seconds=settings.drain_seconds,
+        open_meta=settings.open_meta,
         files=files,
         batches=BatchService(
             store,
@@ -133,6 +142,7 @@ def build(
                     base_seconds=settings.webhook_retry_base_seconds,
                     max_seconds=600,
                 ),
+                timeout=settings.webhook_timeout_seconds,
             )
             if monitor and settings.webhook_url
             else None

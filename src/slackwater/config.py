@@ -193,6 +193,15 @@ class Settings(BaseSettings):
     # Reuse results of identical deterministic requests for this long (0: never).
     # A batch opts out with metadata {"cache": "off"}.
     cache_ttl_seconds: float = Field(default=7 * 86400, ge=0)
+    # Serve /metrics, /docs and /openapi.json without an API key even once keys exist
+    # (they show every project's models and queue depths).
+    open_meta: bool = False
+    # Uploads: cut off after this long with nothing received, or when slower than this
+    # on average after the grace period; at most this many at once per project.
+    upload_idle_seconds: float = Field(default=30.0, gt=0)
+    upload_min_bytes_per_second: float = Field(default=1024.0, ge=0)
+    upload_grace_seconds: float = Field(default=30.0, ge=0)
+    max_concurrent_uploads_per_project: int = Field(default=4, ge=1)
     # A realtime call's compute budget: past it the engine work is stopped (HTTP 504).
     max_request_seconds: float = Field(default=300.0, gt=0)
     # Per-project quotas (API key projects); 0 means no limit.
@@ -203,6 +212,8 @@ class Settings(BaseSettings):
     webhook_secret: str | None = None
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
+    # A receiver that does not answer within this is tried again later.
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
     pools: list[PoolConfig] = Field(default_factory=default_pools)
     routes: list[RouteConfig] = Field(default_factory=list)

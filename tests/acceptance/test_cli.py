@@ -123,6 +123,21 @@ def test_api_keys_from_the_cli(tmp_path: Path, processes: list[Process]) -> None
     assert denied.returncode == 1 and "HTTP 401" in denied.stderr
     allowed = run_cli("batches", "list", *base, "--api-key", key, "--json")
     assert allowed.returncode == 0 and json.loads(allowed.stdout)["data"] == []
+    # Listed (without secrets), then revoked: the running server refuses it at once.
+    where = ["--data-dir", str(data), "--config", str(config)]
+    [listed] = json.loads(run_cli("keys", "list", "--json", *where).stdout)
+    assert listed["project"] == "team-a" and listed["active"] and key not in json.dumps(listed)
+    revoked = run_cli("keys", "revoke", listed["id"], *where)
+    assert revoked.returncode == 0 and listed["id"] in revoked.stdout
+    refused = run_cli("batches", "list", *base, "--api-key", key)
+    assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+    scoped = run_cli(
+        "keys", "create", "--project", "team-a", "--scope", "read", "--expires-in", "1d", *where
+    ).stdout.strip()
+    reads = run_cli("batches", "list", *base, "--api-key", scoped, "--json")
+    assert reads.returncode == 0
+    writes = run_cli("files", "upload", str(config), *base, "--api-key", scoped)
+    assert writes.returncode == 1 and "HTTP 403" in writes.stderr
 
 
 def test_route_and_quote_commands(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from tests.acceptance.conftest import Serve, run_cli, start_server
 CONFIG = """
 drain_seconds = {drain}
 max_request_seconds = 20
+upload_grace_seconds = 5
+{extra}
 
 [[models]]
 name = "tiny"
@@ -76,12 +78,14 @@ class Target:
         return (utime + stime) / os.sysconf("SC_CLK_TCK")
 
 
-def launch(root: Path, tiny: Path, *, drain: float = 120) -> tuple[Serve, list[str], Path]:
+def launch(
+    root: Path, tiny: Path, *, drain: float = 120, extra: str = ""
+) -> tuple[Serve, list[str], Path]:
     """A server whose two projects' keys exist before it starts."""
     data = root / "data"
     config = root / "slackwater.toml"
     calls = root / "calls.log"
-    config.write_text(CONFIG.format(tiny=tiny, calls=calls, drain=drain))
+    config.write_text(CONFIG.format(tiny=tiny, calls=calls, drain=drain, extra=extra))
     keys = []
     for project in ("tenant-a", "tenant-b"):
         made = run_cli("keys", "create", "--project", project, "--data-dir", str(data))

@@ -7,14 +7,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
-from slackwater.domain.errors import Conflict, NotFound
+from slackwater.domain.errors import Conflict, IdempotencyMismatch, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
+from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
 from slackwater.ports import Escalation, Retry, Settlement, StagedRequest, Store
 from tests.contract.backends import StoreBackend, sql_backend
@@ -195,7 +197,7 @@ async def test_polls_with_nothing_to_do_do_not_wait_for_a_writer(
             store.promote_retries(NOW + timedelta(hours=1)),
             store.cached(["no-such-key"], NOW),
             store.has_keys(),
-            store.project_for_key("no-such-hash"),
+            store.key_for("no-such-hash", NOW),
             store.stored_bytes("default"),
             store.due_deliveries(NOW, 10),
         ]
@@ -291,6 +293,19 @@ async def test_expiry_closes_unstarted_requests(store: Store) -> None:
     assert await store.count_open(batch.id) == 0
 
 
+async def test_request_ids_are_stable_and_tell_nothing_of_the_queue(store: Store) -> None:
+    first = await make_batch(store, 3)
+    second = await make_batch(store, 3, project="p2")
+    ids = [r.request_id async for r in store.finished(first.id)]
+    assert ids == [r.request_id async for r in store.finished(first.id)]  # re-finalizing
+    others = [r.request_id async for r in store.finished(second.id)]
+    assert len(set(ids + others)) == 6
+    assert all(len(i) == 28 and i.startswith("req_") for i in ids + others)
+    # Not row numbers: an id does not give away its neighbours'.
+    numbers = [int(i.removeprefix("req_"), 16) for i in ids + others]
+    assert all(abs(b - a) > 1_000_000 for a, b in pairwise(numbers))
+
+
 async def test_finished_streams_in_input_order_in_chunks(store: Store) -> None:
     batch = await make_batch(store, 25)
     lease = await store.lease("w", ["m"], 100, NOW, 30)
@@ -305,10 +320,21 @@ async def test_finished_streams_in_input_order_in_chunks(store: Store) -> None:
 
 async def test_api_keys(store: Store) -> None:
     assert not await store.has_keys()
-    await store.add_key("sha256:abc", "team-a", NOW)
+    key = ApiKey("key_1", "team-a", NOW, name="ci", expires_at=NOW + timedelta(days=1))
+    await store.add_key(key, "sha256:abc")
+    await store.add_key(ApiKey("key_2", "team-b", NOW, scope=KeyScope.READ), "sha256:def")
     assert await store.has_keys()
-    assert await store.project_for_key("sha256:abc") == "team-a"
-    assert await store.project_for_key("sha256:zzz") is None
+    assert await store.key_for("sha256:abc", NOW) == key
+    assert await store.key_for("sha256:zzz", NOW) is None
+    assert await store.key_for("sha256:abc", NOW + timedelta(days=1)) is None  # expired
+    assert [k.id for k in await store.list_keys()] == ["key_1", "key_2"]
+    [only] = await store.list_keys("team-b")
+    assert only.scope is KeyScope.READ and only.name is None
+    revoked = await store.revoke_key("key_2", NOW)
+    assert revoked.revoked_at == NOW and await store.key_for("sha256:def", NOW) is None
+    assert (await store.revoke_key("key_2", NOW + timedelta(hours=1))).revoked_at == NOW
+    with pytest.raises(NotFound):
+        await store.revoke_key("key_nope", NOW)
 
 
 async def test_timestamps_come_back_aware_utc(store: Store) -> None:
@@ -362,6 +388,9 @@ async def test_idempotency_key_returns_the_first_batch(store: Store) -> None:
     assert (await store.add_batch(validating_batch(), "key-1")).id == first.id
     assert (await store.add_batch(validating_batch(), "key-2")).id != first.id
     assert (await store.add_batch(validating_batch())).id != first.id
+    other = Batch(**{**validating_batch().__dict__, "completion_window": "2h"})
+    with pytest.raises(IdempotencyMismatch, match=f"create batch {first.id}"):
+        await store.add_batch(other, "key-1")
 
 
 async def test_quota_counts(store: Store) -> None:

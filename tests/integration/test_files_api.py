@@ -44,3 +44,53 @@ async def test_upload_errors(server_factory: Any) -> None:
     assert [p for p in server.services.blobs.root.iterdir()] == []  # type: ignore[attr-defined]
     ok = await server.upload([chat_line(0)])
     assert ok.status_code == 200
+
+
+async def test_hostile_filenames_and_ids(server: Server) -> None:
+    # A 10 KB filename is past the multipart parser's header limit: a clear 400, not a 500.
+    long_name = await server.upload(b"{}\n", name="a" * 10_240 + ".jsonl")
+    assert long_name.status_code == 400, long_name.text
+    assert long_name.json()["error"]["code"] == "invalid_multipart"
+    odd = (await server.upload(b"{}\n", name="../../xy\u202ez<i>.jsonl")).json()
+    assert odd["filename"] == "xyz_i_.jsonl"
+    huge_id = "file_" + "9" * 60_000  # (httpx refuses URLs of 64 KiB)
+    missing = await server.client.get(f"/v1/files/{huge_id}")
+    assert missing.status_code == 404 and len(missing.text) < 400
+
+
+async def test_slow_and_parallel_uploads_are_cut_off(server_factory: Any) -> None:
+    import asyncio
+
+    server: Server = await server_factory(
+        upload_idle_seconds=0.3, max_concurrent_uploads_per_project=2
+    )
+    boundary = "xYz"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="s.jsonl"\r\n'
+        "\r\n"
+    ).encode()
+    started = asyncio.Event()
+
+    async def trickle(pause: float) -> Any:
+        yield head
+        started.set()
+        await asyncio.sleep(pause)  # a client that stops sending
+        yield f"{{}}\n\r\n--{boundary}--\r\n".encode()
+
+    def upload(pause: float) -> Any:
+        return server.client.post(
+            "/v1/files",
+            content=trickle(pause),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+
+    stalled = await upload(1.0)
+    assert stalled.status_code == 408 and stalled.json()["error"]["code"] == "request_timeout"
+    # Two uploads in flight: a third from the same project waits for neither.
+    first, second = asyncio.create_task(upload(0.2)), asyncio.create_task(upload(0.2))
+    await asyncio.sleep(0.05)
+    third = await server.upload(b"{}\n")
+    assert third.status_code == 429
+    assert [(await t).status_code for t in (first, second)] == [200, 200]
+    assert (await server.upload(b"{}\n")).status_code == 200  # slots are given back

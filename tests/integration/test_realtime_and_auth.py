@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from slackwater.api.auth import hash_key
-from slackwater.domain.clock import utcnow
 from tests.integration.conftest import Server, chat_line
 
 
@@ -33,11 +33,10 @@ async def test_realtime_endpoints(server: Server) -> None:
 
 
 async def test_keys_isolate_projects(server: Server, tmp_path: Path) -> None:
-    store = server.services.store
-    await store.add_key(hash_key("sk-a"), "team-a", utcnow())
-    await store.add_key(hash_key("sk-b"), "team-b", utcnow())
-    a = {"Authorization": "Bearer sk-a"}
-    b = {"Authorization": "Bearer sk-b"}
+    key_a, _ = await server.services.keys.create("team-a")
+    key_b, _ = await server.services.keys.create("team-b")
+    a = {"Authorization": f"Bearer {key_a}"}
+    b = {"Authorization": f"Bearer {key_b}"}
     missing = await server.client.get("/v1/batches")
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
     wrong = await server.client.get("/v1/batches", headers={"Authorization": "Bearer sk-x"})
@@ -56,3 +55,53 @@ async def test_keys_isolate_projects(server: Server, tmp_path: Path) -> None:
     assert (
         await server.client.post(f"/v1/batches/{batch['id']}/cancel", headers=b)
     ).status_code == 404
+
+
+async def test_revoked_expired_and_scoped_keys(server: Server) -> None:
+    keys = server.services.keys
+    full, full_key = await keys.create("team-a", name="ci")
+    reader, _ = await keys.create("team-a", scope="read")
+    batcher, _ = await keys.create("team-a", scope="batch")
+    brief, _ = await keys.create("team-a", expires_in="1h")
+
+    def auth(secret: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {secret}"}
+
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    batch = await server.submit([chat_line(0)], headers=auth(full))
+    assert (await server.client.get("/v1/batches", headers=auth(reader))).status_code == 200
+    refused = await server.client.post(f"/v1/batches/{batch['id']}/cancel", headers=auth(reader))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "insufficient_scope"
+    assert "read" in refused.json()["error"]["message"]
+    assert (await server.client.get("/v1/files", headers=auth(batcher))).status_code == 200
+    realtime = await server.client.post("/v1/chat/completions", json=chat, headers=auth(batcher))
+    assert realtime.status_code == 403
+    ok = await server.client.post("/v1/chat/completions", json=chat, headers=auth(full))
+    assert ok.status_code == 200
+
+    assert (await server.client.get("/v1/files", headers=auth(brief))).status_code == 200
+    server.clock.offset = timedelta(hours=2)  # past the hour
+    assert (await server.client.get("/v1/files", headers=auth(brief))).status_code == 401
+    server.clock.offset = timedelta()
+
+    await keys.revoke(full_key.id)  # effective on the very next call
+    assert (await server.client.get("/v1/files", headers=auth(full))).status_code == 401
+    listed = {k.id: k for k in await keys.list("team-a")}
+    assert listed[full_key.id].revoked_at is not None and listed[full_key.id].name == "ci"
+    assert len(listed) == 4
+
+
+async def test_metrics_and_api_description_need_a_key_once_keys_exist(
+    server_factory: Any,
+) -> None:
+    closed = await server_factory()
+    assert (await closed.client.get("/openapi.json")).status_code == 200  # no keys yet
+    secret, _ = await closed.services.keys.create("team-a", scope="read")
+    for path in ("/metrics", "/openapi.json", "/docs"):
+        assert (await closed.client.get(path)).status_code == 401, path
+        allowed = await closed.client.get(path, headers={"Authorization": f"Bearer {secret}"})
+        assert allowed.status_code == 200, path
+    assert (await closed.client.get("/health")).status_code == 200  # probes need no key
+    opened = await server_factory(open_meta=True)
+    await opened.services.keys.create("team-a")
+    assert (await opened.client.get("/metrics")).status_code == 200

@@ -93,8 +93,6 @@ async def test_identical_deterministic_requests_run_once(
 
 
 async def test_fifty_batches_from_five_keys_all_progress(server_factory: Any) -> None:
-    from slackwater.api.auth import hash_key
-    from slackwater.domain.clock import utcnow
     from slackwater.runtime.worker import Worker
 
     # No worker while the batches arrive: a fair queue shares what is queued, so the
@@ -102,9 +100,7 @@ async def test_fifty_batches_from_five_keys_all_progress(server_factory: Any) ->
     server: Server = await server_factory(
         run_worker_in_server=False, lease_size=4, models=fake_models(latency_ms=10)
     )
-    keys = [f"sk-{k}" for k in range(5)]
-    for key in keys:
-        await server.services.store.add_key(hash_key(key), f"team-{key}", utcnow())
+    keys = [(await server.services.keys.create(f"team-{k}"))[0] for k in range(5)]
     submitted: list[tuple[str, dict[str, str]]] = []
     # Each key submits its 10 batches back to back, as a naive client would.
     for key in keys:
@@ -190,6 +186,12 @@ async def test_idempotency_key(server: Server) -> None:
     third = (await server.client.post("/v1/batches", json=body)).json()
     assert first["id"] == second["id"] != third["id"]
     assert len((await server.client.get("/v1/batches")).json()["data"]) == 2
+    reused = await server.client.post(
+        "/v1/batches", json={**body, "completion_window": "2h"}, headers=headers
+    )
+    assert reused.status_code == 422
+    assert reused.json()["error"]["code"] == "idempotency_key_reused"
+    assert first["id"] in reused.json()["error"]["message"]
 
 
 async def test_realtime_overtakes_batch_work(server_factory: Any, tmp_path: Path) -> None:

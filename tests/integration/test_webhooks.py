@@ -88,3 +88,59 @@ async def test_events_survive_a_restart(server_factory: Any, tmp_path: Any) -> N
         second.services.webhooks.interval = 0.05  # type: ignore[union-attr]
         await wait_for(lambda: len(received) == 1)
     assert received[0]["data"]["id"] == done["id"] and received[0]["valid"]
+
+
+async def test_a_hanging_receiver_costs_one_timeout_not_one_per_event() -> None:
+
+    from slackwater.domain.clock import utcnow
+    from slackwater.policy.retry import RetryPolicy
+    from slackwater.ports import Delivery
+    from slackwater.runtime.webhooks import WebhookSender
+
+    class Outbox:
+        """Five events due; what the sender reports back is kept."""
+
+        def __init__(self) -> None:
+            self.due = [Delivery(i, f"batch_{i}", "batch.completed", b"{}", 0) for i in range(5)]
+            self.failed: list[int] = []
+
+        async def due_deliveries(self, now: Any, limit: int) -> list[Delivery]:
+            return self.due
+
+        async def delivered(self, delivery_id: int, now: Any) -> None:
+            raise AssertionError("nothing answers in time")
+
+        async def delivery_failed(self, delivery_id: int, error: str, next_at: Any) -> None:
+            self.failed.append(delivery_id)
+
+        async def get_batch(self, project: Any, batch_id: str) -> Any:
+            from slackwater.domain.errors import NotFound
+
+            raise NotFound()
+
+    # A receiver that accepts connections and never answers.
+    hung: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.append(writer)
+        await asyncio.sleep(30)
+
+    receiver = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = receiver.sockets[0].getsockname()[1]
+    outbox = Outbox()
+    sender = WebhookSender(
+        outbox,  # type: ignore[arg-type]
+        utcnow,
+        f"http://127.0.0.1:{port}/hook",
+        None,
+        policy=RetryPolicy(max_attempts=3, base_seconds=1, max_seconds=60),
+        timeout=0.5,
+    )
+    try:
+        assert await sender.send_due() == 0
+        # All five were in flight at once, each given up after the timeout.
+        assert len(hung) == 5 and sorted(outbox.failed) == [0, 1, 2, 3, 4]
+        # The receiver is paused now: the next round sends nothing and waits for nobody.
+        assert await sender.send_due() == 0 and len(hung) == 5 and len(outbox.failed) == 5
+    finally:
+        receiver.close()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from slackwater.api.deps import Project, services
-from slackwater.api.multipart import read_form
+from slackwater.api.multipart import paced, read_form
 from slackwater.api.schemas import file_json, list_json
 from slackwater.domain.errors import InvalidRequest
 from slackwater.runtime.services import Services
@@ -41,10 +41,15 @@ async def upload_file(
     request: Request, project: Project, svc: Annotated[Services, Depends(services)]
 ) -> dict[str, Any]:
     with ExitStack() as stack:
-        upload = svc.files.receive(stack)
-        form = await read_form(
-            request.headers.get("content-type", ""), request.stream(), "file", upload.write
+        upload = svc.files.receive(stack, project)
+        pace = svc.files.pace
+        body = paced(
+            request.stream(),
+            idle_seconds=pace.idle_seconds,
+            min_bytes_per_second=pace.min_bytes_per_second,
+            grace=pace.grace_seconds,
         )
+        form = await read_form(request.headers.get("content-type", ""), body, "file", upload.write)
         if form.filename is None:
             raise InvalidRequest("the 'file' part is required", param="file")
         purpose = form.fields.get("purpose")

@@ -17,6 +17,7 @@ from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body
 from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound, SlackwaterError
 from slackwater.domain.model import Tier
+from slackwater.domain.text import shown
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -131,5 +132,5 @@ async def get_model(
 ) -> dict[str, Any]:
     model = svc.catalog.find(model_id)
     if model is None:
-        raise NotFound(f"The model '{model_id}' does not exist", param="model")
+        raise NotFound(f"The model '{shown(model_id)}' does not exist", param="model")
     return model_json(model)

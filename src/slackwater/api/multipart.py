@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 
-from slackwater.domain.errors import InvalidRequest
+from slackwater.domain.errors import InvalidRequest, RequestTimeout
+from slackwater.domain.text import clean_filename
 
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -63,7 +67,8 @@ async def read_form(
         if part.name == file_field:
             if form.filename is not None:
                 raise InvalidRequest("only one 'file' part is allowed", param="file")
-            form.filename = disposition.get(b"filename", b"upload.jsonl").decode("utf-8", "replace")
+            sent = disposition.get(b"filename", b"upload.jsonl").decode("utf-8", "replace")
+            form.filename = clean_filename(sent)
         part.data.clear()
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
@@ -90,7 +95,40 @@ async def read_form(
             "on_part_end": on_part_end,
         },
     )
-    async for chunk in body:
-        parser.write(chunk)
-    parser.finalize()
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+        parser.finalize()
+    except FormParserError as exc:
+        raise InvalidRequest(
+            f"the multipart body is malformed: {exc}", param="file", code="invalid_multipart"
+        ) from None
     return form
+
+
+async def paced(
+    body: AsyncIterator[bytes], *, idle_seconds: float, min_bytes_per_second: float, grace: float
+) -> AsyncIterator[bytes]:
+    """The body's chunks, cut off (RequestTimeout) when nothing arrives for `idle_seconds`
+    or, after `grace` seconds, when it arrives slower than `min_bytes_per_second` on
+    average: a client trickling bytes must not hold a connection and an upload slot."""
+    started = time.monotonic()
+    received = 0
+    chunks = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the upload sent nothing for {idle_seconds:g} s", param="file"
+            ) from None
+        received += len(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed > grace and received < min_bytes_per_second * elapsed:
+            raise RequestTimeout(
+                f"the upload is slower than {min_bytes_per_second:g} bytes/s", param="file"
+            )
+        yield chunk

@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from slackwater import __version__
 from slackwater.api import batches, errors, files, inference
 from slackwater.api.auth import KeyCheck
+from slackwater.api.deps import project
 from slackwater.runtime.process import exit_after
 from slackwater.runtime.services import Services
 
@@ -29,18 +32,36 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
             if manage_lifecycle:
                 await svc.stop()
 
-    app = FastAPI(title="slackwater", version=__version__, lifespan=lifespan)
+    # The API's own description and the metrics are routes of their own, so that they can
+    # require a key like the rest (`open_meta` leaves them open).
+    app = FastAPI(
+        title="slackwater",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.services = svc
-    app.state.key_check = KeyCheck(svc.store)
+    app.state.key_check = KeyCheck(svc.store, svc.clock)
     errors.install(app)
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(inference.router)
+    meta = [] if svc.open_meta else [Depends(project)]
 
-    @app.get("/metrics", tags=["meta"], response_class=Response)
+    @app.get("/metrics", tags=["meta"], response_class=Response, dependencies=meta)
     async def metrics() -> Response:
         svc.metrics.set_queue_depth(await svc.store.queue_depth())
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=meta)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=meta)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="slackwater API")
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:

@@ -21,15 +21,19 @@ def to_unix(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp())
 
 
-def parse_completion_window(text: str) -> timedelta:
-    """`24h`, `90m`, `2d`… between 1 minute and 7 days, as OpenAI's `completion_window`."""
+def parse_duration(text: str, param: str) -> timedelta:
+    """`30s`, `90m`, `24h`, `2d`: a whole number and a unit."""
     match = _WINDOW.match(text) if isinstance(text, str) else None
     if not match:
         raise InvalidRequest(
-            f"completion_window {text!r} is not a duration like '24h', '30m' or '2d'",
-            param="completion_window",
+            f"{param} {text!r} is not a duration like '24h', '30m' or '2d'", param=param
         )
-    window = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    return timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
+def parse_completion_window(text: str) -> timedelta:
+    """`24h`, `90m`, `2d`… between 1 minute and 7 days, as OpenAI's `completion_window`."""
+    window = parse_duration(text, "completion_window")
     if not MIN_WINDOW <= window <= MAX_WINDOW:
         raise InvalidRequest(
             f"completion_window {text!r} must be between 1m and 7d", param="completion_window"

@@ -3,9 +3,12 @@
     SlackwaterError
     ├── ConfigError            bad settings or model catalog
     ├── InvalidRequest         the caller sent something wrong (HTTP 400)
-    │   └── LimitExceeded      a size or count limit (HTTP 400 / 413)
+    │   ├── LimitExceeded      a size or count limit (HTTP 400 / 413)
+    │   └── IdempotencyMismatch  a reused Idempotency-Key with other parameters (422)
     ├── AuthenticationError    missing or unknown API key (HTTP 401)
+    ├── PermissionDenied       the key's scope does not allow the call (HTTP 403)
     ├── NotFound               no such object for this project (HTTP 404)
+    ├── RequestTimeout         the request body came too slowly (HTTP 408)
     ├── Conflict               the object is in a state that forbids the action (HTTP 409)
     ├── QuotaExceeded          a project's queue quota is full (HTTP 429)
     ├── BudgetExceeded         a realtime call ran past its compute budget (HTTP 504)
@@ -57,6 +60,13 @@ class LimitExceeded(InvalidRequest):
     code = "limit_exceeded"
 
 
+class IdempotencyMismatch(InvalidRequest):
+    """This Idempotency-Key was used before for a different request."""
+
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
 class AuthenticationError(SlackwaterError):
     """Missing or invalid API key. Pass it as `Authorization: Bearer <key>`."""
 
@@ -65,11 +75,27 @@ class AuthenticationError(SlackwaterError):
     type = "invalid_request_error"
 
 
+class PermissionDenied(SlackwaterError):
+    """This API key is not allowed to make this call."""
+
+    status_code = 403
+    code = "insufficient_scope"
+    type = "invalid_request_error"
+
+
 class NotFound(SlackwaterError):
     """No such object."""
 
     status_code = 404
     code = "not_found"
+    type = "invalid_request_error"
+
+
+class RequestTimeout(SlackwaterError):
+    """The request took too long to arrive."""
+
+    status_code = 408
+    code = "request_timeout"
     type = "invalid_request_error"
 
 

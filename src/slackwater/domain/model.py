@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from slackwater.domain.batch import Endpoint, LineError
+from slackwater.domain.text import shown
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,14 @@ class Catalog:
         if model is None:
             return LineError(
                 "model_not_found",
-                f"model {name!r} does not exist; see GET /v1/models",
+                f"model {shown(name)!r} does not exist; see GET /v1/models",
                 line=line,
                 param="body.model",
             )
         if not model.serves(endpoint):
             return LineError(
                 "model_not_supported",
-                f"model {name!r} does not serve {endpoint}",
+                f"model {shown(name)!r} does not serve {endpoint}",
                 line=line,
                 param="body.model",
             )

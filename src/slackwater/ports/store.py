@@ -27,6 +27,7 @@ from typing import Protocol
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
+from slackwater.domain.keys import ApiKey
 from slackwater.domain.request import RequestStatus
 from slackwater.ports.records import (
     CachedResult,
@@ -183,8 +184,16 @@ class OutboxStore(_BatchReads, Protocol):
 
 
 class KeyStore(Protocol):
-    async def add_key(self, key_hash: str, project: str, now: datetime) -> None: ...
-    async def project_for_key(self, key_hash: str) -> str | None: ...
+    async def add_key(self, key: ApiKey, key_hash: str) -> None:
+        """Store a key by the hash of its secret (the secret itself is never stored)."""
+        ...
+
+    async def key_for(self, key_hash: str, now: datetime) -> ApiKey | None:
+        """The key with this hash if it is active now (not revoked, not expired)."""
+        ...
+
+    async def list_keys(self, project: str | None = None) -> list[ApiKey]: ...
+    async def revoke_key(self, key_id: str, now: datetime) -> ApiKey: ...
     async def has_keys(self) -> bool: ...
 
 

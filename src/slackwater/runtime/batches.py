@@ -11,6 +11,7 @@ from slackwater.domain.errors import Conflict, InvalidRequest, QuotaExceeded
 from slackwater.domain.files import FilePurpose
 from slackwater.domain.ids import new_id
 from slackwater.domain.request import RequestStatus
+from slackwater.domain.text import shown
 from slackwater.ports import BatchStore, Clock, Page
 from slackwater.runtime.files import FileService
 
@@ -33,9 +34,9 @@ def check_metadata(metadata: Any) -> dict[str, str] | None:
             or len(value) > MAX_METADATA_VALUE
         ):
             raise InvalidRequest(
-                f"metadata[{key!r}] must be a string of at most {MAX_METADATA_VALUE} characters "
-                f"under a key of at most {MAX_METADATA_KEY}",
-                param=f"metadata.{key}",
+                f"metadata[{shown(key)!r}] must be a string of at most {MAX_METADATA_VALUE} "
+                f"characters under a key of at most {MAX_METADATA_KEY}",
+                param=f"metadata.{shown(key)}",
             )
     return dict(metadata)
 

@@ -10,6 +10,7 @@ from typing import Any
 from slackwater.domain.errors import EngineError, NotFound, OutOfMemory, SlackwaterError
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
+from slackwater.domain.text import shown
 from slackwater.ports import Engine
 
 
@@ -46,7 +47,7 @@ class EngineSet:
     def model(self, name: str) -> Model:
         model = self.catalog.find(name)
         if model is None:
-            raise NotFound(f"The model '{name}' does not exist", param="model")
+            raise NotFound(f"The model '{shown(name)}' does not exist", param="model")
         return model
 
     async def engine(self, name: str) -> Engine:

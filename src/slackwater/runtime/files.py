@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO
 
-from slackwater.domain.errors import InvalidRequest, LimitExceeded
+from slackwater.domain.errors import InvalidRequest, LimitExceeded, QuotaExceeded
 from slackwater.domain.files import FileObject, FilePurpose
 from slackwater.domain.ids import new_id
 from slackwater.ports import BlobStore, Clock, FileStore, Page
@@ -47,6 +48,16 @@ class Upload:
         return self.newlines + (1 if self.size and self.last_byte != 10 else 0)
 
 
+@dataclass(frozen=True)
+class UploadPace:
+    """How slowly an upload may arrive, and how many one project may send at once."""
+
+    idle_seconds: float = 30.0  # nothing received for this long: cut off
+    min_bytes_per_second: float = 1024.0  # on average, once `grace` has passed
+    grace_seconds: float = 30.0
+    max_concurrent_per_project: int = 4  # in this server process
+
+
 class FileService:
     def __init__(
         self,
@@ -57,6 +68,7 @@ class FileService:
         max_bytes: int,
         max_lines: int,
         max_stored_bytes: int = 0,
+        pace: UploadPace = UploadPace(),
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -64,12 +76,27 @@ class FileService:
         self.max_bytes = max_bytes
         self.max_lines = max_lines
         self.max_stored_bytes = max_stored_bytes
+        self.pace = pace
+        self._uploading: Counter[str] = Counter()
 
-    def receive(self, stack: ExitStack) -> Upload:
-        """Open an upload whose blob is kept only if the `stack` closes without error."""
+    def receive(self, stack: ExitStack, project: str) -> Upload:
+        """Open an upload whose blob is kept only if the `stack` closes without error;
+        QuotaExceeded while the project already sends its most at once."""
+        if self._uploading[project] >= self.pace.max_concurrent_per_project:
+            raise QuotaExceeded(
+                f"project {project!r} is already uploading "
+                f"{self.pace.max_concurrent_per_project} files; wait for one to finish"
+            )
+        self._uploading[project] += 1
+        stack.callback(self._finished, project)
         file_id = new_id("file")
         handle = stack.enter_context(self.blobs.writer(file_id))
         return Upload(file_id, self.max_bytes, self.max_lines, handle)
+
+    def _finished(self, project: str) -> None:
+        self._uploading[project] -= 1
+        if self._uploading[project] <= 0:
+            del self._uploading[project]
 
     async def commit(self, upload: Upload, project: str, filename: str, purpose: str) -> FileObject:
         if purpose not in UPLOAD_PURPOSES:

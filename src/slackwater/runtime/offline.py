@@ -61,7 +61,7 @@ async def run_file(
     if monitor is None:
         raise ValueError("an offline run needs the monitor to finalize the batch")
     with ExitStack() as stack:
-        upload = services.files.receive(stack)
+        upload = services.files.receive(stack, PROJECT)
         with source.open("rb") as handle:
             while chunk := handle.read(1 << 20):
                 upload.write(chunk)

@@ -21,6 +21,7 @@ from slackwater.domain.bodies import EXTENSION, prompt_text
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.model import Catalog, Tier
 from slackwater.domain.route import RouteRecord
+from slackwater.domain.text import shown
 from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
 from slackwater.policy.quality import blended_quality
 from slackwater.policy.router import Constraints, Need, NoRoute, route
@@ -221,7 +222,9 @@ class AutoRouter:
             body = dict(ask.body)
             given = body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
             if named is None:
-                found.append([_error(ask.line, "body.model", f"no route named {ask.requested!r}")])
+                found.append(
+                    [_error(ask.line, "body.model", f"no route named {shown(ask.requested)!r}")]
+                )
                 continue
             constraints = self.constraints(given, {**(defaults or {}), **named}, ask.line, tier)
             if isinstance(constraints, list):

@@ -14,6 +14,7 @@ from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
+from slackwater.runtime.keys import KeyService
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.routing import AutoRouter
@@ -32,6 +33,7 @@ class Services:
     engines: EngineSet
     router: AutoRouter | None
     admission: Admission
+    keys: KeyService
     files: FileService
     batches: BatchService
     intake: Intake
@@ -44,6 +46,8 @@ class Services:
     request_seconds: float = 300.0
     # On stop, workers finish the chunk in hand if it fits in this, else give it back.
     drain_seconds: float = 30.0
+    # Serve /metrics, /docs and /openapi.json without a key even when keys exist.
+    open_meta: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: bool = False
 

@@ -58,6 +58,8 @@ class WebhookSender:
         *,
         policy: RetryPolicy | None = None,
         interval: float = 0.5,
+        timeout: float = 5.0,
+        concurrency: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.store = store
@@ -66,8 +68,13 @@ class WebhookSender:
         self.secret = secret
         self.policy = policy or RetryPolicy(max_attempts=10, base_seconds=2, max_seconds=600)
         self.interval = interval
+        self.concurrency = concurrency
         self.stopping = asyncio.Event()
-        self._client = httpx.AsyncClient(timeout=10, transport=transport)
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        # A receiver that keeps failing is left alone for a while (its events wait in
+        # the outbox), rather than tried for every event: (failures in a row, until).
+        self._failing = 0
+        self._paused_until = float("-inf")
 
     async def run(self) -> None:
         try:
@@ -85,9 +92,25 @@ class WebhookSender:
         self.stopping.set()
 
     async def send_due(self) -> int:
-        sent = 0
-        for delivery in await self.store.due_deliveries(self.clock(), 50):
-            sent += await self._send(delivery)
+        """Send what is due, side by side: one slow receiver costs one timeout, not one
+        per event."""
+        if time.monotonic() < self._paused_until:
+            return 0
+        due = await self.store.due_deliveries(self.clock(), 50)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def send(delivery: Delivery) -> int:
+            async with limit:
+                return await self._send(delivery)
+
+        sent = sum(await asyncio.gather(*(send(d) for d in due)))
+        if due and not sent:
+            self._failing += 1
+            pause = backoff(self._failing, self.policy, random.random()).total_seconds()
+            self._paused_until = time.monotonic() + pause
+            log.warning("webhook receiver %s failing; pausing it %.0f s", self.url, pause)
+        elif sent:
+            self._failing = 0
         return sent
 
     async def _body(self, delivery: Delivery) -> bytes:

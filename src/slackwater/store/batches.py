@@ -22,13 +22,19 @@ from slackwater.domain.batch import (
     RequestCounts,
     check_transition,
 )
-from slackwater.domain.errors import NotFound
+from slackwater.domain.errors import IdempotencyMismatch, NotFound
 from slackwater.domain.money import from_nano, to_nano
 from slackwater.domain.request import RequestStatus
+from slackwater.domain.text import shown
 from slackwater.ports import Page
 from slackwater.store import outbox, queue
 from slackwater.store.database import Database
 from slackwater.store.schema import batches, files
+
+
+def _parameters(batch: Batch) -> tuple[Any, ...]:
+    """What a create request asked for: a repeated idempotency key must ask the same."""
+    return (batch.input_file_id, batch.endpoint, batch.completion_window, batch.metadata)
 
 
 def _dumps(value: Any) -> str | None:
@@ -74,7 +80,7 @@ async def read_batch(
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound(f"No such Batch object: {batch_id}", param="batch_id")
+        raise NotFound(f"No such Batch object: {shown(batch_id)}", param="batch_id")
     return _batch(row)
 
 
@@ -153,8 +159,15 @@ class SqlBatches(Database):
                 )
             ).first()
         if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
-            raise NotFound(f"no batch for idempotency key {idempotency_key}")
-        return _batch(row)
+            raise NotFound("no batch for this idempotency key")
+        first = _batch(row)
+        if _parameters(first) != _parameters(batch):
+            raise IdempotencyMismatch(
+                f"Idempotency-Key {shown(idempotency_key)!r} was first used to create batch "
+                f"{first.id} with other parameters; use a new key for a different request",
+                param="Idempotency-Key",
+            )
+        return first
 
     async def get_batch(self, project: str | None, batch_id: str) -> Batch:
         async with self.reading() as conn:

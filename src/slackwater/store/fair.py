@@ -1,5 +1,5 @@
-"""The fair queue's counters: each project's next rank and the queue's virtual time
-(the arithmetic is `policy.fairness`)."""
+"""The queue's own numbers: the fair queue's counters (each project's next rank and the
+queue's virtual time; the arithmetic is `policy.fairness`), and other named state."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from slackwater.store.schema import projects, scheduler_state
 VIRTUAL_TIME = "virtual_time"
 
 
-async def virtual_time(conn: AsyncConnection) -> int:
-    query = select(scheduler_state.c.value).where(scheduler_state.c.name == VIRTUAL_TIME)
+async def state(conn: AsyncConnection, name: str) -> int:
+    """A named number of the queue's state (0 when never set)."""
+    query = select(scheduler_state.c.value).where(scheduler_state.c.name == name)
     return int((await conn.execute(query)).scalar() or 0)
+
+
+async def virtual_time(conn: AsyncConnection) -> int:
+    return await state(conn, VIRTUAL_TIME)
 
 
 async def set_virtual_time(conn: AsyncConnection, value: int) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Row
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.files import FileObject
+from slackwater.domain.text import shown
 from slackwater.ports import Page
 from slackwater.store.database import Database
 from slackwater.store.schema import batches, files
@@ -21,7 +22,7 @@ def _file(row: Row[Any]) -> FileObject:
 
 
 def _not_found(file_id: str) -> NotFound:
-    return NotFound(f"No such File object: {file_id}", param="file_id")
+    return NotFound(f"No such File object: {shown(file_id)}", param="file_id")
 
 
 class SqlFiles(Database):

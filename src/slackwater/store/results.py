@@ -9,8 +9,9 @@ result recorded exactly once (docs/architecture.md, "Exactly once").
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -28,10 +29,11 @@ from slackwater.ports import (
     Retry,
     Settlement,
 )
-from slackwater.store import batches
+from slackwater.store import batches, fair
 from slackwater.store.database import Database, status_is
 from slackwater.store.schema import model_outcomes, requests, result_cache
 
+REQUEST_ID_KEY = "request_id_key"  # scheduler_state: the installation's id secret
 _REQUEST_STATUS = {status.value: status for status in RequestStatus}
 
 
@@ -83,6 +85,8 @@ _ESCALATE_SQL = (
 
 
 class SqlResults(Database):
+    _id_key: bytes | None = None
+
     async def record(self, lease_id: str, settlement: Settlement, now: datetime) -> int:
         async with self.writing() as conn:
             written = await self._results(conn, lease_id, settlement, now)
@@ -228,6 +232,22 @@ class SqlResults(Database):
                 )
             )
 
+    async def _request_ids(self) -> Callable[[int], str]:
+        """Row number -> `req_` id: a keyed hash, so ids tell nothing of how many requests
+        other projects made (row numbers are one counter for every project), and are the
+        same each time a batch is finalized."""
+        if self._id_key is None:
+            async with self.reading() as conn:
+                value = await fair.state(conn, REQUEST_ID_KEY)
+            self._id_key = value.to_bytes(8, "little")
+        key = self._id_key
+
+        def request_id(row: int) -> str:
+            digest = hashlib.blake2b(row.to_bytes(8, "little"), key=key, digest_size=12)
+            return "req_" + digest.hexdigest()
+
+        return request_id
+
     async def outcomes(self) -> dict[tuple[str, str], tuple[int, int]]:
         async with self.reading() as conn:
             rows = (await conn.execute(select(model_outcomes))).all()
@@ -244,6 +264,7 @@ class SqlResults(Database):
         return {r.key: CachedResult(r.status_code, r.response.encode()) for r in rows}
 
     async def finished(self, batch_id: str, chunk: int = 2000) -> AsyncIterator[FinishedRequest]:
+        request_id = await self._request_ids()
         last = 0
         while True:
             query = (
@@ -269,7 +290,7 @@ class SqlResults(Database):
                     _REQUEST_STATUS[status],
                     code,
                     response.encode() if response is not None else None,
-                    f"req_{id_:016x}",
+                    request_id(id_),
                     route.encode() if route is not None else None,
                 )
             if len(rows) < chunk:

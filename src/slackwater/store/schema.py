@@ -171,6 +171,13 @@ api_keys = Table(
     Column("key_hash", String(128), primary_key=True),
     Column("project", String(128), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("id", String(40)),
+    Column("name", Text),
+    Column("scope", String(16), nullable=False, server_default="all"),
+    Column("expires_at", UtcDateTime),
+    Column("revoked_at", UtcDateTime),
+    Index("ix_api_keys_id", "id", unique=True),
+    Index("ix_api_keys_project", "project"),
 )
 
 projects = Table(
