@@ -65,7 +65,11 @@ def build(
         options = {"data_dir": str(settings.data_dir), **model.options}
         return create_engine(replace(model, options=options))
 
-    engines = EngineSet(catalog, engine_for)
+    engines = EngineSet(
+        catalog,
+        engine_for,
+        realtime_calls_per_project=settings.max_realtime_calls_per_project,
+    )
     cache_ttl = (
         timedelta(seconds=settings.cache_ttl_seconds) if settings.cache_ttl_seconds else None
     )

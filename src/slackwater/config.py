@@ -202,6 +202,9 @@ class Settings(BaseSettings):
     upload_min_bytes_per_second: float = Field(default=1024.0, ge=0)
     upload_grace_seconds: float = Field(default=30.0, ge=0)
     max_concurrent_uploads_per_project: int = Field(default=4, ge=1)
+    # Realtime calls one project may have in flight on one model in one server (HTTP 429
+    # past it).
+    max_realtime_calls_per_project: int = Field(default=8, ge=1)
     # A realtime call's compute budget: past it the engine work is stopped (HTTP 504).
     max_request_seconds: float = Field(default=300.0, gt=0)
     # Per-project quotas (API key projects); 0 means no limit.

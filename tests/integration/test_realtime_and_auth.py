@@ -105,3 +105,27 @@ async def test_metrics_and_api_description_need_a_key_once_keys_exist(
     opened = await server_factory(open_meta=True)
     await opened.services.keys.create("team-a")
     assert (await opened.client.get("/metrics")).status_code == 200
+
+
+async def test_a_project_has_a_bounded_number_of_realtime_calls_in_flight(
+    server_factory: Any,
+) -> None:
+    import asyncio
+
+    server = await server_factory(
+        max_realtime_calls_per_project=2, engine_options={"latency_ms": 300}
+    )
+    a, _ = await server.services.keys.create("team-a")
+    b, _ = await server.services.keys.create("team-b")
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+    def call(key: str) -> Any:
+        headers = {"Authorization": f"Bearer {key}"}
+        return server.client.post("/v1/chat/completions", json=chat, headers=headers)
+
+    answers = await asyncio.gather(call(a), call(a), call(a), call(b))
+    codes = sorted(r.status_code for r in answers[:3])
+    assert codes == [200, 200, 429] and answers[3].status_code == 200
+    refused = next(r for r in answers if r.status_code == 429)
+    assert "team-a" in refused.json()["error"]["message"]
+    assert (await call(a)).status_code == 200  # the slots are given back

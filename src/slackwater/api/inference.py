@@ -36,7 +36,7 @@ def _refuse(error: LineError) -> SlackwaterError:
 
 
 async def _answer(
-    request: Request, svc: Services, endpoint: Endpoint, body: dict[str, Any]
+    request: Request, project: str, svc: Services, endpoint: Endpoint, body: dict[str, Any]
 ) -> JSONResponse:
     if body.get("stream"):
         raise InvalidRequest("streaming is not supported; set stream to false", param="stream")
@@ -59,7 +59,7 @@ async def _answer(
     too_long = await asyncio.to_thread(svc.admission.check, model, endpoint.value, body)
     if too_long is not None:
         raise _refuse(too_long)
-    work = svc.engines.run(model.name, endpoint.value, [body], realtime=True)
+    work = svc.engines.run(model.name, endpoint.value, [body], realtime=True, project=project)
     finished = await _while_connected(request, work, svc.request_seconds)
     if finished is None:  # the caller went away; its engine work was cancelled
         return JSONResponse(
@@ -102,23 +102,32 @@ async def _while_connected(
 
 @router.post("/chat/completions")
 async def chat_completions(
-    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request,
+    body: JsonBody,
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
 ) -> JSONResponse:
-    return await _answer(request, svc, Endpoint.CHAT, body)
+    return await _answer(request, project, svc, Endpoint.CHAT, body)
 
 
 @router.post("/completions")
 async def completions(
-    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request,
+    body: JsonBody,
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
 ) -> JSONResponse:
-    return await _answer(request, svc, Endpoint.COMPLETIONS, body)
+    return await _answer(request, project, svc, Endpoint.COMPLETIONS, body)
 
 
 @router.post("/embeddings")
 async def embeddings(
-    request: Request, body: JsonBody, _: Project, svc: Annotated[Services, Depends(services)]
+    request: Request,
+    body: JsonBody,
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
 ) -> JSONResponse:
-    return await _answer(request, svc, Endpoint.EMBEDDINGS, body)
+    return await _answer(request, project, svc, Endpoint.EMBEDDINGS, body)
 
 
 @router.get("/models")

@@ -2,32 +2,35 @@
 
 Embeddings: batched encoding, mean pooling over the attention mask, L2-normalised (the
 sentence-transformers recipe of MiniLM and most embedding models). Chat and completions:
-batched generation with left padding, requests grouped by sampling settings and sorted
-by prompt length so padding stays small.
+`engines/generation.py`, batched, or a realtime call in steps (`run_in_steps`).
 
 Options: `path` (a model directory; `package:NAME/SUB` for one shipped inside a Python
 package; `{data_dir}` is replaced by the data directory), `device` (auto, cpu, cuda),
 `dtype` (auto: the checkpoint's own; float32, bfloat16, float16), `normalize`
-(embeddings, default true), `default_max_tokens` (default 64).
+(embeddings, default true), `default_max_tokens` (default 64), `step_tokens` (tokens a
+realtime call writes before another tenant's call may take the model, default 16).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files as package_files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from slackwater.domain.batch import Endpoint
-from slackwater.domain.errors import EngineError, ModelUnavailable, OutOfMemory
+from slackwater.domain.errors import ModelUnavailable, OutOfMemory
 from slackwater.domain.model import Model
-from slackwater.domain.request import Outcome, Usage
+from slackwater.domain.request import Outcome
 from slackwater.engines import responses
+from slackwater.engines.generation import Generator, Loaded, Steps
 from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
+
+T = TypeVar("T")
 
 
 def resolve_path(spec: str, data_dir: str | Path = ".") -> Path:
@@ -52,7 +55,11 @@ class TransformersEngine:
         self.device_option = str(options.get("device", "auto"))
         self.dtype_option = str(options.get("dtype", "auto"))
         self.normalize = bool(options.get("normalize", True))
-        self.default_max_tokens = int(options.get("default_max_tokens", 64))
+        self.generator = Generator(
+            model,
+            default_max_tokens=int(options.get("default_max_tokens", 64)),
+            step_tokens=max(1, int(options.get("step_tokens", 16))),
+        )
         self.generative = not model.serves(Endpoint.EMBEDDINGS)
         # One thread owns the model: torch releases the GIL while it computes, and one
         # model is never run from two threads at once.
@@ -74,12 +81,41 @@ class TransformersEngine:
 
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         """Run in the model's thread; cancelled, the generation stops at its next token."""
+        async with self._stoppable() as stop:
+            return await self._in_thread(self.run_sync, endpoint, list(bodies), stop)
+
+    async def run_in_steps(
+        self, endpoint: str, body: dict[str, Any], between: Callable[[], Awaitable[None]]
+    ) -> Outcome:
+        """One request, generated `step_tokens` at a time; `between` is awaited between
+        steps (another call may use the model then). Same answer as `run`."""
+        if not self.generator.steppable(endpoint, body):
+            [outcome] = await self.run(endpoint, [body])
+            return outcome
+        async with self._stoppable() as stop:
+            loaded = await self._in_thread(self._load)
+            steps = await self._in_thread(self.generator.begin, loaded, endpoint, body)
+            while True:
+                await self._in_thread(self._step, loaded, steps, stop)
+                if steps.done:
+                    return self.generator.finish(loaded, endpoint, steps)
+                await between()
+
+    def _step(self, loaded: Loaded, steps: Steps, stop: threading.Event) -> None:
+        torch = loaded[0]
+        with torch.inference_mode():
+            self.generator.step(loaded, steps, stop)
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    @contextlib.asynccontextmanager
+    async def _stoppable(self) -> AsyncIterator[threading.Event]:
+        """A stop flag for one call: set if the call is cancelled or the engine closes."""
         stop = threading.Event()
         self._stops.add(stop)
         try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self.run_sync, endpoint, list(bodies), stop
-            )
+            yield stop
         except asyncio.CancelledError:
             stop.set()
             raise
@@ -138,7 +174,8 @@ class TransformersEngine:
             with torch.inference_mode():
                 if endpoint == Endpoint.EMBEDDINGS:
                     return self._embed(torch, tokenizer, network, bodies)
-                return self._generate(torch, tokenizer, network, endpoint, bodies, stop)
+                loaded = (torch, tokenizer, network)
+                return self.generator.generate(loaded, endpoint, bodies, stop)
         except torch.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -194,117 +231,6 @@ class TransformersEngine:
                 )
             )
         return outcomes
-
-    def _prompts(self, tokenizer: Any, endpoint: str, body: dict[str, Any]) -> list[str]:
-        if endpoint == Endpoint.CHAT:
-            messages = [
-                {"role": m["role"], "content": _text(m.get("content"))} for m in body["messages"]
-            ]
-            if tokenizer.chat_template:
-                return [
-                    tokenizer.apply_chat_template(
-                        messages, tokenize=False, add_generation_prompt=True
-                    )
-                ]
-            lines = [f"{m['role']}: {m['content']}" for m in messages]
-            return ["\n".join([*lines, "assistant:"])]
-        prompt = body["prompt"]
-        return [prompt] if isinstance(prompt, str) else list(prompt)
-
-    def _generate(
-        self,
-        torch: Any,
-        tokenizer: Any,
-        network: Any,
-        endpoint: str,
-        bodies: list[dict[str, Any]],
-        stop: threading.Event | None = None,
-    ) -> list[Outcome]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        class _Stopped(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
-                return stop is not None and stop.is_set()
-
-        stopping = StoppingCriteriaList([_Stopped()])
-        # Every prompt of every body, grouped by the settings generate() takes per call.
-        jobs: dict[tuple[Any, ...], list[tuple[int, int, str]]] = defaultdict(list)
-        for index, body in enumerate(bodies):
-            limit = (
-                body.get("max_completion_tokens")
-                or body.get("max_tokens")
-                or (16 if endpoint == Endpoint.COMPLETIONS else self.default_max_tokens)
-            )
-            temperature = body.get("temperature")
-            temperature = 1.0 if temperature is None else float(temperature)
-            key = (int(limit), temperature, float(body.get("top_p") or 1.0), body.get("seed"))
-            for choice, prompt in enumerate(self._prompts(tokenizer, endpoint, body)):
-                jobs[key].append((index, choice, prompt))
-
-        texts: dict[tuple[int, int], tuple[str, str, int, int]] = {}
-        for (limit, temperature, top_p, seed), items in jobs.items():
-            items.sort(key=lambda item: len(item[2]))
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            for start in range(0, len(items), max(1, self.model.max_batch_size)):
-                chunk = items[start : start + self.model.max_batch_size]
-                encoded = tokenizer(
-                    [prompt for _, _, prompt in chunk],
-                    return_tensors="pt",
-                    padding=True,
-                    add_special_tokens=endpoint != Endpoint.CHAT,
-                ).to(network.device)
-                sampling: dict[str, Any] = (
-                    {"do_sample": True, "temperature": temperature, "top_p": top_p}
-                    if temperature > 0
-                    else {"do_sample": False}
-                )
-                output = network.generate(
-                    **encoded,
-                    max_new_tokens=limit,
-                    pad_token_id=tokenizer.pad_token_id,
-                    stopping_criteria=stopping,
-                    **sampling,
-                )
-                if stop is not None and stop.is_set():
-                    # Cut short: these answers are not the model's; nothing is recorded.
-                    raise EngineError("the call was stopped", retryable=True, status_code=503)
-                prompt_len = encoded["input_ids"].shape[1]
-                prompt_tokens = encoded["attention_mask"].sum(1).tolist()
-                for row, (index, choice, _) in enumerate(chunk):
-                    new = output[row, prompt_len:].tolist()
-                    eos = tokenizer.eos_token_id
-                    stopped = eos is not None and eos in new
-                    if stopped:
-                        new = new[: new.index(eos)]
-                    while new and new[-1] == tokenizer.pad_token_id:
-                        new.pop()
-                    text = tokenizer.decode(new, skip_special_tokens=True)
-                    text, hit_stop = responses.apply_stop(text, bodies[index].get("stop"))
-                    finish = "stop" if stopped or hit_stop or len(new) < limit else "length"
-                    texts[(index, choice)] = (text, finish, int(prompt_tokens[row]), len(new))
-
-        outcomes = []
-        for index, _body in enumerate(bodies):
-            mine = sorted((c, v) for (i, c), v in texts.items() if i == index)
-            usage = Usage(sum(v[2] for _, v in mine), sum(v[3] for _, v in mine))
-            if endpoint == Endpoint.CHAT:
-                text, finish = mine[0][1][0], mine[0][1][1]
-                outcomes.append(responses.chat_completion(self.model.name, text, finish, usage))
-            else:
-                outcome = responses.completion(self.model.name, mine[0][1][0], mine[0][1][1], usage)
-                outcome.body["choices"] = [
-                    {"index": c, "text": v[0], "logprobs": None, "finish_reason": v[1]}
-                    for c, v in mine
-                ]
-                outcomes.append(outcome)
-        return outcomes
-
-
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
 
 
 def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], int] | None:

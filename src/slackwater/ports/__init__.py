@@ -7,7 +7,14 @@
 The records that cross them are in `ports.records`. Everything is re-exported here.
 """
 
-from slackwater.ports.engine import BlobStore, Clock, Engine, PoolState, PriceFeed
+from slackwater.ports.engine import (
+    BlobStore,
+    Clock,
+    Engine,
+    PoolState,
+    PriceFeed,
+    SteppingEngine,
+)
 from slackwater.ports.records import (
     LEDGER_GROUPS,
     CachedResult,
@@ -69,6 +76,7 @@ __all__ = [
     "Retry",
     "Settlement",
     "StagedRequest",
+    "SteppingEngine",
     "Store",
     "WorkerStore",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,15 @@ class Engine(Protocol):
     async def start(self) -> None: ...
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...
     async def close(self) -> None: ...
+
+
+class SteppingEngine(Engine, Protocol):
+    """An engine that can run one request in steps (optional): between steps it awaits
+    `between`, where another tenant's call may take the model (runtime/turns.py)."""
+
+    async def run_in_steps(
+        self, endpoint: str, body: dict[str, Any], between: Callable[[], Awaitable[None]]
+    ) -> Outcome: ...
 
 
 class BlobStore(Protocol):

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from slackwater.domain.errors import EngineError, NotFound, OutOfMemory, SlackwaterError
+from slackwater.domain.errors import (
+    EngineError,
+    NotFound,
+    OutOfMemory,
+    QuotaExceeded,
+    SlackwaterError,
+)
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
 from slackwater.ports import Engine
+from slackwater.runtime.turns import Turns
 
 
 class _Gate:
@@ -24,6 +32,8 @@ class _Gate:
         self.clear = asyncio.Event()
         self.clear.set()
         self.batch_step = asyncio.Lock()
+        self.turns = Turns()  # realtime calls, between projects (a serial engine)
+        self.calls: Counter[str] = Counter()  # realtime calls in flight per project
 
     def enter_realtime(self) -> None:
         self.realtime += 1
@@ -36,8 +46,15 @@ class _Gate:
 
 
 class EngineSet:
-    def __init__(self, catalog: Catalog, factory: Callable[[Model], Engine]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        factory: Callable[[Model], Engine],
+        *,
+        realtime_calls_per_project: int = 8,
+    ) -> None:
         self.catalog = catalog
+        self.realtime_calls_per_project = realtime_calls_per_project
         self._factory = factory
         self._engines: dict[str, Engine] = {}
         self._starting: dict[str, asyncio.Lock] = {}
@@ -76,20 +93,36 @@ class EngineSet:
         bodies: Sequence[dict[str, Any]],
         *,
         realtime: bool = False,
+        project: str = "default",
     ) -> list[Outcome]:
         """Run bodies on the model; a whole-call failure becomes one error outcome each.
 
         Realtime calls overtake batch work: a batch step starts only when no realtime
         call waits, so a realtime call waits for at most the batch step in flight
-        (however many workers of this process share the engine).
+        (however many workers of this process share the engine). On a serial engine
+        realtime calls take turns between projects (`Turns`), a call in steps where the
+        engine can; a project has at most `realtime_calls_per_project` in flight.
         """
         gate = self._gates.setdefault(self.model(model).name, _Gate())
         if realtime:
+            if gate.calls[project] >= self.realtime_calls_per_project:
+                raise QuotaExceeded(
+                    f"project {project!r} has {gate.calls[project]} realtime calls in flight "
+                    f"on {shown(model)}; wait for one to finish"
+                )
+            gate.calls[project] += 1
             gate.enter_realtime()
             try:
-                return await self._run(model, endpoint, list(bodies))
+                if not await self._serial(model):
+                    return await self._run(model, endpoint, list(bodies))
+                await gate.turns.take(project)
+                try:
+                    return await self._run(model, endpoint, list(bodies), gate.turns.between)
+                finally:
+                    gate.turns.give()
             finally:
                 gate.leave_realtime()
+                gate.calls[project] -= 1
         one_at_a_time = gate.batch_step if await self._serial(model) else contextlib.nullcontext()
         async with one_at_a_time:
             await gate.clear.wait()
@@ -103,10 +136,20 @@ class EngineSet:
         # A plug-in engine that does not say is taken to run calls side by side.
         return bool(getattr(engine, "serial", False))
 
-    async def _run(self, model: str, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
+    async def _run(
+        self,
+        model: str,
+        endpoint: str,
+        bodies: list[dict[str, Any]],
+        between: Callable[[], Awaitable[None]] | None = None,
+    ) -> list[Outcome]:
         try:
             engine = await self.engine(model)
-            outcomes = await engine.run(endpoint, bodies)
+            stepping = getattr(engine, "run_in_steps", None)
+            if between is not None and stepping is not None and len(bodies) == 1:
+                outcomes = [await stepping(endpoint, bodies[0], between)]
+            else:
+                outcomes = await engine.run(endpoint, bodies)
         except OutOfMemory as exc:
             if len(bodies) == 1:
                 return [Outcome.error(exc.status_code, exc.message, code=exc.code)]

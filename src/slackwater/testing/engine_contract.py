@@ -105,6 +105,28 @@ class EngineContract:
         assert first["choices"][0]["message"] == second["choices"][0]["message"]
 
     @pytest.mark.asyncio
+    async def test_an_answer_in_steps_is_the_answer_in_one_call(self, engines: Engines) -> None:
+        """Engines that run requests in steps (ports.SteppingEngine) give the same answer,
+        and let others in between steps."""
+        chat = _served(engines.chat, Endpoint.CHAT)
+        stepping = getattr(chat, "run_in_steps", None)
+        if stepping is None:
+            pytest.skip("the engine does not run requests in steps")
+        body = chat_body(chat, "a question that takes a while", max_tokens=40)
+        [whole] = await chat.run(Endpoint.CHAT.value, [body])
+        breaks = 0
+
+        async def between() -> None:
+            nonlocal breaks
+            breaks += 1
+
+        stepped = await stepping(Endpoint.CHAT.value, body, between)
+        assert stepped.body["choices"] == whole.body["choices"]
+        assert stepped.usage == whole.usage
+        if whole.usage.completion_tokens > 20:
+            assert breaks >= 1  # a long answer is not written in one go
+
+    @pytest.mark.asyncio
     async def test_completions(self, engines: Engines) -> None:
         chat = _served(engines.chat, Endpoint.COMPLETIONS)
         body = {"model": chat.model.name, "prompt": "Once upon", "max_tokens": 4, "temperature": 0}
