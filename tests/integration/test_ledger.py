@@ -22,6 +22,17 @@ def priced_models(**options: Any) -> list[ModelConfig]:
     return [echo.model_copy(update={"price": PRICE}), vec]
 
 
+async def test_loading_a_model_is_not_charged_to_the_requests(server_factory: Any) -> None:
+    server: Server = await server_factory(
+        models=priced_models(start_ms=1000, latency_ms=10),
+        pools=[PoolConfig(name="box", kind="local", price_per_hour=Decimal("7.2"))],
+        pool="box",
+    )
+    await server.wait((await server.submit([chat_line(i) for i in range(3)]))["id"])
+    [row] = await server.services.store.ledger("pool")
+    assert row.requests == 3 and 0 < row.compute_seconds < 0.5  # the 1 s load is not in it
+
+
 async def test_each_request_is_charged_to_its_pool_against_realtime(
     server_factory: Any, tmp_path: Path
 ) -> None:

@@ -1,7 +1,8 @@
 """The fake engine: deterministic answers with configurable latency and failures.
 
 For tests and for benchmarks of the queue itself; never a default. Options:
-`latency_ms` per call, `item_latency_ms` per request, `busy_ms` per call spent in a
+`start_ms` to start (as loading a model), `latency_ms` per call, `item_latency_ms` per
+request, `busy_ms` per call spent in a
 thread that nothing can interrupt (as a native kernel: cancelling the call does not stop
 it), `failure_rate` (0..1, decided by a hash of the body, so the same request always
 fails the same way), `failure_status` (default 500, retryable), `fits` (a larger engine
@@ -52,6 +53,7 @@ class FakeEngine:
         self.latency = float(options.get("latency_ms", 0)) / 1000
         self.item_latency = float(options.get("item_latency_ms", 0)) / 1000
         self.busy = float(options.get("busy_ms", 0)) / 1000
+        self.start_seconds = float(options.get("start_ms", 0)) / 1000
         self.failure_rate = float(options.get("failure_rate", 0))
         self.failure_status = int(options.get("failure_status", 500))
         self.dimensions = int(options.get("dimensions", 8))
@@ -63,7 +65,7 @@ class FakeEngine:
         self.calls = 0
 
     async def start(self) -> None:
-        return None
+        await asyncio.sleep(self.start_seconds)
 
     async def close(self) -> None:
         return None

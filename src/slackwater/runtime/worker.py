@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from slackwater.domain.errors import SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.model import Model, Tier
 from slackwater.domain.pool import Pool, PoolKind
@@ -236,6 +237,10 @@ class Worker:
                 to_run.append(request)
                 if key is not None:
                     keys.add(key)
+        # Loading the model is not the requests' compute: it happens before the clock starts
+        # (a model that cannot load is reported by `run`, request by request).
+        with contextlib.suppress(SlackwaterError):
+            await self.engines.engine(model.name)
         started = time.perf_counter()
         outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
         spent = time.perf_counter() - started
