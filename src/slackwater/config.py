@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -188,7 +189,7 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "slackwater")
     database_url: str | None = None
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     # Uploads: past OpenAI's own limits (200 MB, 50,000 lines) on purpose.
     max_file_bytes: int = 2 * 1024**3
     max_file_lines: int = 1_000_000
@@ -325,6 +326,8 @@ class Settings(BaseSettings):
         loader = type("LoadedSettings", (cls,), {"_toml_file": Path(path) if path else None})
         try:
             return loader(**given)  # type: ignore[no-any-return]
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         except ValidationError as exc:
             where = f" in {path}" if path else ""
             problems = "; ".join(

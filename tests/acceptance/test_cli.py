@@ -104,9 +104,10 @@ def test_client_commands_against_a_server(tmp_path: Path, processes: list[Proces
 
 
 def test_unreachable_server_is_one_line() -> None:
-    done = run_cli("batches", "list", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    done = run_cli("batches", "list", "--base-url", url)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: cannot reach the server")
+    assert done.stderr.startswith(f"error: cannot reach {url}/batches")
 
 
 def test_api_keys_from_the_cli(tmp_path: Path, processes: list[Process]) -> None:

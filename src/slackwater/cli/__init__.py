@@ -13,6 +13,7 @@ Commands build what they run through `slackwater.app`, never directly.
 from __future__ import annotations
 
 import sys
+import traceback
 
 import httpx
 
@@ -35,11 +36,33 @@ def version() -> None:
 
 
 def main() -> None:
+    """Every failure is one line on stderr and a non-zero exit; `--debug` (anywhere on
+    the command line) shows the traceback as well."""
+    debug = "--debug" in sys.argv
+    if debug:
+        sys.argv.remove("--debug")
     try:
         app()
-    except SlackwaterError as exc:
-        err_console.print(f"error: {exc.message}", highlight=False)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the one place every failure is turned into one line
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"error: {describe(exc)}")
+        if not debug and not isinstance(exc, SlackwaterError | httpx.HTTPError | OSError):
+            err_console.print("(an unexpected error: run again with --debug for the traceback)")
         sys.exit(1)
-    except httpx.HTTPError as exc:
-        err_console.print(f"error: cannot reach the server: {exc}", highlight=False)
-        sys.exit(1)
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong, and where, in one line."""
+    if isinstance(exc, SlackwaterError):
+        return exc.message
+    if isinstance(exc, httpx.RequestError):
+        where = exc.request.url if exc.request is not None else "the server"
+        return f"cannot reach {where}: {exc}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP error: {exc}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"{exc.strerror or exc}: {exc.filename}"
+    return f"{type(exc).__name__}: {exc}"

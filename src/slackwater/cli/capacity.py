@@ -237,6 +237,7 @@ def _entries(loaded: Settings, batch_id: str, limit: int, json_out: bool) -> Non
         store = open_store(loaded)
         try:
             await store.migrate()
+            await store.get_batch(None, batch_id)  # NotFound names it
             return list(await store.ledger_entries(batch_id, limit))
         finally:
             await store.close()

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from slackwater.cli.common import JsonOpt, app, console, err_console
+from slackwater.cli.common import JsonOpt, app, console, err_console, writable
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.errors import InvalidRequest, SlackwaterError
 from slackwater.runtime.offline import endpoint_of
@@ -93,6 +93,28 @@ def _batch_table(items: list[dict[str, Any]]) -> None:
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(b["created_at"])),
         )
     console.print(table)
+    if len(items) == 1:
+        _line_errors(items[0])
+
+
+def _line_errors(batch: dict[str, Any]) -> None:
+    """A batch's input errors (why it failed validation), one line each."""
+    for error in (batch.get("errors") or {}).get("data", []):
+        where = f"line {error['line']}" if error.get("line") else "input file"
+        field = f" ({error['param']})" if error.get("param") else ""
+        err_console.print(f"{where}{field}: {error['message']}")
+
+
+def _ended_well(batch: dict[str, Any]) -> None:
+    """Fail (non-zero exit, one line) unless the batch completed with every request."""
+    counts, status = batch["request_counts"], batch["status"]
+    if status == "completed" and not counts["failed"]:
+        return
+    if status == "failed":
+        raise SlackwaterError(f"batch {batch['id']} failed validation; nothing ran")
+    done = f"{counts['completed']} of {counts['total']} requests completed"
+    where = f"; failed lines in {batch['error_file_id']}" if batch.get("error_file_id") else ""
+    raise SlackwaterError(f"batch {batch['id']} {status}: {done}{where}")
 
 
 def _file_table(items: list[dict[str, Any]]) -> None:
@@ -156,30 +178,41 @@ def batches_create(
     api_key: ApiKeyOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a batch (uploading --input first)."""
+    """Create a batch (uploading --input first). With --wait, exits non-zero unless the
+    batch completes with every request."""
     if (input is None) == (input_file_id is None):
         raise InvalidRequest("pass exactly one of --input and --input-file-id")
+    if output is not None:
+        writable(output)
     with _client(base_url, api_key) as client:
+        uploaded = None
         if input is not None:
-            input_file_id = _upload(client, input)["id"]
             endpoint = endpoint or endpoint_of(input)
+            uploaded = input_file_id = _upload(client, input)["id"]
         if endpoint is None:
             raise InvalidRequest("--endpoint is required with --input-file-id")
-        batch = _call(
-            client.post(
-                "batches",
-                json={
-                    "input_file_id": input_file_id,
-                    "endpoint": endpoint,
-                    "completion_window": completion_window,
-                },
+        try:
+            batch = _call(
+                client.post(
+                    "batches",
+                    json={
+                        "input_file_id": input_file_id,
+                        "endpoint": endpoint,
+                        "completion_window": completion_window,
+                    },
+                )
             )
-        )
+        except SlackwaterError:
+            if uploaded is not None:  # nothing uses the upload: do not leave it behind
+                client.delete(f"files/{uploaded}")
+            raise
         if wait:
             batch = _wait(client, batch)
             if output is not None:
                 _save_results(client, batch, output)
     _print(batch, json_out, lambda b: _batch_table([b]))
+    if wait:
+        _ended_well(batch)
 
 
 @batches_app.command("get")
@@ -229,6 +262,8 @@ def batches_retry(
     json_out: JsonOpt = False,
 ) -> None:
     """Run again only the lines of an ended batch that failed, were cancelled or expired."""
+    if output is not None:
+        writable(output)
     with _client(base_url, api_key) as client:
         batch = _call(client.post(f"batches/{batch_id}/retry"))
         if wait:
@@ -236,9 +271,14 @@ def batches_retry(
             if output is not None:
                 _save_results(client, batch, output)
     _print(batch, json_out, lambda b: _batch_table([b]))
+    if wait:
+        _ended_well(batch)
 
 
 def _save_results(client: httpx.Client, batch: dict[str, Any], output: Path | None) -> None:
+    if not batch.get("output_file_id") and not batch.get("error_file_id"):
+        _line_errors(batch)
+        raise SlackwaterError(f"batch {batch['id']} is {batch['status']}: it has no results")
     for key, suffix in (("output_file_id", ""), ("error_file_id", ".errors")):
         file_id = batch.get(key)
         if not file_id:
@@ -268,6 +308,8 @@ def batches_results(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Print (or save) a batch's output and error lines."""
+    if output is not None:
+        writable(output)
     with _client(base_url, api_key) as client:
         _save_results(client, _call(client.get(f"batches/{batch_id}")), output)
 

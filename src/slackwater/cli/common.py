@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from slackwater.config import Settings
+from slackwater.domain.errors import InvalidRequest
 
 app = typer.Typer(
     help="slackwater: cost-first batch inference with an OpenAI-compatible Batch API.",
@@ -18,9 +19,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Piped output keeps whole ids on one line; a terminal gets its own width.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+# Piped output keeps whole ids on one line; a terminal gets its own width. What is
+# printed is data (ids, answers, error messages): never markup or emoji codes, so that
+# a custom_id "[red]" or an answer ":100:" prints as sent.
+console = Console(
+    soft_wrap=True, width=None if sys.stdout.isatty() else 250, markup=False, emoji=False
+)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 ConfigOpt = Annotated[
     Path | None,
@@ -37,6 +42,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def settings(config: Path | None, **overrides: Any) -> Settings:
     return Settings.load(config, **overrides)
+
+
+def writable(path: Path, what: str = "output") -> Path:
+    """`path`, checked before any work: a file that can be written (its folder exists)."""
+    if path.is_dir():
+        raise InvalidRequest(f"{what} {path} is a directory; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidRequest(f"{what} {path}: folder {folder} does not exist")
+    return path
 
 
 def setup_logging(level: str = "INFO") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,6 +60,11 @@ def route_command(
     """
     from slackwater.app import router_for
 
+    if max_price is not None:
+        try:
+            Decimal(max_price)
+        except InvalidOperation:
+            raise InvalidRequest(f"--max-price {max_price!r} is not a number") from None
     loaded = settings(config)
     router = router_for(loaded, Catalog(loaded.catalog()))
     if router.named(route) is None:

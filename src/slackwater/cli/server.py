@@ -12,10 +12,18 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from slackwater.cli.common import ConfigOpt, DataDirOpt, app, err_console, settings, setup_logging
+from slackwater.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    app,
+    err_console,
+    settings,
+    setup_logging,
+    writable,
+)
 from slackwater.config import Settings
 from slackwater.domain.batch import BatchStatus
-from slackwater.domain.errors import InvalidRequest
+from slackwater.domain.errors import InvalidRequest, SlackwaterError
 from slackwater.runtime.offline import OFFLINE_LEASE_SIZE
 from slackwater.runtime.process import exit_after, tune_collector
 
@@ -115,7 +123,8 @@ def run_batch(
     """Run a JSONL batch file offline, without a server, and write its results."""
     if not input.is_file():
         raise InvalidRequest(f"input file {input} does not exist")
-    errors = errors or output.with_suffix(".errors.jsonl")
+    errors = writable(errors or output.with_suffix(".errors.jsonl"), "errors file")
+    writable(output)
     with ExitStack() as stack:
         directory = data_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="slackwater-"))
@@ -131,7 +140,11 @@ def run_batch(
         + (f", errors -> {errors}" if counts["failed"] else "")
     )
     if batch["status"] == BatchStatus.FAILED:
-        raise typer.Exit(1)
+        raise SlackwaterError(f"{input} failed validation; nothing ran")
+    if counts["failed"]:
+        raise SlackwaterError(
+            f"{counts['failed']} of {counts['total']} requests failed; see {errors}"
+        )
 
 
 async def _run_offline(
@@ -156,6 +169,7 @@ async def _run_offline(
             callbacks = Callbacks(
                 validating=lambda total: bar.update(task, total=total),
                 validated=lambda n: bar.advance(task, n),
+                loading=lambda model: bar.update(task, description=f"loading {model}"),
                 running=lambda total: bar.update(
                     task, description="running", completed=0, total=total
                 ),

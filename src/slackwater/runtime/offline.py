@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slackwater.domain.batch import Batch, BatchStatus
-from slackwater.domain.errors import InvalidRequest
+from slackwater.domain.errors import InvalidRequest, SlackwaterError
 from slackwater.runtime.services import Services
 
 PROJECT = "default"
@@ -41,6 +42,7 @@ class Progress:
 
     validating: Callable[[int], None] = lambda total: None
     validated: Callable[[int], None] = lambda n: None
+    loading: Callable[[str], None] = lambda model: None
     running: Callable[[int], None] = lambda total: None
     recorded: Callable[[int], None] = lambda n: None
 
@@ -77,6 +79,13 @@ async def run_file(
     batch = await services.intake.ingest(batch.id)
     if batch.status is BatchStatus.FAILED:
         return batch
+    # Load the batch's models first, saying so: a first load can take a while.
+    for model in sorted(
+        {w.model for w in await services.store.open_work() if w.batch_id == batch.id}
+    ):
+        progress.loading(model)
+        with contextlib.suppress(SlackwaterError):  # a model that cannot load fails its lines
+            await services.engines.engine(model)
     progress.running(batch.request_counts.total)
     worker.on_recorded = progress.recorded
     while await worker.step():
