@@ -67,6 +67,8 @@ async def test_cancel_midway_keeps_finished_results(server_factory: Any) -> None
     assert len(out) + len(err) == 60
     assert Counter(x["custom_id"] for x in out + err) == Counter(f"req-{i}" for i in range(60))
     assert {e["error"]["code"] for e in err} == {"batch_cancelled"}
+    counts = done["request_counts"]  # cancelled lines count, as failed: the sums add up
+    assert (counts["total"], counts["completed"], counts["failed"]) == (60, len(out), len(err))
     again = await server.client.post(f"/v1/batches/{batch['id']}/cancel")
     assert again.json()["status"] == "cancelled"
 
@@ -81,6 +83,8 @@ async def test_expired_batch_keeps_finished_results(server_factory: Any) -> None
     out, err = await server.lines(done["output_file_id"]), await server.lines(done["error_file_id"])
     assert len(out) >= 4 and len(out) + len(err) == 60
     assert {e["error"]["code"] for e in err} == {"batch_expired"}
+    counts = done["request_counts"]
+    assert (counts["total"], counts["completed"], counts["failed"]) == (60, len(out), len(err))
 
 
 async def test_bad_lines_fail_the_batch_and_the_server_keeps_serving(server: Server) -> None:
@@ -214,3 +218,24 @@ async def test_two_intakes_of_one_batch_stage_it_once(server_factory: Any) -> No
     assert statuses in (["in_progress", "validating"], ["in_progress", "in_progress"])
     activated = await svc.store.get_batch(None, batch["id"])
     assert activated.request_counts.total == 500
+
+
+async def test_wire_details_a_client_relies_on(server: Server) -> None:
+    listed = await server.client.get("/v1/batches")
+    assert listed.headers["x-request-id"].startswith("req_")
+    missing = await server.client.post(
+        "/v1/batches",
+        json={
+            "input_file_id": "file_nope",
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "1h",
+        },
+    )
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "input_file_id"
+    broken = await server.client.post(
+        "/v1/batches", content=b'{"input_file_id": ', headers={"Content-Type": "application/json"}
+    )
+    error = broken.json()["error"]
+    assert broken.status_code == 400 and error["param"] is None
+    assert error["code"] == "invalid_json" and "not valid JSON" in error["message"]
+    assert broken.headers["x-request-id"] != listed.headers["x-request-id"]

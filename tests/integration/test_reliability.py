@@ -69,9 +69,14 @@ async def test_identical_deterministic_requests_run_once(
         and len({o["response"]["body"]["choices"][0]["message"]["content"] for o in out}) == 1
     )
     assert calls(log) == Counter({"same": 1})
+    # Each reused answer is an answer of its own: its own id.
+    assert len({o["response"]["body"]["id"] for o in out}) == 6
     # A later batch reuses the cached answer; a batch can opt out.
     again = await server.wait((await server.submit(lines[:2]))["id"])
     assert again["request_counts"]["completed"] == 2 and calls(log) == Counter({"same": 1})
+    reused = await server.lines(again["output_file_id"])
+    first = {o["response"]["body"]["id"] for o in out}
+    assert not first & {o["response"]["body"]["id"] for o in reused}
     file_id = (await server.upload(lines[:2])).json()["id"]
     opted_out = (
         await server.client.post(

@@ -30,6 +30,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            # Its location is a character offset into the body, not a parameter.
+            where = first.get("ctx", {}).get("error") or first["msg"]
+            message = f"the request body is not valid JSON: {where}"
+            return JSONResponse(
+                error_body(message, "invalid_request_error", None, "invalid_json"),
+                status_code=400,
+            )
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
         message = f"{param}: {first['msg']}" if param else str(first["msg"])

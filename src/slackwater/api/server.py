@@ -6,17 +6,20 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request as StarletteRequest
 
 from slackwater import __version__
 from slackwater.api import batches, errors, files, inference
 from slackwater.api.auth import KeyCheck
 from slackwater.api.deps import project
+from slackwater.domain.ids import new_id
 from slackwater.runtime.process import exit_after
 from slackwater.runtime.services import Services
 
@@ -45,6 +48,14 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.services = svc
     app.state.key_check = KeyCheck(svc.store, svc.clock)
     errors.install(app)
+
+    @app.middleware("http")
+    async def request_id(request: StarletteRequest, call_next: Any) -> Any:
+        """Every answer names itself, as OpenAI's do: quote it when reporting a problem."""
+        response = await call_next(request)
+        response.headers["x-request-id"] = new_id("req")
+        return response
+
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(inference.router)

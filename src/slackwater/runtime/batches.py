@@ -7,7 +7,7 @@ from typing import Any
 
 from slackwater.domain.batch import Batch, BatchStatus, Endpoint
 from slackwater.domain.clock import parse_completion_window
-from slackwater.domain.errors import Conflict, InvalidRequest, QuotaExceeded
+from slackwater.domain.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from slackwater.domain.files import FilePurpose
 from slackwater.domain.ids import new_id
 from slackwater.domain.request import RequestStatus
@@ -74,7 +74,10 @@ class BatchService:
             )
         window = parse_completion_window(completion_window)
         checked = check_metadata(metadata)
-        file = await self.store.get_file(project, input_file_id)
+        try:
+            file = await self.store.get_file(project, input_file_id)
+        except NotFound as exc:
+            raise NotFound(exc.message, param="input_file_id") from None
         if file.purpose != FilePurpose.BATCH.value:
             raise InvalidRequest(
                 f"file {input_file_id} has purpose {file.purpose!r}; batches need 'batch'",

@@ -16,11 +16,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -262,6 +264,8 @@ class Worker:
             if outcome is None:
                 # A twin in this chunk failed: this copy runs again on its own later.
                 outcome = Outcome.error(503, "identical request failed; retrying", retryable=True)
+            else:
+                outcome = _answered_now(outcome, self.clock())
             results.append(Result(request.id, outcome, reused(model, pool, outcome)))
         return results
 
@@ -329,6 +333,20 @@ class Worker:
             if not held:
                 log.warning("lease %s was lost (expired and reaped)", lease.id)
                 return
+
+
+def _answered_now(outcome: Outcome, now: datetime) -> Outcome:
+    """A reused answer as an answer of its own: a new `id`, created now (the words and
+    usage are the earlier answer's)."""
+    body = outcome.body
+    if "id" not in body and "created" not in body:
+        return outcome  # embeddings: nothing names the answer
+    fresh = dict(body)
+    if isinstance(body.get("id"), str):
+        fresh["id"] = new_id(re.split(r"[_-]", body["id"], maxsplit=1)[0] or "resp")
+    if "created" in body:
+        fresh["created"] = int(now.timestamp())
+    return replace(outcome, body=fresh)
 
 
 def _from_cache(hit: CachedResult) -> Outcome:

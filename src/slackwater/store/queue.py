@@ -21,7 +21,7 @@ from slackwater.policy import fairness
 from slackwater.ports import Lease, OpenWork
 from slackwater.store import fair
 from slackwater.store.database import Database, status_is
-from slackwater.store.schema import requests
+from slackwater.store.schema import batches, requests
 
 OPEN = (RequestStatus.PENDING.value, RequestStatus.LEASED.value, RequestStatus.RETRYING.value)
 
@@ -29,16 +29,24 @@ OPEN = (RequestStatus.PENDING.value, RequestStatus.LEASED.value, RequestStatus.R
 async def close_unstarted(
     conn: AsyncConnection, batch_id: str, status: RequestStatus, now: datetime | None
 ) -> int:
-    """Within the caller's transaction: end the batch's requests that have not started."""
-    result = await conn.execute(
-        update(requests)
-        .where(
-            requests.c.batch_id == batch_id,
-            requests.c.status.in_([RequestStatus.PENDING.value, RequestStatus.STAGED.value]),
+    """Within the caller's transaction: end the batch's requests that have not started.
+    Those that were queued count as failed in the batch's request counts (they are in its
+    error file); staged ones were never accepted, and count nowhere."""
+    closed = 0
+    for unstarted in (RequestStatus.PENDING, RequestStatus.STAGED):
+        result = await conn.execute(
+            update(requests)
+            .where(requests.c.batch_id == batch_id, status_is(unstarted))
+            .values(status=status.value, finished_at=now)
         )
-        .values(status=status.value, finished_at=now)
-    )
-    return int(result.rowcount)
+        closed += int(result.rowcount)
+        if unstarted is RequestStatus.PENDING and result.rowcount:
+            await conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(failed=batches.c.failed + int(result.rowcount))
+            )
+    return closed
 
 
 class SqlQueue(Database):
