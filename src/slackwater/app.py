@@ -132,7 +132,11 @@ def build(
         ),
         intake=intake,
         finalizer=finalizer,
-        monitor=Monitor(store, intake, finalizer, clock, metrics=metrics) if monitor else None,
+        monitor=(
+            Monitor(store, intake, finalizer, clock, files=files, metrics=metrics)
+            if monitor
+            else None
+        ),
         metrics=metrics,
         webhooks=(
             WebhookSender(

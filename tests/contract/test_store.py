@@ -120,6 +120,40 @@ async def test_files_roundtrip_pagination_and_projects(store: Store) -> None:
         await store.delete_file("p1", made[0].id)
 
 
+async def test_files_list_oldest_first_and_expire(store: Store) -> None:
+    made = [make_file() for _ in range(3)]
+    for file in made:
+        await store.add_file(file)
+    oldest = await store.list_files("p1", purpose=None, limit=2, after=None, order="asc")
+    assert [f.id for f in oldest.items] == [made[0].id, made[1].id] and oldest.has_more
+    rest = await store.list_files("p1", purpose=None, limit=2, after=made[1].id, order="asc")
+    assert [f.id for f in rest.items] == [made[2].id] and not rest.has_more
+    brief = FileObject(
+        new_id("file"), "p2", "b.jsonl", "batch", 1, 1, NOW, NOW + timedelta(hours=1)
+    )
+    await store.add_file(brief)
+    assert (await store.get_file("p2", brief.id)).expires_at == brief.expires_at
+    assert await store.expired_files(NOW + timedelta(minutes=59), 10) == []
+    assert await store.expired_files(NOW + timedelta(hours=1), 10) == [brief]
+
+
+async def test_a_batch_knows_its_model_usage_and_output_expiry(store: Store) -> None:
+    batch = Batch(**{**validating_batch().__dict__, "output_expires_seconds": 7200})
+    await store.add_batch(batch)
+    rows = [StagedRequest(i, f"c{i}", "m", '{"model":"m"}') for i in (1, 2)]
+    await store.stage_requests(batch, rows)
+    active = await store.activate(batch.id, NOW)
+    assert active.model == "m" and active.output_expires_seconds == 7200
+    lease = await store.lease("w", ["m"], 10, NOW, 30)
+    assert lease is not None
+    results = [Result(r.id, Outcome(200, {}, Usage(10, 3))) for r in lease.requests]
+    await record(store, lease.id, results)
+    done = await store.get_batch(None, batch.id)
+    assert (done.prompt_tokens, done.completion_tokens) == (20, 6)
+    mixed = await make_batch(store, 1, model="a")
+    assert mixed.model == "a"
+
+
 async def test_an_input_file_cannot_be_deleted_while_its_batch_validates(store: Store) -> None:
     file = make_file()
     await store.add_file(file)

@@ -239,3 +239,37 @@ async def test_wire_details_a_client_relies_on(server: Server) -> None:
     assert broken.status_code == 400 and error["param"] is None
     assert error["code"] == "invalid_json" and "not valid JSON" in error["message"]
     assert broken.headers["x-request-id"] != listed.headers["x-request-id"]
+
+
+async def test_a_batch_reports_its_model_usage_and_output_expiry(server: Server) -> None:
+    file_id = (await server.upload([chat_line(0), chat_line(1)])).json()["id"]
+    created = (
+        await server.client.post(
+            "/v1/batches",
+            json={
+                "input_file_id": file_id,
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "1h",
+                "output_expires_after": {"anchor": "created_at", "seconds": 7200},
+            },
+        )
+    ).json()
+    done = await server.wait(created["id"])
+    assert done["model"] == "echo"
+    out = await server.lines(done["output_file_id"])
+    usage = [o["response"]["body"]["usage"] for o in out]
+    assert done["usage"]["input_tokens"] == sum(u["prompt_tokens"] for u in usage)
+    assert done["usage"]["output_tokens"] == sum(u["completion_tokens"] for u in usage)
+    assert done["usage"]["total_tokens"] == sum(u["total_tokens"] for u in usage) > 0
+    output = (await server.client.get(f"/v1/files/{done['output_file_id']}")).json()
+    assert output["expires_at"] == output["created_at"] + 7200
+    bad = await server.client.post(
+        "/v1/batches",
+        json={
+            "input_file_id": file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "1h",
+            "output_expires_after": {"anchor": "completed_at", "seconds": 7200},
+        },
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "output_expires_after.anchor"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tests.integration.conftest import Server, chat_line
@@ -94,3 +95,42 @@ async def test_slow_and_parallel_uploads_are_cut_off(server_factory: Any) -> Non
     assert third.status_code == 429
     assert [(await t).status_code for t in (first, second)] == [200, 200]
     assert (await server.upload(b"{}\n")).status_code == 200  # slots are given back
+
+
+async def test_files_expire_and_list_oldest_first(server: Server) -> None:
+    from datetime import timedelta
+
+    server.services.monitor.expiry_seconds = 0  # type: ignore[union-attr]
+    kept = (await server.upload(b"{}\n", name="kept.jsonl")).json()
+    brief = (
+        await server.client.post(
+            "/v1/files",
+            files={"file": ("brief.jsonl", b"{}\n")},
+            data={
+                "purpose": "batch",
+                "expires_after[anchor]": "created_at",
+                "expires_after[seconds]": "3600",
+            },
+        )
+    ).json()
+    assert kept["expires_at"] is None and brief["expires_at"] == brief["created_at"] + 3600
+    oldest = (await server.client.get("/v1/files", params={"order": "asc"})).json()
+    assert [f["id"] for f in oldest["data"]] == [kept["id"], brief["id"]]
+    too_short = await server.client.post(
+        "/v1/files",
+        files={"file": ("x.jsonl", b"{}\n")},
+        data={
+            "purpose": "batch",
+            "expires_after[anchor]": "created_at",
+            "expires_after[seconds]": "60",
+        },
+    )
+    assert too_short.status_code == 400
+    assert too_short.json()["error"]["param"] == "expires_after.seconds"
+    server.clock.offset = timedelta(hours=1, seconds=1)
+    for _ in range(100):  # the monitor deletes it on its next round
+        if (await server.client.get(f"/v1/files/{brief['id']}")).status_code == 404:
+            break
+        await asyncio.sleep(0.05)
+    assert (await server.client.get(f"/v1/files/{brief['id']}")).status_code == 404
+    assert (await server.client.get(f"/v1/files/{kept['id']}")).status_code == 200

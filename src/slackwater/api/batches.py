@@ -28,6 +28,7 @@ async def create_batch(
         completion_window=body.completion_window,
         metadata=body.metadata,
         idempotency_key=idempotency_key,
+        output_expires_after=body.output_expires_after,
     )
     if svc.monitor is not None:
         svc.monitor.wake()  # validate it now, not at the next tick

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import ExitStack
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
@@ -13,6 +13,7 @@ from slackwater.api.deps import Project, services
 from slackwater.api.multipart import paced, read_form
 from slackwater.api.schemas import file_json, list_json
 from slackwater.domain.errors import InvalidRequest
+from slackwater.runtime.files import expiry_seconds
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -28,6 +29,8 @@ UPLOAD_SCHEMA = {
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "purpose": {"type": "string", "enum": ["batch"]},
+                        "expires_after[anchor]": {"type": "string", "enum": ["created_at"]},
+                        "expires_after[seconds]": {"type": "integer"},
                     },
                 }
             }
@@ -55,9 +58,16 @@ async def upload_file(
         purpose = form.fields.get("purpose")
         if not purpose:
             raise InvalidRequest("the 'purpose' field is required", param="purpose")
+        anchor = form.fields.get("expires_after[anchor]")
+        seconds = form.fields.get("expires_after[seconds]")
+        expires_after = (
+            expiry_seconds(anchor, seconds, "expires_after")
+            if anchor is not None or seconds is not None
+            else None
+        )
         await asyncio.to_thread(upload.handle.flush)
     try:
-        file = await svc.files.commit(upload, project, form.filename, purpose)
+        file = await svc.files.commit(upload, project, form.filename, purpose, expires_after)
     except Exception:
         await svc.blobs.delete(upload.id)
         raise
@@ -71,8 +81,9 @@ async def list_files(
     purpose: str | None = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
     after: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
 ) -> dict[str, Any]:
-    page = await svc.files.list(project, purpose=purpose, limit=limit, after=after)
+    page = await svc.files.list(project, purpose=purpose, limit=limit, after=after, order=order)
     return list_json(page, file_json)
 
 

@@ -21,6 +21,7 @@ class CreateBatch(BaseModel):
     endpoint: str
     completion_window: str
     metadata: dict[str, Any] | None = None
+    output_expires_after: dict[str, Any] | None = None
 
 
 def file_json(file: FileObject) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def file_json(file: FileObject) -> dict[str, Any]:
         "object": "file",
         "bytes": file.bytes,
         "created_at": to_unix(file.created_at),
-        "expires_at": None,
+        "expires_at": to_unix(file.expires_at),
         "filename": file.filename,
         "purpose": file.purpose,
         "status": "processed",
@@ -74,6 +75,14 @@ def batch_json(batch: Batch) -> dict[str, Any]:
             "failed": batch.request_counts.failed,
         },
         "metadata": batch.metadata,
+        "model": batch.model,
+        "usage": {
+            "input_tokens": batch.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": batch.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": batch.prompt_tokens + batch.completion_tokens,
+        },
         "retried_from": batch.retried_from,
         # Extension: what the batch has cost so far, against the same tokens in real time.
         "slackwater": {"cost": cost_json(batch.cost, batch.realtime_cost)},

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from slackwater.domain.errors import Conflict
 
@@ -107,7 +106,10 @@ class Batch:
     retried_from: str | None = None
     cost: Decimal = Decimal(0)  # what its requests cost so far, US dollars
     realtime_cost: Decimal = Decimal(0)  # ... and would have cost in real time
-    extra: dict[str, Any] = field(default_factory=dict)
+    model: str | None = None  # the model of every request, when they share one
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    output_expires_seconds: int | None = None  # output files expire this long after made
 
 
 # The timestamp column set when a batch enters each status.

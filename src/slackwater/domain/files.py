@@ -21,3 +21,4 @@ class FileObject:
     bytes: int
     lines: int
     created_at: datetime
+    expires_at: datetime | None = None  # deleted then, content and all

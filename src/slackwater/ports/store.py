@@ -87,8 +87,21 @@ class _Finished(Protocol):
 
 class FileStore(_FileRecords, Protocol):
     async def list_files(
-        self, project: str, *, purpose: str | None, limit: int, after: str | None
-    ) -> Page: ...
+        self,
+        project: str,
+        *,
+        purpose: str | None,
+        limit: int,
+        after: str | None,
+        order: str = "desc",
+    ) -> Page:
+        """The project's files by creation, newest first (`order` "asc": oldest)."""
+        ...
+
+    async def expired_files(self, now: datetime, limit: int) -> list[FileObject]:
+        """Files (of any project) whose `expires_at` has passed, soonest first."""
+        ...
+
     async def delete_file(self, project: str, file_id: str) -> FileObject:
         """Delete the file's record; Conflict while a validating batch reads it."""
         ...

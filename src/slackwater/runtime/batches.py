@@ -13,7 +13,7 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
 from slackwater.ports import BatchStore, Clock, Page
-from slackwater.runtime.files import FileService
+from slackwater.runtime.files import FileService, expiry_seconds
 
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY = 64
@@ -65,6 +65,7 @@ class BatchService:
         metadata: Any = None,
         idempotency_key: str | None = None,
         retried_from: str | None = None,
+        output_expires_after: Any = None,
     ) -> Batch:
         if endpoint not in {e.value for e in Endpoint}:
             raise InvalidRequest(
@@ -74,6 +75,18 @@ class BatchService:
             )
         window = parse_completion_window(completion_window)
         checked = check_metadata(metadata)
+        output_expiry = None
+        if output_expires_after is not None:
+            if not isinstance(output_expires_after, dict):
+                raise InvalidRequest(
+                    "output_expires_after must be an object {anchor, seconds}",
+                    param="output_expires_after",
+                )
+            output_expiry = expiry_seconds(
+                output_expires_after.get("anchor"),
+                output_expires_after.get("seconds"),
+                "output_expires_after",
+            )
         try:
             file = await self.store.get_file(project, input_file_id)
         except NotFound as exc:
@@ -102,6 +115,7 @@ class BatchService:
             expires_at=now + window,
             metadata=checked,
             retried_from=retried_from,
+            output_expires_seconds=output_expiry,
         )
         return await self.store.add_batch(batch, idempotency_key)
 

@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO
+from datetime import timedelta
+from typing import IO, Any
 
-from slackwater.domain.errors import InvalidRequest, LimitExceeded, QuotaExceeded
+from slackwater.domain.errors import (
+    Conflict,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    QuotaExceeded,
+)
 from slackwater.domain.files import FileObject, FilePurpose
 from slackwater.domain.ids import new_id
+from slackwater.domain.text import shown
 from slackwater.ports import BlobStore, Clock, FileStore, Page
 
 UPLOAD_PURPOSES = frozenset({FilePurpose.BATCH.value})
+# How long after its creation a file may be set to expire (OpenAI's limits).
+MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 30 * 86400
+
+
+def expiry_seconds(anchor: Any, seconds: Any, param: str) -> int:
+    """An `expires_after` policy, checked: seconds after the file's creation."""
+    if anchor != "created_at":
+        raise InvalidRequest(
+            f"{param}.anchor must be 'created_at', got {shown(anchor)!r}", param=f"{param}.anchor"
+        )
+    try:
+        value = int(seconds)
+    except (TypeError, ValueError):
+        value = -1
+    if str(seconds).strip() != str(value) or not (
+        MIN_EXPIRY_SECONDS <= value <= MAX_EXPIRY_SECONDS
+    ):
+        raise InvalidRequest(
+            f"{param}.seconds must be a whole number between {MIN_EXPIRY_SECONDS} and "
+            f"{MAX_EXPIRY_SECONDS}, got {shown(seconds)!r}",
+            param=f"{param}.seconds",
+        )
+    return value
 
 
 @dataclass
@@ -98,7 +130,14 @@ class FileService:
         if self._uploading[project] <= 0:
             del self._uploading[project]
 
-    async def commit(self, upload: Upload, project: str, filename: str, purpose: str) -> FileObject:
+    async def commit(
+        self,
+        upload: Upload,
+        project: str,
+        filename: str,
+        purpose: str,
+        expires_after: int | None = None,
+    ) -> FileObject:
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(
                 f"purpose {purpose!r} is not supported; use 'batch'", param="purpose"
@@ -121,12 +160,23 @@ class FileService:
             purpose,
             size=upload.size,
             lines=upload.lines,
+            expires_after=expires_after,
         )
 
     async def register(
-        self, file_id: str, project: str, filename: str, purpose: str, *, size: int, lines: int
+        self,
+        file_id: str,
+        project: str,
+        filename: str,
+        purpose: str,
+        *,
+        size: int,
+        lines: int,
+        expires_after: int | None = None,
     ) -> FileObject:
-        """Record a file whose content is already in the blob store under `file_id`."""
+        """Record a file whose content is already in the blob store under `file_id`;
+        deleted `expires_after` seconds from now, if given."""
+        now = self.clock()
         file = FileObject(
             id=file_id,
             project=project,
@@ -134,7 +184,8 @@ class FileService:
             purpose=purpose,
             bytes=size,
             lines=lines,
-            created_at=self.clock(),
+            created_at=now,
+            expires_at=now + timedelta(seconds=expires_after) if expires_after else None,
         )
         await self.store.add_file(file)
         return file
@@ -143,9 +194,17 @@ class FileService:
         return await self.store.get_file(project, file_id)
 
     async def list(
-        self, project: str, *, purpose: str | None, limit: int, after: str | None
+        self,
+        project: str,
+        *,
+        purpose: str | None,
+        limit: int,
+        after: str | None,
+        order: str = "desc",
     ) -> Page:
-        return await self.store.list_files(project, purpose=purpose, limit=limit, after=after)
+        return await self.store.list_files(
+            project, purpose=purpose, limit=limit, after=after, order=order
+        )
 
     async def content_path(self, project: str, file_id: str) -> str:
         file = await self.store.get_file(project, file_id)
@@ -156,3 +215,13 @@ class FileService:
         file = await self.store.delete_file(project, file_id)
         await self.blobs.delete(file.id)
         return file
+
+    async def delete_expired(self, limit: int = 500) -> int:
+        """Delete files past their `expires_at`, content and all; one still being read
+        (the input of a validating batch) waits for the next round."""
+        deleted = 0
+        for file in await self.store.expired_files(self.clock(), limit):
+            with contextlib.suppress(Conflict, NotFound):
+                await self.delete(file.project, file.id)
+                deleted += 1
+        return deleted

@@ -119,6 +119,7 @@ class Finalizer:
                 FilePurpose.BATCH_OUTPUT.value,
                 size=size,
                 lines=lines,
+                expires_after=batch.output_expires_seconds,
             )
 
 

@@ -17,6 +17,7 @@ from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import Conflict, NotFound
 from slackwater.domain.request import RequestStatus
 from slackwater.ports import Clock, MonitorStore
+from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.metrics import Metrics
@@ -34,6 +35,8 @@ class Monitor:
         finalizer: Finalizer,
         clock: Clock,
         *,
+        files: FileService | None = None,
+        expiry_seconds: float = 60.0,
         interval: float = 0.25,
         glance: float = 0.05,
         metrics: Metrics | None = None,
@@ -45,6 +48,10 @@ class Monitor:
         self.interval = interval
         self.glance = glance
         self.metrics = metrics
+        # Files past their `expires_at` are deleted every `expiry_seconds`.
+        self.files = files
+        self.expiry_seconds = expiry_seconds
+        self._expired_at = float("-inf")
         self.stopping = asyncio.Event()
         self._woken = asyncio.Event()
         self._ingesting: dict[str, asyncio.Task[Batch]] = {}
@@ -117,6 +124,10 @@ class Monitor:
             await self._guard(self._cancelling, batch_id)
         for batch_id in await self.store.batch_ids_in(BatchStatus.FINALIZING):
             await self._guard(self._finalize, batch_id)
+        if self.files is not None and time.monotonic() - self._expired_at >= self.expiry_seconds:
+            self._expired_at = time.monotonic()
+            if deleted := await self.files.delete_expired():
+                log.info("deleted %d expired files", deleted)
 
     def _ingested(self, task: asyncio.Task[Batch]) -> None:
         for batch_id, running in list(self._ingesting.items()):

@@ -34,7 +34,13 @@ from slackwater.store.schema import batches, files
 
 def _parameters(batch: Batch) -> tuple[Any, ...]:
     """What a create request asked for: a repeated idempotency key must ask the same."""
-    return (batch.input_file_id, batch.endpoint, batch.completion_window, batch.metadata)
+    return (
+        batch.input_file_id,
+        batch.endpoint,
+        batch.completion_window,
+        batch.metadata,
+        batch.output_expires_seconds,
+    )
 
 
 def _dumps(value: Any) -> str | None:
@@ -61,6 +67,10 @@ def _batch(row: Row[Any]) -> Batch:
         retried_from=row.retried_from,
         cost=from_nano(row.cost_nano),
         realtime_cost=from_nano(row.realtime_nano),
+        model=row.model,
+        prompt_tokens=int(row.prompt_tokens),
+        completion_tokens=int(row.completion_tokens),
+        output_expires_seconds=row.output_expires_seconds,
         **{column: getattr(row, column) for column in STATUS_TIMESTAMP.values()},
     )
 
@@ -92,6 +102,8 @@ class Tally:
     failed: int = 0
     cost_nano: int = 0
     realtime_nano: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 async def charge(conn: AsyncConnection, costs: Sequence[tuple[str, Decimal]]) -> None:
@@ -118,6 +130,8 @@ async def count_results(conn: AsyncConnection, batch_id: str, tally: Tally) -> N
             failed=batches.c.failed + tally.failed,
             cost_nano=batches.c.cost_nano + tally.cost_nano,
             realtime_nano=batches.c.realtime_nano + tally.realtime_nano,
+            prompt_tokens=batches.c.prompt_tokens + tally.prompt_tokens,
+            completion_tokens=batches.c.completion_tokens + tally.completion_tokens,
         )
     )
 
@@ -141,6 +155,7 @@ class SqlBatches(Database):
             "expires_at": batch.expires_at,
             "idempotency_key": idempotency_key,
             "retried_from": batch.retried_from,
+            "output_expires_seconds": batch.output_expires_seconds,
         }
         try:
             async with self.writing() as conn:

@@ -161,11 +161,13 @@ class Database:
         limit: int,
         after: str | None,
         convert: Callable[[Row[Any]], Any],
+        ascending: bool = False,
     ) -> Page:
-        """A list page, newest first by (time-ordered) id, after the id `after`."""
+        """A list page by (time-ordered) id, newest first unless `ascending`, after the
+        id `after`."""
         if after:
-            query = query.where(id_column < after)
-        query = query.order_by(id_column.desc()).limit(limit + 1)
+            query = query.where(id_column > after if ascending else id_column < after)
+        query = query.order_by(id_column if ascending else id_column.desc()).limit(limit + 1)
         async with self.reading() as conn:
             rows = (await conn.execute(query)).all()
         return Page([convert(r) for r in rows[:limit]], has_more=len(rows) > limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -41,12 +42,30 @@ class SqlFiles(Database):
         return _file(row)
 
     async def list_files(
-        self, project: str, *, purpose: str | None, limit: int, after: str | None
+        self,
+        project: str,
+        *,
+        purpose: str | None,
+        limit: int,
+        after: str | None,
+        order: str = "desc",
     ) -> Page:
         query = select(files).where(files.c.project == project)
         if purpose:
             query = query.where(files.c.purpose == purpose)
-        return await self.page(query, files.c.id, limit=limit, after=after, convert=_file)
+        return await self.page(
+            query, files.c.id, limit=limit, after=after, convert=_file, ascending=order == "asc"
+        )
+
+    async def expired_files(self, now: datetime, limit: int) -> list[FileObject]:
+        query = (
+            select(files)
+            .where(files.c.expires_at.is_not(None), files.c.expires_at <= now)
+            .order_by(files.c.expires_at)
+            .limit(limit)
+        )
+        async with self.reading() as conn:
+            return [_file(row) for row in (await conn.execute(query)).all()]
 
     async def delete_file(self, project: str, file_id: str) -> FileObject:
         async with self.writing() as conn:

@@ -161,6 +161,8 @@ class SqlResults(Database):
                 tally.failed += 1
             tally.cost_nano += cost or 0
             tally.realtime_nano += realtime or 0
+            tally.prompt_tokens += outcome.usage.prompt_tokens
+            tally.completion_tokens += outcome.usage.completion_tokens
         await self.executemany(conn, _RECORD_SQL, rows)
         if cache:
             upsert = self.upsert(result_cache)

@@ -57,7 +57,9 @@ files = Table(
     Column("bytes", BigInteger, nullable=False),
     Column("lines", BigInteger, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime),
     Index("ix_files_project_id", "project", "id"),
+    Index("ix_files_expires_at", "expires_at"),
 )
 
 batches = Table(
@@ -93,6 +95,10 @@ batches = Table(
     Column("intake_until", UtcDateTime),
     Column("cost_nano", BigInteger, nullable=False, server_default="0"),
     Column("realtime_nano", BigInteger, nullable=False, server_default="0"),
+    Column("model", String(128)),  # the model of every request, when there is one
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_expires_seconds", Integer),  # output files expire this long after made
     Index("ix_batches_project_id", "project", "id"),
     Index("ix_batches_idempotency", "project", "idempotency_key", unique=True),
     Index("ix_batches_status", "status"),

@@ -94,6 +94,10 @@ class SqlStaging(Database):
             last_line = (
                 await conn.execute(select(func.max(requests.c.line)).where(*staged))
             ).scalar() or 0
+            models = (
+                await conn.execute(select(requests.c.model).where(*staged).distinct().limit(2))
+            ).scalars()
+            shared = list(models)
             start = fairness.batch_start(
                 await fair.project_next(conn, batch.project), await fair.virtual_time(conn)
             )
@@ -115,6 +119,7 @@ class SqlStaging(Database):
                     status=BatchStatus.IN_PROGRESS.value,
                     in_progress_at=now,
                     total=result.rowcount,
+                    model=shared[0] if len(shared) == 1 else None,
                 )
             )
             return await read_batch(conn, None, batch_id)
