@@ -203,3 +203,28 @@ async def test_the_de_quantised_model_is_kept_and_answers_the_same(
     [outcome] = await engine.run("/v1/chat/completions", [body])
     await engine.close()
     assert outcome.body["choices"][0]["message"]["content"] == served
+
+
+def test_streamed_chat_assembles_to_the_whole_answer(client: OpenAI) -> None:
+    question = [{"role": "user", "content": "Write a haiku about the sea."}]
+    whole = client.chat.completions.create(
+        model="smollm2", messages=question, max_tokens=40, temperature=0
+    )
+    pieces, finish, usage = [], None, None
+    for chunk in client.chat.completions.create(
+        model="smollm2",
+        messages=question,
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert len([p for p in pieces if p]) > 2  # written as it grew, not at the end
+    assert finish == whole.choices[0].finish_reason
+    assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens

@@ -129,3 +129,33 @@ async def test_a_project_has_a_bounded_number_of_realtime_calls_in_flight(
     refused = next(r for r in answers if r.status_code == 429)
     assert "team-a" in refused.json()["error"]["message"]
     assert (await call(a)).status_code == 200  # the slots are given back
+
+
+async def test_streaming_answers_and_its_wrong_uses(server: Server) -> None:
+    import json
+
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "a b c"}]}
+    streamed = await server.client.post(
+        "/v1/completions", json={"model": "echo", "prompt": "a b c", "stream": True}
+    )
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [line.removeprefix("data: ") for line in streamed.text.split("\n\n") if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"text_completion"}
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "echo: a b c"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    embeds = await server.client.post(
+        "/v1/embeddings", json={"model": "vec", "input": "x", "stream": True}
+    )
+    assert embeds.status_code == 400 and embeds.json()["error"]["param"] == "stream"
+    stray = await server.client.post(
+        "/v1/chat/completions", json={**chat, "stream_options": {"include_usage": True}}
+    )
+    assert stray.status_code == 400 and stray.json()["error"]["param"] == "stream_options"
+    odd = await server.client.post("/v1/chat/completions", json={**chat, "stream": "yes"})
+    assert odd.status_code == 400 and odd.json()["error"]["param"] == "stream"
+    unknown = await server.client.post(
+        "/v1/chat/completions", json={**chat, "model": "nope", "stream": True}
+    )
+    assert unknown.status_code == 404  # before the first word: a plain HTTP error

@@ -8,11 +8,12 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from slackwater.api.deps import Project, services
 from slackwater.api.errors import error_body
 from slackwater.api.schemas import model_json
+from slackwater.api.streaming import Event, stream
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body
 from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound, SlackwaterError
@@ -37,9 +38,17 @@ def _refuse(error: LineError) -> SlackwaterError:
 
 async def _answer(
     request: Request, project: str, svc: Services, endpoint: Endpoint, body: dict[str, Any]
-) -> JSONResponse:
-    if body.get("stream"):
-        raise InvalidRequest("streaming is not supported; set stream to false", param="stream")
+) -> Response:
+    streamed = body.pop("stream", None)
+    options = body.pop("stream_options", None)
+    if streamed not in (None, True, False):
+        raise InvalidRequest("stream must be true or false", param="stream")
+    if streamed and endpoint is Endpoint.EMBEDDINGS:
+        raise InvalidRequest("embeddings are not streamed; set stream to false", param="stream")
+    if options is not None and (not streamed or not isinstance(options, dict)):
+        raise InvalidRequest(
+            "stream_options is an object, and only with stream: true", param="stream_options"
+        )
     parsed = parse_body(endpoint.value, body)
     if isinstance(parsed, list):
         raise _refuse(parsed[0])
@@ -59,6 +68,25 @@ async def _answer(
     too_long = await asyncio.to_thread(svc.admission.check, model, endpoint.value, body)
     if too_long is not None:
         raise _refuse(too_long)
+    if streamed:
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        work = svc.engines.run(
+            model.name,
+            endpoint.value,
+            [body],
+            realtime=True,
+            project=project,
+            on_text=events.put_nowait,
+        )
+        return await stream(
+            work,
+            endpoint.value,
+            model.name,
+            svc.request_seconds,
+            include_usage=bool((options or {}).get("include_usage")),
+            route=route,
+            events=events,
+        )
     work = svc.engines.run(model.name, endpoint.value, [body], realtime=True, project=project)
     finished = await _while_connected(request, work, svc.request_seconds)
     if finished is None:  # the caller went away; its engine work was cancelled
@@ -106,7 +134,7 @@ async def chat_completions(
     body: JsonBody,
     project: Project,
     svc: Annotated[Services, Depends(services)],
-) -> JSONResponse:
+) -> Response:
     return await _answer(request, project, svc, Endpoint.CHAT, body)
 
 
@@ -116,7 +144,7 @@ async def completions(
     body: JsonBody,
     project: Project,
     svc: Annotated[Services, Depends(services)],
-) -> JSONResponse:
+) -> Response:
     return await _answer(request, project, svc, Endpoint.COMPLETIONS, body)
 
 
@@ -126,7 +154,7 @@ async def embeddings(
     body: JsonBody,
     project: Project,
     svc: Annotated[Services, Depends(services)],
-) -> JSONResponse:
+) -> Response:
     return await _answer(request, project, svc, Endpoint.EMBEDDINGS, body)
 
 

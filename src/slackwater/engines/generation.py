@@ -150,6 +150,17 @@ class Generator:
         eos = tokenizer.eos_token_id
         steps.done = steps.written >= steps.limit or not new or (eos is not None and eos in new)
 
+    def text_so_far(self, loaded: Loaded, steps: Steps) -> str:
+        """The answer so far, as a stream may send it: cut at a stop sequence, and
+        without a last character still being decoded (one token may be part of one)."""
+        _, tokenizer, _ = loaded
+        new = steps.ids[0, steps.prompt_tokens :].tolist()
+        eos = tokenizer.eos_token_id
+        if eos is not None and eos in new:
+            new = new[: new.index(eos)]
+        text = tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd")
+        return responses.apply_stop(text, steps.body.get("stop"))[0]
+
     def finish(self, loaded: Loaded, endpoint: str, steps: Steps) -> Outcome:
         _, tokenizer, _ = loaded
         new = steps.ids[0, steps.prompt_tokens :].tolist()

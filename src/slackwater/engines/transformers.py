@@ -22,7 +22,7 @@ import importlib.util
 import os
 import shutil
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from slackwater.domain.request import Outcome
 from slackwater.engines import responses
 from slackwater.engines.generation import Generator, Loaded, Steps
 from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
+from slackwater.ports import Between
 
 T = TypeVar("T")
 
@@ -146,11 +147,10 @@ class TransformersEngine:
         async with self._stoppable() as stop:
             return await self._in_thread(self.run_sync, endpoint, list(bodies), stop)
 
-    async def run_in_steps(
-        self, endpoint: str, body: dict[str, Any], between: Callable[[], Awaitable[None]]
-    ) -> Outcome:
+    async def run_in_steps(self, endpoint: str, body: dict[str, Any], between: Between) -> Outcome:
         """One request, generated `step_tokens` at a time; `between` is awaited between
-        steps (another call may use the model then). Same answer as `run`."""
+        steps with the text so far (another call may use the model then). Same answer
+        as `run`."""
         if not self.generator.steppable(endpoint, body):
             [outcome] = await self.run(endpoint, [body])
             return outcome
@@ -161,7 +161,7 @@ class TransformersEngine:
                 await self._in_thread(self._step, loaded, steps, stop)
                 if steps.done:
                     return self.generator.finish(loaded, endpoint, steps)
-                await between()
+                await between(self.generator.text_so_far(loaded, steps))
 
     def _step(self, loaded: Loaded, steps: Steps, stop: threading.Event) -> None:
         torch = loaded[0]

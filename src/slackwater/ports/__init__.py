@@ -8,6 +8,7 @@ The records that cross them are in `ports.records`. Everything is re-exported he
 """
 
 from slackwater.ports.engine import (
+    Between,
     BlobStore,
     Clock,
     Engine,
@@ -49,6 +50,7 @@ from slackwater.ports.store import (
 __all__ = [
     "LEDGER_GROUPS",
     "BatchStore",
+    "Between",
     "BlobStore",
     "CachedResult",
     "CapacityStore",

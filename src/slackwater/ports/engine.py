@@ -28,12 +28,16 @@ class Engine(Protocol):
     async def close(self) -> None: ...
 
 
+# Awaited by a stepping engine between steps with the answer's text so far: a stream
+# sends it on, and another tenant's call may take the model then (runtime/turns.py).
+Between = Callable[[str], Awaitable[None]]
+
+
 class SteppingEngine(Engine, Protocol):
-    """An engine that can run one request in steps (optional): between steps it awaits
-    `between`, where another tenant's call may take the model (runtime/turns.py)."""
+    """An engine that can run one request in steps (optional)."""
 
     async def run_in_steps(
-        self, endpoint: str, body: dict[str, Any], between: Callable[[], Awaitable[None]]
+        self, endpoint: str, body: dict[str, Any], between: Between
     ) -> Outcome: ...
 
 

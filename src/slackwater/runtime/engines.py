@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slackwater.domain.errors import (
@@ -18,7 +18,7 @@ from slackwater.domain.errors import (
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
-from slackwater.ports import Engine
+from slackwater.ports import Between, Engine
 from slackwater.runtime.turns import Turns
 
 
@@ -94,6 +94,7 @@ class EngineSet:
         *,
         realtime: bool = False,
         project: str = "default",
+        on_text: Callable[[str], None] | None = None,
     ) -> list[Outcome]:
         """Run bodies on the model; a whole-call failure becomes one error outcome each.
 
@@ -102,6 +103,8 @@ class EngineSet:
         (however many workers of this process share the engine). On a serial engine
         realtime calls take turns between projects (`Turns`), a call in steps where the
         engine can; a project has at most `realtime_calls_per_project` in flight.
+        `on_text` hears a realtime answer's text as it grows, where the engine writes in
+        steps (a stream).
         """
         gate = self._gates.setdefault(self.model(model).name, _Gate())
         if realtime:
@@ -112,12 +115,21 @@ class EngineSet:
                 )
             gate.calls[project] += 1
             gate.enter_realtime()
+            serial = await self._serial(model)
+
+            async def between(text: str) -> None:
+                if on_text is not None:
+                    on_text(text)
+                if serial:
+                    await gate.turns.between()
+
+            stepped = between if serial or on_text is not None else None
             try:
-                if not await self._serial(model):
-                    return await self._run(model, endpoint, list(bodies))
+                if not serial:
+                    return await self._run(model, endpoint, list(bodies), stepped)
                 await gate.turns.take(project)
                 try:
-                    return await self._run(model, endpoint, list(bodies), gate.turns.between)
+                    return await self._run(model, endpoint, list(bodies), stepped)
                 finally:
                     gate.turns.give()
             finally:
@@ -141,7 +153,7 @@ class EngineSet:
         model: str,
         endpoint: str,
         bodies: list[dict[str, Any]],
-        between: Callable[[], Awaitable[None]] | None = None,
+        between: Between | None = None,
     ) -> list[Outcome]:
         try:
             engine = await self.engine(model)

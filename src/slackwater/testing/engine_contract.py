@@ -114,17 +114,19 @@ class EngineContract:
             pytest.skip("the engine does not run requests in steps")
         body = chat_body(chat, "a question that takes a while", max_tokens=40)
         [whole] = await chat.run(Endpoint.CHAT.value, [body])
-        breaks = 0
+        so_far: list[str] = []
 
-        async def between() -> None:
-            nonlocal breaks
-            breaks += 1
+        async def between(text: str) -> None:
+            so_far.append(text)
 
         stepped = await stepping(Endpoint.CHAT.value, body, between)
         assert stepped.body["choices"] == whole.body["choices"]
         assert stepped.usage == whole.usage
         if whole.usage.completion_tokens > 20:
-            assert breaks >= 1  # a long answer is not written in one go
+            assert so_far  # a long answer is not written in one go
+        answer = whole.body["choices"][0]["message"]["content"]
+        for earlier, later in zip(so_far, [*so_far[1:], answer], strict=True):
+            assert later.startswith(earlier)  # the text so far only grows
 
     @pytest.mark.asyncio
     async def test_completions(self, engines: Engines) -> None:
