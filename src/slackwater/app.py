@@ -35,10 +35,12 @@ from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.keys import KeyService
 from slackwater.runtime.learned import Embed, LearnedQuality, check_router, load_router
+from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.plugins import load_checks
+from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
@@ -107,6 +109,9 @@ def build(
         ),
     )
     finalizer = Finalizer(store, files, clock)
+    batches = BatchService(
+        store, clock, files, max_queued_requests=settings.max_queued_requests_per_project
+    )
     metrics = Metrics()
     pool = settings.pool_named()
     placement = _placement(settings, store, pool, clock)
@@ -119,17 +124,14 @@ def build(
         engines=engines,
         router=router,
         admission=admission,
+        realtime=Realtime(catalog, router, admission),
         keys=KeyService(store, clock),
         request_seconds=settings.max_request_seconds,
         drain_seconds=settings.drain_seconds,
         open_meta=settings.open_meta,
         files=files,
-        batches=BatchService(
-            store,
-            clock,
-            files,
-            max_queued_requests=settings.max_queued_requests_per_project,
-        ),
+        batches=batches,
+        message_batches=MessageBatches(store, batches, files),
         intake=intake,
         finalizer=finalizer,
         monitor=(

@@ -154,6 +154,33 @@ async def test_a_batch_knows_its_model_usage_and_output_expiry(store: Store) -> 
     assert mixed.model == "a"
 
 
+async def test_batches_by_api_their_statuses_and_deleting_an_ended_one(store: Store) -> None:
+    message_batch = Batch(**{**validating_batch().__dict__, "api": "anthropic"})
+    await store.add_batch(message_batch)
+    await store.stage_requests(
+        message_batch, [StagedRequest(i, f"c{i}", "m", "{}") for i in (1, 2, 3)]
+    )
+    await store.activate(message_batch.id, NOW)
+    plain = await make_batch(store, 1)
+    only = await store.list_batches("p1", limit=10, after=None, api="anthropic")
+    assert [b.id for b in only.items] == [message_batch.id] and only.items[0].api == "anthropic"
+    assert len((await store.list_batches("p1", limit=10, after=None)).items) == 2
+    lease = await store.lease("w", ["m"], 1, NOW, 30, batches=[message_batch.id])
+    assert lease is not None
+    await record(store, lease.id, [ok(lease.requests[0].id)])
+    assert await store.request_statuses(message_batch.id) == {"succeeded": 1, "pending": 2}
+    with pytest.raises(Conflict, match="cancel it"):
+        await store.delete_batch("p1", plain.id)
+    await store.move_batch(plain.id, BatchStatus.CANCELLING, NOW)
+    await store.move_batch(plain.id, BatchStatus.CANCELLED, NOW)
+    with pytest.raises(NotFound):
+        await store.delete_batch("p2", plain.id)  # another project's
+    assert (await store.delete_batch("p1", plain.id)).id == plain.id
+    with pytest.raises(NotFound):
+        await store.get_batch(None, plain.id)
+    assert await store.request_statuses(plain.id) == {}
+
+
 async def test_an_input_file_cannot_be_deleted_while_its_batch_validates(store: Store) -> None:
     file = make_file()
     await store.add_file(file)

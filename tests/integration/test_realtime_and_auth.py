@@ -159,3 +159,24 @@ async def test_streaming_answers_and_its_wrong_uses(server: Server) -> None:
         "/v1/chat/completions", json={**chat, "model": "nope", "stream": True}
     )
     assert unknown.status_code == 404  # before the first word: a plain HTTP error
+
+
+async def test_the_anthropic_routes_take_x_api_key_and_answer_errors_in_their_shape(
+    server: Server,
+) -> None:
+    secret, _ = await server.services.keys.create("team-a")
+    params = {"model": "echo", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    refused = await server.client.post("/v1/messages", json=params)
+    assert refused.status_code == 401
+    assert refused.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": refused.json()["error"]["message"]},
+    }
+    answered = await server.client.post("/v1/messages", json=params, headers={"x-api-key": secret})
+    assert answered.status_code == 200 and answered.json()["content"][0]["text"] == "echo: hi"
+    other = await server.client.get(
+        "/v1/messages/batches/msgbatch_nope", headers={"x-api-key": secret}
+    )
+    assert other.status_code == 404 and other.json()["error"]["type"] == "not_found_error"
+    openai_side = await server.client.get("/v1/batches", headers={"x-api-key": secret})
+    assert openai_side.status_code == 200  # one key, both APIs

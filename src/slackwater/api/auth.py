@@ -31,11 +31,14 @@ class KeyCheck:
     async def __call__(self, request: Request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer":
+            secret = request.headers.get("x-api-key", "")  # as Anthropic's clients send it
         if not await self._required():
             return DEFAULT_PROJECT
-        if scheme.lower() != "bearer" or not secret.strip():
+        if not secret.strip():
             raise AuthenticationError(
-                "You didn't provide an API key. Pass it as 'Authorization: Bearer <key>'."
+                "You didn't provide an API key. Pass it as 'Authorization: Bearer <key>' "
+                "(or 'x-api-key: <key>')."
             )
         key = await self.store.key_for(hash_key(secret.strip()), self.clock())
         if key is None:

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse, Response
 from slackwater.api.deps import Project, services
 from slackwater.api.errors import error_body
 from slackwater.api.schemas import model_json
-from slackwater.api.streaming import Event, stream
-from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import EXTENSION, parse_body
-from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound, SlackwaterError
-from slackwater.domain.model import Tier
+from slackwater.api.streaming import Chunks, Event, stream
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.bodies import EXTENSION
+from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound
+from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
 from slackwater.runtime.services import Services
 
@@ -27,13 +27,6 @@ T = TypeVar("T")
 DISCONNECT_POLL_SECONDS = 0.25  # how often a waiting call looks for its caller
 
 JsonBody = Annotated[dict[str, Any], Body()]
-
-
-def _refuse(error: LineError) -> SlackwaterError:
-    """A body's problem as the realtime API reports it (params are top-level names)."""
-    param = error.param.removeprefix("body.") if error.param else None
-    kind = NotFound if error.code == "model_not_found" else InvalidRequest
-    return kind(error.message, param=param, code=error.code)
 
 
 async def _answer(
@@ -49,25 +42,8 @@ async def _answer(
         raise InvalidRequest(
             "stream_options is an object, and only with stream: true", param="stream_options"
         )
-    parsed = parse_body(endpoint.value, body)
-    if isinstance(parsed, list):
-        raise _refuse(parsed[0])
-    route: dict[str, Any] | None = None
-    router = svc.router
-    if router is not None and router.named(parsed["model"]) is not None:
-        # Off the event loop: the learned router embeds the prompt.
-        routed = await asyncio.to_thread(
-            router.resolve_one, endpoint.value, body, tier=Tier.REALTIME
-        )
-        body, route = routed.body, routed.route.to_dict()
-    body.pop(EXTENSION, None)
-    model = svc.catalog.serving(body["model"], endpoint.value)
-    if isinstance(model, LineError):
-        raise _refuse(model)
-    # Before any engine work: a prompt past the context would hold the model for nothing.
-    too_long = await asyncio.to_thread(svc.admission.check, model, endpoint.value, body)
-    if too_long is not None:
-        raise _refuse(too_long)
+    ready = await svc.realtime.prepare(endpoint.value, body)
+    model, body, route = ready.model, ready.body, ready.route
     if streamed:
         events: asyncio.Queue[Event] = asyncio.Queue()
         work = svc.engines.run(
@@ -78,17 +54,15 @@ async def _answer(
             project=project,
             on_text=events.put_nowait,
         )
-        return await stream(
-            work,
+        wire = Chunks(
             endpoint.value,
             model.name,
-            svc.request_seconds,
             include_usage=bool((options or {}).get("include_usage")),
             route=route,
-            events=events,
         )
+        return await stream(work, wire, svc.request_seconds, events, _plain)
     work = svc.engines.run(model.name, endpoint.value, [body], realtime=True, project=project)
-    finished = await _while_connected(request, work, svc.request_seconds)
+    finished = await while_connected(request, work, svc.request_seconds)
     if finished is None:  # the caller went away; its engine work was cancelled
         return JSONResponse(
             error_body(
@@ -101,7 +75,11 @@ async def _answer(
     return JSONResponse(answer, status_code=outcome.status_code)
 
 
-async def _while_connected(
+def _plain(outcome: Outcome) -> Response:
+    return JSONResponse(outcome.body, status_code=outcome.status_code)
+
+
+async def while_connected(
     request: Request, work: Coroutine[Any, Any, T], budget: float
 ) -> T | None:
     """`work`'s result; None if the caller disconnects first. Either way, or past the

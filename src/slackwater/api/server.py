@@ -6,17 +6,17 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.requests import Request as StarletteRequest
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slackwater import __version__
-from slackwater.api import batches, errors, files, inference
+from slackwater.api import anthropic, batches, errors, files, inference
 from slackwater.api.auth import KeyCheck
 from slackwater.api.deps import project
 from slackwater.domain.ids import new_id
@@ -49,16 +49,11 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.key_check = KeyCheck(svc.store, svc.clock)
     errors.install(app)
 
-    @app.middleware("http")
-    async def request_id(request: StarletteRequest, call_next: Any) -> Any:
-        """Every answer names itself, as OpenAI's do: quote it when reporting a problem."""
-        response = await call_next(request)
-        response.headers["x-request-id"] = new_id("req")
-        return response
-
+    app.add_middleware(RequestIds)
     app.include_router(files.router)
     app.include_router(batches.router)
     app.include_router(inference.router)
+    app.include_router(anthropic.router)
     meta = [] if svc.open_meta else [Depends(project)]
 
     @app.get("/metrics", tags=["meta"], response_class=Response, dependencies=meta)
@@ -79,6 +74,28 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+class RequestIds:
+    """Every answer names itself, as OpenAI's do (`x-request-id`): quote it when
+    reporting a problem. Plain ASGI, so that the caller's disconnect still reaches the
+    route (Starlette's BaseHTTPMiddleware would hide it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.append("x-request-id", new_id("req"))
+            await send(message)
+
+        await self.app(scope, receive, named)
 
 
 class DrainingServer(uvicorn.Server):

@@ -1,21 +1,21 @@
-"""`stream: true` on chat and completions: the answer as server-sent events, in OpenAI's
-chunk format, ending with `data: [DONE]`.
+"""`stream: true`: an answer as server-sent events, as it is written.
 
 A model that writes in steps (a local one) sends its text as it grows; another sends
-its whole answer as one chunk when it has it. With `stream_options.include_usage`, a
-last chunk carries the usage. An error before the first word is an ordinary HTTP error;
-one after it is an `error` event, as OpenAI sends.
+its whole answer as one piece when it has it. An error before the first word is an
+ordinary HTTP error; one after it is an `error` event. The events' format is a `Wire`:
+OpenAI's chunks (`Chunks`, ending with `data: [DONE]`) or Anthropic's message events
+(api/anthropic.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Protocol
 
 import orjson
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.bodies import EXTENSION
@@ -26,21 +26,40 @@ from slackwater.domain.request import Outcome
 Event = str | list[Outcome] | BaseException
 
 
-def _event(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
+def sse(data: dict[str, Any], name: str | None = None) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class Wire(Protocol):
+    """How one streamed answer is written."""
+
+    def start(self) -> bytes: ...
+    def text(self, text: str) -> bytes: ...
+    def finish(self, outcome: Outcome) -> bytes: ...
+    def error(self, body: dict[str, Any]) -> bytes: ...
 
 
 class Chunks:
-    """The chunks of one streamed answer."""
+    """OpenAI's chunks of one streamed chat or completion."""
 
-    def __init__(self, endpoint: str, model: str) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        model: str,
+        *,
+        include_usage: bool = False,
+        route: dict[str, Any] | None = None,
+    ) -> None:
         self.chat = endpoint == Endpoint.CHAT
         self.id = new_id("chatcmpl" if self.chat else "cmpl")
         self.created = int(time.time())
         self.model = model
+        self.include_usage = include_usage
+        self.route = route
 
     def _chunk(self, choice: dict[str, Any], **extra: Any) -> bytes:
-        return _event(
+        return sse(
             {
                 "id": self.id,
                 "object": "chat.completion.chunk" if self.chat else "text_completion",
@@ -51,7 +70,10 @@ class Chunks:
             }
         )
 
-    def text(self, text: str, finish: str | None = None, **extra: Any) -> bytes:
+    def text(self, text: str) -> bytes:
+        return self._text(text)
+
+    def _text(self, text: str, finish: str | None = None, **extra: Any) -> bytes:
         if self.chat:
             delta = {"content": text} if text or finish is None else {}
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -70,9 +92,16 @@ class Chunks:
         }
         return self._chunk(choice)
 
-    def usage(self, outcome: Outcome) -> bytes:
-        usage = outcome.body.get("usage") or {}
-        return self._chunk({}, usage=usage)
+    def finish(self, outcome: Outcome) -> bytes:
+        _, finish = answer_of(outcome)
+        extra = {EXTENSION: {"route": self.route}} if self.route is not None else {}
+        last = self._text("", finish or "stop", **extra)
+        if self.include_usage:
+            last += self._chunk({}, usage=outcome.body.get("usage") or {})
+        return last + b"data: [DONE]\n\n"
+
+    def error(self, body: dict[str, Any]) -> bytes:
+        return sse(body) + b"data: [DONE]\n\n"
 
 
 def answer_of(outcome: Outcome) -> tuple[str, str | None]:
@@ -84,24 +113,21 @@ def answer_of(outcome: Outcome) -> tuple[str, str | None]:
 
 async def stream(
     work: Coroutine[Any, Any, list[Outcome]],
-    endpoint: str,
-    model: str,
+    wire: Wire,
     budget: float,
-    *,
-    include_usage: bool = False,
-    route: dict[str, Any] | None = None,
-    events: asyncio.Queue[Event] | None = None,
-) -> StreamingResponse | JSONResponse:
-    """Run `work` (which puts the text so far on `events` as it grows) and stream it."""
-    queue: asyncio.Queue[Event] = events if events is not None else asyncio.Queue()
+    events: asyncio.Queue[Event],
+    refuse: Callable[[Outcome], Response],
+) -> Response:
+    """Run `work` (which puts the text so far on `events` as it grows) and stream it;
+    an answer that fails before its first word is `refuse`d as a plain HTTP error."""
+    queue = events
 
     async def produce() -> None:
         try:
             queue.put_nowait(await asyncio.wait_for(work, budget))
         except TimeoutError:
-            queue.put_nowait(
-                BudgetExceeded(f"the request ran past its compute budget of {budget:g} s")
-            )
+            over = f"the request ran past its compute budget of {budget:g} s"
+            queue.put_nowait(BudgetExceeded(over))
         except Exception as exc:  # sent on to the caller, as an event
             queue.put_nowait(exc)
 
@@ -110,39 +136,34 @@ async def stream(
     if isinstance(first, BaseException):
         raise first
     if isinstance(first, list) and not first[0].ok:
-        return JSONResponse(first[0].body, status_code=first[0].status_code)
-    chunks = Chunks(endpoint, model)
+        return refuse(first[0])
 
     async def body() -> AsyncIterator[bytes]:
         sent = ""
         item: Event = first
         try:
-            yield chunks.start()
+            yield wire.start()
             while True:
                 if isinstance(item, str):
                     if item.startswith(sent) and len(item) > len(sent):
-                        yield chunks.text(item[len(sent) :])
+                        yield wire.text(item[len(sent) :])
                         sent = item
                 elif isinstance(item, list):
                     outcome = item[0]
                     if not outcome.ok:
-                        yield _event(outcome.body)
-                        break
-                    text, finish = answer_of(outcome)
+                        yield wire.error(outcome.body)
+                        return
+                    text, _ = answer_of(outcome)
                     rest = text[len(sent) :] if text.startswith(sent) else ""
                     if rest:
-                        yield chunks.text(rest)
-                    extra = {EXTENSION: {"route": route}} if route is not None else {}
-                    yield chunks.text("", finish or "stop", **extra)
-                    if include_usage:
-                        yield chunks.usage(outcome)
-                    break
+                        yield wire.text(rest)
+                    yield wire.finish(outcome)
+                    return
                 else:
                     message = getattr(item, "message", str(item))
-                    yield _event({"error": {"message": message, "type": "server_error"}})
-                    break
+                    yield wire.error({"error": {"message": message, "type": "server_error"}})
+                    return
                 item = await queue.get()
-            yield b"data: [DONE]\n\n"
         finally:
             if not task.done():  # the caller went away: stop the engine work
                 task.cancel()

@@ -110,6 +110,7 @@ class Batch:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     output_expires_seconds: int | None = None  # output files expire this long after made
+    api: str = "openai"  # the API that made it: "openai" (Batches), "anthropic" (Messages)
 
 
 # The timestamp column set when a batch enters each status.

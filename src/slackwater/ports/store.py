@@ -114,7 +114,21 @@ class BatchStore(_FileRecords, _BatchReads, _BatchMoves, _Finished, Protocol):
         """Store a new batch; with an idempotency key already used, the first batch."""
         ...
 
-    async def list_batches(self, project: str, *, limit: int, after: str | None) -> Page: ...
+    async def list_batches(
+        self, project: str, *, limit: int, after: str | None, api: str | None = None
+    ) -> Page:
+        """The project's batches, newest first (of one API only, if `api` is given)."""
+        ...
+
+    async def request_statuses(self, batch_id: str) -> dict[str, int]:
+        """How many of the batch's requests are in each RequestStatus."""
+        ...
+
+    async def delete_batch(self, project: str, batch_id: str) -> Batch:
+        """Delete an ended batch and its requests (Conflict while it runs); its files
+        are the caller's to delete."""
+        ...
+
     async def open_requests(self, project: str) -> int:
         """Requests of the project's batches that are queued, validating or running."""
         ...

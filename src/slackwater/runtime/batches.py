@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from slackwater.domain.batch import Batch, BatchStatus, Endpoint
@@ -66,6 +67,7 @@ class BatchService:
         idempotency_key: str | None = None,
         retried_from: str | None = None,
         output_expires_after: Any = None,
+        api: str = "openai",
     ) -> Batch:
         if endpoint not in {e.value for e in Endpoint}:
             raise InvalidRequest(
@@ -116,14 +118,26 @@ class BatchService:
             metadata=checked,
             retried_from=retried_from,
             output_expires_seconds=output_expiry,
+            api=api,
         )
         return await self.store.add_batch(batch, idempotency_key)
 
     async def get(self, project: str, batch_id: str) -> Batch:
         return await self.store.get_batch(project, batch_id)
 
-    async def list(self, project: str, *, limit: int, after: str | None) -> Page:
-        return await self.store.list_batches(project, limit=limit, after=after)
+    async def list(
+        self, project: str, *, limit: int, after: str | None, api: str | None = None
+    ) -> Page:
+        return await self.store.list_batches(project, limit=limit, after=after, api=api)
+
+    async def delete(self, project: str, batch_id: str) -> Batch:
+        """Delete an ended batch: its requests, and its output and error files."""
+        batch = await self.store.delete_batch(project, batch_id)
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                with contextlib.suppress(NotFound):
+                    await self.files.delete(project, file_id)
+        return batch
 
     async def cancel(self, project: str, batch_id: str) -> Batch:
         batch = await self.store.get_batch(project, batch_id)

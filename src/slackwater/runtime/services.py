@@ -15,8 +15,10 @@ from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
 from slackwater.runtime.intake import Intake
 from slackwater.runtime.keys import KeyService
+from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -33,9 +35,11 @@ class Services:
     engines: EngineSet
     router: AutoRouter | None
     admission: Admission
+    realtime: Realtime
     keys: KeyService
     files: FileService
     batches: BatchService
+    message_batches: MessageBatches
     intake: Intake
     finalizer: Finalizer
     monitor: Monitor | None

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,14 +22,14 @@ from slackwater.domain.batch import (
     RequestCounts,
     check_transition,
 )
-from slackwater.domain.errors import IdempotencyMismatch, NotFound
+from slackwater.domain.errors import Conflict, IdempotencyMismatch, NotFound
 from slackwater.domain.money import from_nano, to_nano
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
 from slackwater.ports import Page
 from slackwater.store import outbox, queue
 from slackwater.store.database import Database
-from slackwater.store.schema import batches, files
+from slackwater.store.schema import batches, files, requests
 
 
 def _parameters(batch: Batch) -> tuple[Any, ...]:
@@ -71,6 +71,7 @@ def _batch(row: Row[Any]) -> Batch:
         prompt_tokens=int(row.prompt_tokens),
         completion_tokens=int(row.completion_tokens),
         output_expires_seconds=row.output_expires_seconds,
+        api=row.api,
         **{column: getattr(row, column) for column in STATUS_TIMESTAMP.values()},
     )
 
@@ -156,6 +157,7 @@ class SqlBatches(Database):
             "idempotency_key": idempotency_key,
             "retried_from": batch.retried_from,
             "output_expires_seconds": batch.output_expires_seconds,
+            "api": batch.api,
         }
         try:
             async with self.writing() as conn:
@@ -188,8 +190,12 @@ class SqlBatches(Database):
         async with self.reading() as conn:
             return await read_batch(conn, project, batch_id)
 
-    async def list_batches(self, project: str, *, limit: int, after: str | None) -> Page:
+    async def list_batches(
+        self, project: str, *, limit: int, after: str | None, api: str | None = None
+    ) -> Page:
         query = select(batches).where(batches.c.project == project)
+        if api is not None:
+            query = query.where(batches.c.api == api)
         return await self.page(query, batches.c.id, limit=limit, after=after, convert=_batch)
 
     async def batch_ids_in(self, status: BatchStatus, *, settled: bool = False) -> list[str]:
@@ -233,6 +239,26 @@ class SqlBatches(Database):
             if self.webhooks:
                 await outbox.enqueue(conn, batch_id, new, now)
             return await read_batch(conn, None, batch_id)
+
+    async def request_statuses(self, batch_id: str) -> dict[str, int]:
+        query = (
+            select(requests.c.status, func.count())
+            .where(requests.c.batch_id == batch_id)
+            .group_by(requests.c.status)
+        )
+        async with self.reading() as conn:
+            return {status: int(n) for status, n in (await conn.execute(query)).all()}
+
+    async def delete_batch(self, project: str, batch_id: str) -> Batch:
+        async with self.writing() as conn:
+            batch = await read_batch(conn, project, batch_id, lock=True)
+            if not batch.status.is_terminal:
+                raise Conflict(
+                    f"batch {batch_id} is {batch.status.value}; cancel it, then delete it"
+                )
+            await conn.execute(delete(requests).where(requests.c.batch_id == batch_id))
+            await conn.execute(delete(batches).where(batches.c.id == batch_id))
+        return batch
 
     async def batch_outcomes(self, project: str | None = None) -> dict[str, int]:
         query = select(batches.c.status, func.count()).group_by(batches.c.status)

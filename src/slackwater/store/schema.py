@@ -99,6 +99,7 @@ batches = Table(
     Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
     Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
     Column("output_expires_seconds", Integer),  # output files expire this long after made
+    Column("api", String(16), nullable=False, server_default="openai"),  # which API made it
     Index("ix_batches_project_id", "project", "id"),
     Index("ix_batches_idempotency", "project", "idempotency_key", unique=True),
     Index("ix_batches_status", "status"),
