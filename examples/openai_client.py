@@ -2,15 +2,22 @@
 
     slackwater serve &            # in another terminal
     python examples/openai_client.py
+
+SLACKWATER_BASE_URL (default http://127.0.0.1:8000/v1) and SLACKWATER_API_KEY, if the
+server has keys, say where and as whom.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
 from openai import OpenAI
 
-client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused-without-keys")
+client = OpenAI(
+    base_url=os.environ.get("SLACKWATER_BASE_URL", "http://127.0.0.1:8000/v1"),
+    api_key=os.environ.get("SLACKWATER_API_KEY", "unused-without-keys"),
+)
 
 batch_file = client.files.create(
     file=Path(__file__).with_name("batch.jsonl").open("rb"), purpose="batch"
