@@ -1,26 +1,19 @@
 """Anthropic's Messages format and OpenAI's chat completions, each to the other.
 
 slackwater runs everything as chat completions. The Anthropic-compatible API turns
-Messages params into a chat body and the answer back into a message; the
-`anthropic_batch` engine does the reverse, to send chat bodies to Anthropic. No I/O.
+Messages params into a chat body and the answer back into a message (the
+`anthropic_batch` engine does the reverse, to send chat bodies to Anthropic). No I/O.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from slackwater.domain.batch import LineError
 
 # Anthropic's stop reasons and OpenAI's finish reasons.
 STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
-FINISH_REASON = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-}
 # Anthropic error types by HTTP status, as its API answers.
 ERROR_TYPE = {
     400: "invalid_request_error",
@@ -157,64 +150,6 @@ def message_from_chat(body: dict[str, Any], model: str) -> dict[str, Any]:
         "usage": {
             "input_tokens": int(usage.get("prompt_tokens") or 0),
             "output_tokens": int(usage.get("completion_tokens") or 0),
-        },
-    }
-
-
-def params_from_chat(
-    body: dict[str, Any], model: str | None, default_max_tokens: int
-) -> dict[str, Any]:
-    """A chat completion body as Messages API params (system messages joined)."""
-    system = []
-    messages = []
-    for message in body.get("messages", []):
-        content = message.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if p.get("type") == "text")
-        if message.get("role") in ("system", "developer"):
-            system.append(str(content))
-        else:
-            messages.append({"role": message["role"], "content": content})
-    params: dict[str, Any] = {
-        "model": model or body.get("model"),
-        "max_tokens": body.get("max_completion_tokens")
-        or body.get("max_tokens")
-        or default_max_tokens,
-        "messages": messages,
-    }
-    if system:
-        params["system"] = "\n\n".join(system)
-    for name in ("temperature", "top_p"):
-        if body.get(name) is not None:
-            params[name] = body[name]
-    stop = body.get("stop")
-    if stop:
-        params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    return params
-
-
-def chat_from_message(message: dict[str, Any], model: str) -> dict[str, Any]:
-    """An Anthropic message as a chat completion body, answered by `model`."""
-    text = "".join(b.get("text", "") for b in message.get("content", []) if b.get("type") == "text")
-    usage = message.get("usage") or {}
-    prompt = int(usage.get("input_tokens") or 0)
-    completion = int(usage.get("output_tokens") or 0)
-    return {
-        "id": f"chatcmpl-{message.get('id', '')}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": FINISH_REASON.get(message.get("stop_reason") or "", "stop"),
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
         },
     }
 

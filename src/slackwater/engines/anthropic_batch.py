@@ -22,12 +22,18 @@ from typing import Any
 import httpx
 import orjson
 
-from slackwater.domain.anthropic import chat_from_message, params_from_chat
 from slackwater.domain.errors import EngineError
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
+from slackwater.engines import responses
 from slackwater.engines.upstream import ProviderEngine, provider_call
 
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+}
 # Anthropic error types -> (HTTP status, retryable)
 ERRORS = {
     "invalid_request_error": (400, False),
@@ -74,8 +80,33 @@ class AnthropicBatchEngine(ProviderEngine):
         return [found.get(str(i), missing) for i in range(len(bodies))]
 
     def params(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A chat completion body as Messages API params."""
-        return params_from_chat(body, self.upstream_model, self.default_max_tokens)
+        """A chat completion body as Messages API params (system messages joined)."""
+        system = []
+        messages = []
+        for message in body.get("messages", []):
+            content = message.get("content")
+            if isinstance(content, list):  # OpenAI content parts: keep the text ones
+                content = "".join(p.get("text", "") for p in content if p.get("type") == "text")
+            if message.get("role") in ("system", "developer"):
+                system.append(str(content))
+            else:
+                messages.append({"role": message["role"], "content": content})
+        params: dict[str, Any] = {
+            "model": self.upstream_model or body.get("model"),
+            "max_tokens": body.get("max_completion_tokens")
+            or body.get("max_tokens")
+            or self.default_max_tokens,
+            "messages": messages,
+        }
+        if system:
+            params["system"] = "\n\n".join(system)
+        for name in ("temperature", "top_p"):
+            if body.get(name) is not None:
+                params[name] = body[name]
+        stop = body.get("stop")
+        if stop:
+            params["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        return params
 
     async def _results(self, batch: dict[str, Any]) -> dict[str, Outcome]:
         url = batch.get("results_url")
@@ -111,6 +142,10 @@ class AnthropicBatchEngine(ProviderEngine):
         )
 
     def _chat(self, message: dict[str, Any]) -> Outcome:
-        body = chat_from_message(message, self.model.name)
-        usage = body["usage"]
-        return Outcome(200, body, Usage(usage["prompt_tokens"], usage["completion_tokens"]))
+        text = "".join(
+            b.get("text", "") for b in message.get("content", []) if b.get("type") == "text"
+        )
+        usage = message.get("usage") or {}
+        tokens = Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
+        finish = FINISH.get(message.get("stop_reason") or "", "stop")
+        return responses.chat_completion(self.model.name, text, finish, tokens)
