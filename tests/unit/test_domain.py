@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -51,3 +52,13 @@ def test_ids_are_prefixed_and_sort_by_creation() -> None:
     ids = [new_id("batch") for _ in range(2000)]
     assert ids == sorted(ids) and len(set(ids)) == 2000
     assert all(i.startswith("batch_") and len(i) == 30 for i in ids)
+
+
+def test_ids_sort_by_creation_and_say_nothing_of_each_other() -> None:
+    made = [new_id("file") for _ in range(2000)]
+    assert made == sorted(made) and len(set(made)) == 2000
+    assert all(len(i) == len("file_") + 24 for i in made)
+    # Ids made back to back are not one apart: none tells another's value.
+    suffixes = [int(i[-12:], 16) for i in made]
+    steps = [b - a for a, b in pairwise(suffixes) if b > a]
+    assert steps and min(steps) > 1 and len(set(steps)) > len(steps) // 2
