@@ -29,6 +29,7 @@ from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import Clock, Engine, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
+from slackwater.runtime.calls import CallQueue
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService, UploadPace
 from slackwater.runtime.finalizer import Finalizer
@@ -41,6 +42,7 @@ from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.plugins import load_checks
 from slackwater.runtime.realtime import Realtime
+from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
 from slackwater.runtime.services import Services
 from slackwater.runtime.webhooks import WebhookSender
@@ -116,6 +118,9 @@ def build(
     pool = settings.pool_named()
     placement = _placement(settings, store, pool, clock)
     count = workers if workers is not None else int(settings.run_worker_in_server)
+    realtime = Realtime(catalog, router, admission)
+    tiers = settings.tiers()
+    calls = CallQueue(store, clock, poll_seconds=settings.call_poll_seconds)
     return Services(
         store=store,
         blobs=blobs,
@@ -124,7 +129,18 @@ def build(
         engines=engines,
         router=router,
         admission=admission,
-        realtime=Realtime(catalog, router, admission),
+        realtime=realtime,
+        calls=calls,
+        responses=ResponseService(
+            store,
+            calls,
+            realtime,
+            engines,
+            tiers,
+            clock,
+            request_seconds=settings.max_request_seconds,
+        ),
+        tiers=tiers,
         keys=KeyService(store, clock),
         request_seconds=settings.max_request_seconds,
         drain_seconds=settings.drain_seconds,

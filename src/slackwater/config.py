@@ -33,6 +33,7 @@ from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Model, Price
 from slackwater.domain.pool import Pool, PoolKind
+from slackwater.domain.tiers import AUTO, ServiceTier, default_tiers
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_CHAT_MODEL = "smollm2"
@@ -111,6 +112,14 @@ class PoolConfig(BaseModel):
             feed=self.feed,
             models=frozenset(self.models),
         )
+
+
+class TierConfig(BaseModel):
+    """One `[service_tiers.NAME]` table: how long a call on the tier may wait."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    window_seconds: float = Field(ge=0)  # 0: real time
+    max_queued: int = Field(default=0, ge=0)  # calls waiting past which 429; 0: no limit
 
 
 class RouteConfig(BaseModel):
@@ -236,6 +245,11 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
     # A receiver that does not answer within this is tried again later.
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Service tiers by name, over the built-in ones (default, priority, asap: real time;
+    # standard: 5 minutes; flex: 15 minutes).
+    service_tiers: dict[str, TierConfig] = Field(default_factory=dict)
+    # Calls waiting for their answer on a queued tier look for it this often.
+    call_poll_seconds: float = Field(default=0.05, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
     pools: list[PoolConfig] = Field(default_factory=default_pools)
     routes: list[RouteConfig] = Field(default_factory=list)
@@ -340,6 +354,22 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'slackwater.db'}"
+
+    def tiers(self) -> dict[str, ServiceTier]:
+        tiers = default_tiers()
+        for name, tier in self.service_tiers.items():
+            tiers[name] = ServiceTier(name, tier.window_seconds, tier.max_queued)
+        return tiers
+
+    @field_validator("service_tiers")
+    @classmethod
+    def _tier_names(cls, tiers: dict[str, TierConfig]) -> dict[str, TierConfig]:
+        for name in tiers:
+            if name == AUTO or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+                raise ValueError(
+                    f"service tier {name!r}: a name is 1-32 of a-z, 0-9, _ and -, not {AUTO!r}"
+                )
+        return tiers
 
     def catalog(self) -> list[Model]:
         return [m.to_model() for m in self.models]

@@ -18,7 +18,15 @@ from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
-from slackwater.ports import Escalation, Retry, Settlement, StagedRequest, Store
+from slackwater.ports import (
+    Escalation,
+    QueuedCall,
+    Retry,
+    Settlement,
+    StagedRequest,
+    Store,
+    StoredResponse,
+)
 from tests.contract.backends import StoreBackend, sql_backend
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -593,6 +601,86 @@ async def test_failed_attempts_are_charged_when_they_fail(store: Store) -> None:
     by_batch = {r.key: r for r in await store.ledger("batch")}
     assert by_batch[batch.id].cost == Decimal("1.0")  # 0.25 + 0.5 + 2 x 0.125
     assert (await store.get_batch(None, batch.id)).cost == Decimal("1.0")
+
+
+def call(
+    call_id: str, *, project: str = "p1", tier: str = "flex", seconds: float = 60
+) -> QueuedCall:
+    return QueuedCall(
+        id=call_id,
+        project=project,
+        model="m",
+        endpoint="/v1/responses",
+        body='{"model": "m", "input": "hi"}',
+        deadline=NOW + timedelta(seconds=seconds),
+        tier=tier,
+    )
+
+
+async def test_a_queued_call_runs_from_the_queue_by_its_deadline(store: Store) -> None:
+    batch = await make_batch(store, 2)  # due in an hour
+    await store.enqueue_call(call("resp_a", seconds=30), NOW)
+    await store.enqueue_call(call("call_b", tier="standard"), NOW)
+    assert await store.waiting_calls("flex") == 1
+    assert await store.waiting_calls("standard") == 1
+    assert set(await store.call_states(["resp_a", "call_b", "resp_gone"])) == {"resp_a", "call_b"}
+    lease = await store.lease("w", ["m"], 3, NOW, 30)
+    assert lease is not None
+    # The calls are due in a minute, the batch in an hour: the calls go first.
+    assert [r.batch_id for r in lease.requests][:2] == ["resp_a", "call_b"]
+    assert lease.requests[2].batch_id == batch.id
+    assert await store.waiting_calls("flex") == 0  # taken by a worker
+    first = lease.requests[0]
+    answer = Outcome(200, {"object": "response"}, Usage(3, 4))
+    await record(
+        store,
+        lease.id,
+        [Result(first.id, answer, Charge("local", 0.5, Decimal("0.001"), Decimal("0.01")))],
+    )
+    states = await store.call_states(["resp_a", "call_b"])
+    assert states["resp_a"].status is RequestStatus.SUCCEEDED
+    assert states["resp_a"].status_code == 200
+    assert states["resp_a"].response == b'{"object":"response"}'
+    assert states["call_b"].status is RequestStatus.LEASED and states["call_b"].response is None
+    by_tier = {r.key: r for r in await store.ledger("tier")}
+    assert by_tier["flex"].cost == Decimal("0.001") and by_tier["flex"].requests == 1
+    # Cancelled while leased: its worker's settlement then writes nothing.
+    assert await store.cancel_call("call_b", NOW)
+    assert not await store.cancel_call("call_b", NOW)
+    assert not await store.cancel_call("resp_a", NOW)  # it had finished
+    second = lease.requests[1]
+    assert await record(store, lease.id, [Result(second.id, answer)]) == 0
+    assert (await store.call_states(["call_b"]))["call_b"].status is RequestStatus.CANCELLED
+
+
+async def test_stored_responses_end_once(store: Store) -> None:
+    queued = StoredResponse(
+        "resp_q", "p1", "queued", "flex", {"model": "m", "input": "hi"}, NOW, queued=True
+    )
+    await store.enqueue_call(call("resp_q"), NOW, queued)
+    done = StoredResponse(
+        "resp_d", "p1", "completed", "default", {"model": "m", "input": "hi"}, NOW,
+        answer={"id": "resp_d", "status": "completed"}, completed_at=NOW,
+    )  # fmt: skip
+    await store.add_response(done)
+    assert await store.get_response("p1", "resp_d") == done
+    assert await store.get_response(None, "resp_q") == queued
+    with pytest.raises(NotFound):
+        await store.get_response("p2", "resp_q")  # another project's
+    assert [r.id for r in await store.open_responses(10)] == ["resp_q"]
+    final = {"id": "resp_q", "status": "completed"}
+    later = NOW + timedelta(seconds=5)
+    assert await store.end_response("resp_q", "completed", final, later)
+    assert not await store.end_response("resp_q", "failed", {"status": "failed"}, later)
+    ended = await store.get_response("p1", "resp_q")
+    assert (ended.status, ended.answer, ended.completed_at) == ("completed", final, later)
+    assert await store.open_responses(10) == []
+    with pytest.raises(NotFound):
+        await store.delete_response("p2", "resp_q")
+    await store.delete_response("p1", "resp_q")
+    assert await store.call_states(["resp_q"]) == {}  # its request went with it
+    with pytest.raises(NotFound):
+        await store.get_response("p1", "resp_q")
 
 
 def test_every_port_method_is_exercised() -> None:

@@ -77,3 +77,17 @@ def test_router_dtype_setting_over_model_option_over_hardware() -> None:
     assert router_dtype("auto", None) == ("bfloat16" if native_bfloat16() else "float32")
     with pytest.raises(ValidationError, match="router_dtype"):
         Settings(router_dtype="int4")  # type: ignore[arg-type]
+
+
+def test_service_tiers_over_the_built_in_ones(tmp_path: Path) -> None:
+    path = tmp_path / "tiers.toml"
+    path.write_text(
+        "[service_tiers.flex]\nwindow_seconds = 120\n\n"
+        "[service_tiers.overnight]\nwindow_seconds = 43200\nmax_queued = 5\n"
+    )
+    tiers = Settings.load(path).tiers()
+    assert tiers["flex"].window_seconds == 120 and tiers["overnight"].max_queued == 5
+    assert tiers["default"].realtime and tiers["standard"].window_seconds == 300
+    for bad in ("auto", "Has Space"):
+        with pytest.raises(ConfigError, match="service_tiers: service tier"):
+            Settings.load(service_tiers={bad: {"window_seconds": 1}})

@@ -19,6 +19,7 @@ from slackwater.domain.bodies import EXTENSION
 from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
+from slackwater.domain.tiers import ServiceTier, tier_named
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -42,8 +43,23 @@ async def _answer(
         raise InvalidRequest(
             "stream_options is an object, and only with stream: true", param="stream_options"
         )
+    tier = tier_named(svc.tiers, body.pop("service_tier", None))
     ready = await svc.realtime.prepare(endpoint.value, body)
     model, body, route = ready.model, ready.body, ready.route
+    if not tier.realtime:
+        if streamed:
+            raise InvalidRequest(
+                f"the {tier.name} tier is answered whole: set stream to false", param="stream"
+            )
+        call = await svc.calls.put(
+            tier, project=project, model=model.name, endpoint=endpoint, body=body, route=route
+        )
+        queued = await while_connected(
+            request, svc.calls.answer(call.id), tier.window_seconds + svc.request_seconds
+        )
+        if queued is None:
+            return closed_request()
+        return _answered(queued, route, tier)
     if streamed:
         events: asyncio.Queue[Event] = asyncio.Queue()
         work = svc.engines.run(
@@ -59,20 +75,33 @@ async def _answer(
             model.name,
             include_usage=bool((options or {}).get("include_usage")),
             route=route,
+            service_tier=tier.name,
         )
         return await stream(work, wire, svc.request_seconds, events, _plain)
     work = svc.engines.run(model.name, endpoint.value, [body], realtime=True, project=project)
     finished = await while_connected(request, work, svc.request_seconds)
     if finished is None:  # the caller went away; its engine work was cancelled
-        return JSONResponse(
-            error_body(
-                "client closed the request", "invalid_request_error", None, "client_closed_request"
-            ),
-            status_code=499,
-        )
+        return closed_request()
     [outcome] = finished
-    answer = outcome.body if route is None else {**outcome.body, EXTENSION: {"route": route}}
+    return _answered(outcome, route, tier)
+
+
+def _answered(outcome: Outcome, route: dict[str, Any] | None, tier: ServiceTier) -> Response:
+    if not outcome.ok:
+        return _plain(outcome)
+    answer = {**outcome.body, "service_tier": tier.name}
+    if route is not None:
+        answer[EXTENSION] = {"route": route}
     return JSONResponse(answer, status_code=outcome.status_code)
+
+
+def closed_request() -> Response:
+    return JSONResponse(
+        error_body(
+            "client closed the request", "invalid_request_error", None, "client_closed_request"
+        ),
+        status_code=499,
+    )
 
 
 def _plain(outcome: Outcome) -> Response:

@@ -50,8 +50,10 @@ class Chunks:
         *,
         include_usage: bool = False,
         route: dict[str, Any] | None = None,
+        service_tier: str = "default",
     ) -> None:
         self.chat = endpoint == Endpoint.CHAT
+        self.service_tier = service_tier
         self.id = new_id("chatcmpl" if self.chat else "cmpl")
         self.created = int(time.time())
         self.model = model
@@ -65,6 +67,7 @@ class Chunks:
                 "object": "chat.completion.chunk" if self.chat else "text_completion",
                 "created": self.created,
                 "model": self.model,
+                "service_tier": self.service_tier,
                 "choices": [choice] if choice else [],
                 **extra,
             }

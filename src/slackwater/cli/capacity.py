@@ -129,7 +129,7 @@ def report(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     by: Annotated[
-        str, typer.Option(help="Group by batch, project, pool, model or day (UTC).")
+        str, typer.Option(help="Group by batch, project, pool, model, engine, tier or day (UTC).")
     ] = "batch",
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
     days: Annotated[

@@ -60,6 +60,7 @@ class Endpoint(StrEnum):
     CHAT = "/v1/chat/completions"
     COMPLETIONS = "/v1/completions"
     EMBEDDINGS = "/v1/embeddings"
+    RESPONSES = "/v1/responses"  # run as chat completions (domain/responses.py)
 
 
 @dataclass(frozen=True)

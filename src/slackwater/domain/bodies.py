@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired, cast
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
+from slackwater.domain import responses
 from slackwater.domain.batch import Endpoint, LineError
 
 EXTENSION = "slackwater"  # slackwater's own body field; never sent to an engine
@@ -77,12 +78,17 @@ _VALIDATORS = {url: TypeAdapter(kind).validator for url, kind in SCHEMAS.items()
 
 def token_limit(body: Mapping[str, Any]) -> int | None:
     """The most tokens the body lets the model write (None: no limit given)."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limit = (
+        body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
+    )
     return int(limit) if limit is not None else None
 
 
 def parse_body(endpoint: str, body: Any, *, line: int | None = None) -> Body | list[LineError]:
     """The typed body, or the reasons it is invalid (each naming the field)."""
+    if endpoint == Endpoint.RESPONSES:
+        errors = responses.check(body, line)
+        return errors or cast(Body, body)
     try:
         parsed: Body = _VALIDATORS[endpoint].validate_python(body)
     except ValidationError as exc:
@@ -103,6 +109,13 @@ def parse_body(endpoint: str, body: Any, *, line: int | None = None) -> Body | l
             message = f"body.{name} must not be {empty}"
             return [LineError("invalid_value", message, line=line, param=f"body.{name}")]
     return parsed
+
+
+def as_chat(endpoint: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A checked body as the engine will read it: a Responses body as its chat body."""
+    if endpoint == Endpoint.RESPONSES:
+        return responses.chat_of(dict(body))
+    return body
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "dict", "list"})

@@ -57,6 +57,8 @@ class Model:
         return self.quality.get("default")
 
     def serves(self, endpoint: str) -> bool:
+        if endpoint == Endpoint.RESPONSES:  # answered by chat completions
+            return Endpoint.CHAT in self.endpoints
         return endpoint in self.endpoints  # Endpoint is a str enum: plain strings match
 
 

@@ -115,6 +115,7 @@ LEDGER_GROUPS = {
     "pool": "pool",
     "model": "model",
     "engine": "engine",
+    "tier": "tier",
 }
 
 
@@ -157,3 +158,41 @@ class OpenWork:
     model: str
     requests: int
     deadline: datetime
+
+
+@dataclass(frozen=True)
+class QueuedCall:
+    """One API call run through the queue (a background response, a call on a queued
+    tier): a request of its own, in the same queue as batch lines, by its deadline."""
+
+    id: str  # the response's id, or `call_...`: the request's batch_id
+    project: str
+    model: str
+    endpoint: str
+    body: str  # JSON text
+    deadline: datetime
+    tier: str  # the service tier it was asked on
+    route: str | None = None  # JSON route record of an auto-routed call
+
+
+@dataclass(frozen=True)
+class CallState:
+    """Where a queued call stands: its request's status, and its answer once it has one."""
+
+    id: str
+    status: RequestStatus
+    status_code: int | None = None
+    response: bytes | None = None  # the engine's answer (JSON), or its error
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    id: str
+    project: str
+    status: str  # queued, in_progress, completed, failed, cancelled, incomplete
+    service_tier: str
+    request: dict[str, Any]  # the Responses body (earlier turns in its input)
+    created_at: datetime
+    queued: bool = False
+    answer: dict[str, Any] | None = None  # the response object, once it has ended
+    completed_at: datetime | None = None

@@ -15,6 +15,7 @@ a backend implements and what the contract suite (tests/contract/test_store.py) 
     KeyStore        API keys                      add_key, project_for_key, has_keys
     CapacityStore   placement (the planner)       open_work, live_workers, ledger
     ReportStore     `slackwater report`, metrics  ledger, ledger_entries, ...
+    CallStore       queued calls, Responses API   enqueue_call, call_states, get_response, ...
 
 Every method is one transaction. Methods that only read never wait for a writer.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
@@ -31,6 +32,7 @@ from slackwater.domain.keys import ApiKey
 from slackwater.domain.request import RequestStatus
 from slackwater.ports.records import (
     CachedResult,
+    CallState,
     Delivery,
     FinishedRequest,
     Lease,
@@ -38,8 +40,10 @@ from slackwater.ports.records import (
     LedgerRow,
     OpenWork,
     Page,
+    QueuedCall,
     Settlement,
     StagedRequest,
+    StoredResponse,
 )
 
 
@@ -245,6 +249,47 @@ class ReportStore(_Ledger, Protocol):
         ...
 
 
+class CallStore(Protocol):
+    async def enqueue_call(
+        self, call: QueuedCall, now: datetime, response: StoredResponse | None = None
+    ) -> None:
+        """Queue the call as a request of its own (and store its response, if given),
+        in one transaction."""
+        ...
+
+    async def call_states(self, ids: Sequence[str]) -> dict[str, CallState]:
+        """Where each of the calls stands (calls not found are left out)."""
+        ...
+
+    async def waiting_calls(self, tier: str) -> int:
+        """Calls of the tier in the queue that no worker has taken yet."""
+        ...
+
+    async def cancel_call(self, call_id: str, now: datetime) -> bool:
+        """End the call's request if it has not finished; False if it had."""
+        ...
+
+    async def add_response(self, response: StoredResponse) -> None: ...
+    async def get_response(self, project: str | None, response_id: str) -> StoredResponse:
+        """The response (of `project`, unless None); NotFound otherwise."""
+        ...
+
+    async def open_responses(self, limit: int) -> list[StoredResponse]:
+        """Queued responses that have not ended, oldest first."""
+        ...
+
+    async def end_response(
+        self, response_id: str, status: str, answer: dict[str, Any], now: datetime
+    ) -> bool:
+        """End a response that is still open with its final object; False if it was not
+        open (ended already, by this process or another)."""
+        ...
+
+    async def delete_response(self, project: str, response_id: str) -> None:
+        """Delete the response and its queued request; NotFound if there is none."""
+        ...
+
+
 class Store(
     Lifecycle,
     FileStore,
@@ -257,6 +302,7 @@ class Store(
     KeyStore,
     CapacityStore,
     ReportStore,
+    CallStore,
     Protocol,
 ):
     """Everything durable: what a backend implements."""
@@ -264,6 +310,7 @@ class Store(
 
 __all__ = [
     "BatchStore",
+    "CallStore",
     "CapacityStore",
     "FileStore",
     "FinalizerStore",

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import prompt_text, token_limit
+from slackwater.domain.bodies import as_chat, prompt_text, token_limit
 from slackwater.domain.model import Catalog, Model
 from slackwater.policy import admission
 from slackwater.ports import StagedRequest
@@ -20,6 +20,7 @@ _PROMPT_FIELD = {
     Endpoint.CHAT.value: "body.messages",
     Endpoint.COMPLETIONS.value: "body.prompt",
     Endpoint.EMBEDDINGS.value: "body.input",
+    Endpoint.RESPONSES.value: "body.input",
 }
 
 
@@ -38,6 +39,7 @@ class Admission:
             # long documents are embedded from their start.
             return None
         output = admission.output_room(model, endpoint, token_limit(body))
+        body = as_chat(endpoint, body)
         text = prompt_text(body)
         messages = len(body.get("messages") or ())
         # 4 bytes a character at most: the exact size only when that is not enough.

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
+from slackwater.domain import responses
+from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import (
     EngineError,
     NotFound,
@@ -15,6 +19,7 @@ from slackwater.domain.errors import (
     QuotaExceeded,
     SlackwaterError,
 )
+from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
@@ -106,6 +111,8 @@ class EngineSet:
         `on_text` hears a realtime answer's text as it grows, where the engine writes in
         steps (a stream).
         """
+        if endpoint == Endpoint.RESPONSES:
+            return await self._responses(model, bodies, realtime, project, on_text)
         gate = self._gates.setdefault(self.model(model).name, _Gate())
         if realtime:
             if gate.calls[project] >= self.realtime_calls_per_project:
@@ -139,6 +146,38 @@ class EngineSet:
         async with one_at_a_time:
             await gate.clear.wait()
             return await self._run(model, endpoint, list(bodies))
+
+    async def _responses(
+        self,
+        model: str,
+        bodies: Sequence[dict[str, Any]],
+        realtime: bool,
+        project: str,
+        on_text: Callable[[str], None] | None,
+    ) -> list[Outcome]:
+        """Responses run as chat completions; each answer becomes a response object."""
+        chats = [responses.chat_of(body) for body in bodies]
+        answers = await self.run(
+            model, Endpoint.CHAT, chats, realtime=realtime, project=project, on_text=on_text
+        )
+        now = int(time.time())
+        return [
+            replace(
+                answer,
+                body=responses.response_of(
+                    body,
+                    id=new_id("resp"),
+                    status="completed",
+                    created_at=now,
+                    service_tier=str(body.get("service_tier") or "default"),
+                    chat=answer.body,
+                    completed_at=now,
+                ),
+            )
+            if answer.ok
+            else answer
+            for body, answer in zip(bodies, answers, strict=True)
+        ]
 
     async def _serial(self, model: str) -> bool:
         try:

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import EXTENSION, prompt_text
+from slackwater.domain.bodies import EXTENSION, as_chat, prompt_text, token_limit
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.model import Catalog, Tier
 from slackwater.domain.route import RouteRecord
@@ -232,7 +232,7 @@ class AutoRouter:
                 continue
             asking.append((len(found), ask, body, constraints))
             found.append(None)
-        predictions = self.predictions([body for _, _, body, _ in asking])
+        predictions = self.predictions([as_chat(endpoint, body) for _, _, body, _ in asking])
         for (slot, ask, body, constraints), predicted in zip(asking, predictions, strict=True):
             found[slot] = self._choose(endpoint, ask, body, constraints, outcomes or {}, predicted)
         return [item for item in found if item is not None]
@@ -257,13 +257,14 @@ class AutoRouter:
         predicted: Mapping[str, float],
     ) -> Routed | list[LineError]:
         needs = set()
-        response_format = body.get("response_format")
+        chat = as_chat(endpoint, body)
+        response_format = chat.get("response_format")
         if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
             needs.add("json_schema")
-        if body.get("tools"):
+        if chat.get("tools"):
             needs.add("tools")
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        text = prompt_text(body)
+        limit = token_limit(chat)
+        text = prompt_text(chat)
         sample = text[: self.counted_chars] if self.counted_chars else text
         counted = {
             model.name: self.counters[model.name](sample)

@@ -7,9 +7,11 @@ import logging
 from dataclasses import dataclass, field
 
 from slackwater.domain.model import Catalog
+from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
+from slackwater.runtime.calls import CallQueue
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
@@ -19,6 +21,7 @@ from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.realtime import Realtime
+from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -43,6 +46,9 @@ class Services:
     intake: Intake
     finalizer: Finalizer
     monitor: Monitor | None
+    calls: CallQueue
+    responses: ResponseService
+    tiers: dict[str, ServiceTier]
     workers: list[Worker] = field(default_factory=list)
     webhooks: WebhookSender | None = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -62,7 +68,18 @@ class Services:
             loops.append(self.monitor.run())
         if self.webhooks is not None:
             loops.append(self.webhooks.run())
+        loops.append(self.responses.run())
+        for worker in self.workers:
+            worker.on_recorded = worker.on_recorded or self._recorded
+        self.calls.on_queued = self._queued
         self._tasks = [asyncio.create_task(loop) for loop in loops]
+
+    def _recorded(self, _: int) -> None:
+        self.calls.wake()  # a waiting call's answer may be among what was recorded
+
+    def _queued(self) -> None:
+        for worker in self.workers:
+            worker.wake()
 
     async def stop(self) -> None:
         if self._stopped:
@@ -74,11 +91,13 @@ class Services:
             self.monitor.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
+        self.responses.stop()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=self.drain_seconds + 1)
             for task in late:
                 log.warning("a background loop did not stop within the drain time")
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.calls.close()
         await self.engines.close()  # stops what engines still run for nobody
         await self.store.close()

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import orjson
 
+from slackwater.domain import responses
 from slackwater.domain.batch import Endpoint, LineError
 from slackwater.domain.bodies import EXTENSION, parse_body, token_limit
 from slackwater.domain.model import Catalog
@@ -151,6 +152,8 @@ class LineChecker:
     def _check_body(self, line: int, body: dict[str, Any], size: int) -> str | None:
         """The model to run the body on (or the route to ask), if the body is valid."""
         parsed = parse_body(self.endpoint, body, line=line)
+        if self.endpoint == Endpoint.RESPONSES and not isinstance(parsed, list):
+            parsed = responses.in_batch(body, line) or parsed
         if isinstance(parsed, list):
             for err in parsed:
                 self.fail(line, err.code, err.message, err.param)

@@ -93,6 +93,7 @@ class Worker:
         # feed back into the router's quality estimates.
         self._outcomes: dict[tuple[str, str], list[int]] = {}
         self.stopping = asyncio.Event()
+        self._woken = asyncio.Event()
 
     async def run(self) -> None:
         """Work until `stop()` is called; a chunk in flight is finished first."""
@@ -112,13 +113,19 @@ class Worker:
                     done = 0
                 if not done:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.stopping.wait(), self.poll_seconds)
+                        await asyncio.wait_for(self._woken.wait(), self.poll_seconds)
+                    self._woken.clear()
         finally:
             with contextlib.suppress(Exception):
                 await self.store.worker_gone(self.owner)
 
     def stop(self) -> None:
         self.stopping.set()
+        self._woken.set()
+
+    def wake(self) -> None:
+        """Look at the queue now, not at the next poll (a call was queued here)."""
+        self._woken.set()
 
     def drain(self, seconds: float) -> None:
         """A preemption notice: lease nothing more; finish the chunk in hand if it ends
@@ -352,5 +359,9 @@ def _answered_now(outcome: Outcome, now: datetime) -> Outcome:
 def _from_cache(hit: CachedResult) -> Outcome:
     body: dict[str, Any] = orjson.loads(hit.body)
     usage = body.get("usage") or {}
-    tokens = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+    # Chat and completions count prompt/completion tokens; responses input/output.
+    tokens = Usage(
+        int(usage.get("prompt_tokens", usage.get("input_tokens", 0))),
+        int(usage.get("completion_tokens", usage.get("output_tokens", 0))),
+    )
     return Outcome(hit.status_code, body, usage=tokens)

@@ -140,6 +140,8 @@ requests = Table(
     Column("compute_us", BigInteger),
     Column("cost_nano", BigInteger),
     Column("realtime_nano", BigInteger),
+    # The service tier it was asked on: "batch" for batch lines, else the call's tier.
+    Column("tier", String(32), nullable=False, server_default="batch"),
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
     # Partial indexes: a request enters each only while in that state, so a request's
     # life costs a few index writes, not one per status change per index.
@@ -242,4 +244,21 @@ workers = Table(
     Column("pool", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("seen_at", UtcDateTime, nullable=False),
+)
+
+# Responses (the Responses API). A queued one (background, or a queued tier) has a
+# request in `requests` whose batch_id is the response's id.
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("service_tier", String(32), nullable=False),
+    Column("request", Text, nullable=False),  # the Responses body, earlier turns included
+    Column("answer", Text),  # the response object once it has ended
+    Column("queued", Integer, nullable=False, server_default="0"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime),
+    Index("ix_responses_open", "status"),
 )

@@ -13,6 +13,7 @@ from slackwater.store.keys import SqlKeys
 from slackwater.store.ledger import SqlLedger
 from slackwater.store.outbox import SqlOutbox
 from slackwater.store.queue import SqlQueue
+from slackwater.store.responses import SqlResponses
 from slackwater.store.results import SqlResults
 from slackwater.store.staging import SqlStaging
 from slackwater.store.workers import SqlWorkers
@@ -28,6 +29,7 @@ class SqlStore(
     SqlOutbox,
     SqlKeys,
     SqlWorkers,
+    SqlResponses,
 ):
     def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         super().__init__(url, echo=echo)

@@ -1,0 +1,207 @@
+"""The Responses API and service tiers, in process over ASGI (fake-engine models)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import Server
+
+
+async def create(
+    server: Server, headers: dict[str, str] | None = None, **body: Any
+) -> httpx.Response:
+    return await server.client.post(
+        "/v1/responses", json={"model": "echo", **body}, headers=headers
+    )
+
+
+async def settled(server: Server, response_id: str, limit: float = 10) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        answer: dict[str, Any] = (await server.client.get(f"/v1/responses/{response_id}")).json()
+        if answer["status"] not in ("queued", "in_progress"):
+            return answer
+        assert asyncio.get_running_loop().time() < deadline, answer
+        await asyncio.sleep(0.02)
+
+
+async def test_a_response_in_the_call(server: Server) -> None:
+    made = await create(
+        server,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "hello there"}]}],
+        instructions="be brief",
+        metadata={"job": "greet"},
+        max_output_tokens=16,
+    )
+    assert made.status_code == 200, made.text
+    answer = made.json()
+    assert answer["object"] == "response" and answer["id"].startswith("resp_")
+    assert answer["status"] == "completed" and answer["service_tier"] == "default"
+    [message] = answer["output"]
+    assert message["content"][0] == {
+        "type": "output_text",
+        "text": "echo: hello there",
+        "annotations": [],
+    }
+    assert answer["usage"]["input_tokens"] == 2 and answer["usage"]["total_tokens"] == 5
+    assert answer["metadata"] == {"job": "greet"} and answer["instructions"] == "be brief"
+    # Stored: it can be read back, and continued.
+    assert (await server.client.get(f"/v1/responses/{answer['id']}")).json() == answer
+    more = await create(server, input="and again", previous_response_id=answer["id"])
+    assert more.json()["previous_response_id"] == answer["id"]
+    stored = await server.services.store.get_response("default", more.json()["id"])
+    assert [item["role"] for item in stored.request["input"]] == ["user", "assistant", "user"]
+    assert stored.request["input"][1]["content"] == "echo: hello there"
+    short = (await create(server, input="one two three four", max_output_tokens=16)).json()
+    assert short["status"] == "completed"
+    cut = (await create(server, input=" ".join(["w"] * 30), max_output_tokens=16)).json()
+    assert cut["status"] == "incomplete"
+    assert cut["incomplete_details"] == {"reason": "max_output_tokens"}
+    unstored = (await create(server, input="hi", store=False)).json()
+    assert (await server.client.get(f"/v1/responses/{unstored['id']}")).status_code == 404
+
+
+async def test_background_responses_run_from_the_queue(server: Server) -> None:
+    made = await create(server, input="later please", background=True, metadata={"k": "v"})
+    assert made.status_code == 200
+    queued = made.json()
+    assert queued["status"] == "queued" and queued["background"] is True
+    assert queued["output"] == [] and queued["usage"] is None
+    done = await settled(server, queued["id"])
+    assert done["status"] == "completed" and done["id"] == queued["id"]
+    assert done["created_at"] == queued["created_at"] and done["metadata"] == {"k": "v"}
+    assert done["output"][0]["content"][0]["text"] == "echo: later please"
+    assert done["output"][0]["id"] == "msg_" + queued["id"].removeprefix("resp_")
+    # The ledger has it, under its tier.
+    tiers = {row.key: row for row in await server.services.store.ledger("tier")}
+    assert tiers["default"].requests == 1
+    deleted = await server.client.delete(f"/v1/responses/{queued['id']}")
+    assert deleted.json() == {"id": queued["id"], "object": "response", "deleted": True}
+    assert (await server.client.get(f"/v1/responses/{queued['id']}")).status_code == 404
+
+
+async def test_cancel_a_queued_background_response(server_factory: Callable[..., Any]) -> None:
+    server: Server = await server_factory(workers=0)  # nothing runs: it stays queued
+    queued = (await create(server, input="never mind", background=True)).json()
+    assert (await server.client.get(f"/v1/responses/{queued['id']}")).json()["status"] == "queued"
+    cancelled = await server.client.post(f"/v1/responses/{queued['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = await server.client.post(f"/v1/responses/{queued['id']}/cancel")
+    assert again.json()["status"] == "cancelled"
+    sync = (await create(server, input="now")).json()
+    refused = await server.client.post(f"/v1/responses/{sync['id']}/cancel")
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "response_id"
+    # Continuing a response that has not completed is refused, naming the field.
+    waiting = (await create(server, input="x", background=True)).json()
+    early = await create(server, input="y", previous_response_id=waiting["id"])
+    assert early.status_code == 400
+    assert early.json()["error"]["param"] == "previous_response_id"
+
+
+async def test_flex_waits_in_the_queue_and_answers_in_the_call(server: Server) -> None:
+    flex = await create(server, input="whenever", service_tier="flex")
+    assert flex.status_code == 200, flex.text
+    assert flex.json()["status"] == "completed" and flex.json()["service_tier"] == "flex"
+    chat = await server.client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "echo",
+            "messages": [{"role": "user", "content": "hi"}],
+            "service_tier": "standard",
+        },
+    )
+    assert chat.status_code == 200 and chat.json()["service_tier"] == "standard"
+    assert chat.json()["choices"][0]["message"]["content"] == "echo: hi"
+    now = await server.client.post(
+        "/v1/embeddings", json={"model": "vec", "input": "x", "service_tier": "priority"}
+    )
+    assert now.json()["service_tier"] == "priority"
+    plain = await server.client.post(
+        "/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": "x"}]},
+    )
+    assert plain.json()["service_tier"] == "default"
+    auto = (await create(server, input="x", service_tier="auto")).json()
+    assert auto["service_tier"] == "default"
+    tiers = {row.key for row in await server.services.store.ledger("tier")}
+    assert {"flex", "standard"} <= tiers
+
+
+async def test_a_full_tier_says_429(server_factory: Callable[..., Any]) -> None:
+    server: Server = await server_factory(
+        workers=0, service_tiers={"slow": {"window_seconds": 60, "max_queued": 1}}
+    )
+    first = await create(server, input="a", background=True, service_tier="slow")
+    assert first.status_code == 200
+    second = await create(server, input="b", background=True, service_tier="slow")
+    assert second.status_code == 429 and second.json()["error"]["code"] == "tier_full"
+
+
+async def test_bad_input_gets_a_clear_error(server: Server) -> None:
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"input": "x", "service_tier": "gold"}, 400, "service_tier"),
+        ({"input": "x", "background": True, "store": False}, 400, "store"),
+        ({"input": [{"type": "input_image", "image_url": "http://x"}]}, 400, "input[0]"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            400,
+            "input[0].content[0]",
+        ),
+        ({"input": "x", "tools": [{"type": "web_search"}]}, 400, "tools"),
+        ({"input": "x", "max_output_tokens": 3}, 400, "max_output_tokens"),
+        ({"input": "x", "text": {"format": {"type": "yaml"}}}, 400, "text.format.type"),
+        ({"input": 7}, 400, "input"),
+        ({"input": "x", "model": "nope"}, 404, "model"),
+        ({"input": "x", "previous_response_id": "resp_nothing"}, 404, "previous_response_id"),
+    ]
+    for body, status, param in cases:
+        answer = await create(server, **body)
+        assert answer.status_code == status, (body, answer.text)
+        error = answer.json()["error"]
+        assert error["param"] == param and error["message"], (body, error)
+
+
+async def test_responses_of_another_project_are_not_found(server: Server) -> None:
+    key_a, _ = await server.services.keys.create("team-a")
+    key_b, _ = await server.services.keys.create("team-b")
+    a = {"Authorization": f"Bearer {key_a}"}
+    b = {"Authorization": f"Bearer {key_b}"}
+    mine = (await create(server, headers=a, input="secret")).json()
+    theirs = await create(server, headers=b, input="x", previous_response_id=mine["id"])
+    assert theirs.status_code == 404 and theirs.json()["error"]["type"] == "invalid_request_error"
+    for method, path in (
+        ("GET", f"/v1/responses/{mine['id']}"),
+        ("POST", f"/v1/responses/{mine['id']}/cancel"),
+        ("DELETE", f"/v1/responses/{mine['id']}"),
+    ):
+        assert (await server.client.request(method, path, headers=b)).status_code == 404
+    assert (await server.client.get(f"/v1/responses/{mine['id']}", headers=a)).status_code == 200
+
+
+async def test_responses_lines_in_a_batch(server: Server) -> None:
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/responses",
+            "body": {"model": "echo", "input": f"line {i}", "max_output_tokens": 16},
+        }
+        for i in range(3)
+    ]
+    batch = await server.submit(lines, endpoint="/v1/responses")
+    done = await server.wait(batch["id"])
+    assert done["status"] == "completed", done
+    out = await server.lines(done["output_file_id"])
+    assert [o["response"]["body"]["output"][0]["content"][0]["text"] for o in out] == [
+        f"echo: line {i}" for i in range(3)
+    ]
+    assert all(o["response"]["body"]["object"] == "response" for o in out)
+    bad = [{**lines[0], "body": {**lines[0]["body"], "previous_response_id": "resp_x"}}]
+    refused = await server.wait((await server.submit(bad, endpoint="/v1/responses"))["id"])
+    assert refused["status"] == "failed"
+    [error] = refused["errors"]["data"]
+    assert error["param"] == "body.previous_response_id" and error["line"] == 1
