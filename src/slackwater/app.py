@@ -30,6 +30,7 @@ from slackwater.ports import Clock, Engine, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService, UploadPace
 from slackwater.runtime.finalizer import Finalizer
@@ -142,6 +143,12 @@ def build(
         ),
         tiers=tiers,
         keys=KeyService(store, clock),
+        endpoints=WebhookEndpoints(
+            store,
+            clock,
+            allow_http=settings.webhook_allow_http,
+            timeout=settings.webhook_timeout_seconds,
+        ),
         request_seconds=settings.max_request_seconds,
         drain_seconds=settings.drain_seconds,
         open_meta=settings.open_meta,
@@ -162,6 +169,7 @@ def build(
                 clock,
                 settings.webhook_url,
                 settings.webhook_secret,
+                format=settings.webhook_format,
                 policy=RetryPolicy(
                     max_attempts=settings.webhook_max_attempts,
                     base_seconds=settings.webhook_retry_base_seconds,
@@ -169,7 +177,7 @@ def build(
                 ),
                 timeout=settings.webhook_timeout_seconds,
             )
-            if monitor and settings.webhook_url
+            if monitor
             else None
         ),
         workers=[

@@ -238,9 +238,15 @@ class Settings(BaseSettings):
     # Per-project quotas (API key projects); 0 means no limit.
     max_queued_requests_per_project: int = Field(default=0, ge=0)
     max_stored_bytes_per_project: int = Field(default=0, ge=0)
-    # Webhooks: batch.completed / failed / expired / cancelled, signed with HMAC-SHA256.
+    # Webhooks (Standard Webhooks): batch.* and response.* events. Each project manages
+    # its endpoints through the API (/v1/webhook_endpoints) or `slackwater webhooks`;
+    # `webhook_url` hears every project's events, signed with `webhook_secret`
+    # (`whsec_…`), in slackwater's earlier format if `webhook_format` says so.
     webhook_url: str | None = None
     webhook_secret: str | None = None
+    webhook_format: Literal["standard", "slackwater"] = "standard"
+    # Endpoint URLs must be https:// unless this is set (a receiver on a private network).
+    webhook_allow_http: bool = False
     webhook_max_attempts: int = Field(default=10, ge=1)
     webhook_retry_base_seconds: float = Field(default=2.0, gt=0)
     # A receiver that does not answer within this is tried again later.

@@ -1,6 +1,7 @@
 """The official `openai` package's Responses API against a real `slackwater serve` with
 the default chat model (SmolLM2): in the call, in the background through a SIGKILL,
-cancelled, on the flex tier, and as batch lines."""
+cancelled, on the flex tier, and as batch lines; and its webhooks, created and verified
+with the same package."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai import BadRequestError, OpenAI
+from openai import BadRequestError, InvalidWebhookSignatureError, OpenAI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.acceptance.conftest import start_server
+from tests.loopback import serve_in_thread
 
 pytestmark = pytest.mark.slow
 MODEL = "SmolLM2-135M-Instruct"
@@ -35,11 +41,33 @@ def settled(client: OpenAI, response_id: str, timeout: float = 120) -> Any:
 
 
 def test_responses_with_the_openai_client(tmp_path: Path) -> None:
+    deliveries: list[tuple[bytes, dict[str, str]]] = []
+
+    async def hook(request: Request) -> Response:
+        deliveries.append((await request.body(), dict(request.headers)))
+        return Response(status_code=200)
+
+    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as hook_url:
+        check_responses(tmp_path, hook_url + "/hook", deliveries)
+
+
+def check_responses(
+    tmp_path: Path, hook_url: str, deliveries: list[tuple[bytes, dict[str, str]]]
+) -> None:
     data = tmp_path / "data"
-    env = {"SLACKWATER_MODEL_CACHE_DIR": str(tmp_path / "model-cache")}
+    env = {
+        "SLACKWATER_MODEL_CACHE_DIR": str(tmp_path / "model-cache"),
+        "SLACKWATER_WEBHOOK_ALLOW_HTTP": "true",  # the receiver is on loopback
+    }
     # First a server that runs no worker: background work waits in the queue.
     idle = start_server(data, env={**env, "SLACKWATER_RUN_WORKER_IN_SERVER": "false"})
     client = client_for(idle.url)
+    endpoint = client.webhooks.create(
+        name="when done",
+        url=hook_url,
+        event_types=["response.completed", "response.incomplete", "batch.completed"],
+    )
+    assert endpoint.signing_secret.startswith("whsec_")
     queued = client.responses.create(
         model=MODEL,
         input="Name three colours.",
@@ -122,5 +150,19 @@ def test_responses_with_the_openai_client(tmp_path: Path) -> None:
         for line in out:
             body = line["response"]["body"]
             assert body["object"] == "response" and body["output"][0]["content"][0]["text"]
+
+        # The background response's event and the batch's, each verified by the SDK.
+        deadline = time.monotonic() + 30
+        while len(deliveries) < 2:
+            assert time.monotonic() < deadline, deliveries
+            time.sleep(0.1)
+        events = {}
+        for body, headers in deliveries:
+            event = client.webhooks.unwrap(body, headers, secret=endpoint.signing_secret)
+            events[event.data.id] = event.type
+            with pytest.raises(InvalidWebhookSignatureError):
+                client.webhooks.unwrap(body + b" ", headers, secret=endpoint.signing_secret)
+        assert events[queued.id] in ("response.completed", "response.incomplete")
+        assert events[batch.id] == "batch.completed"
     finally:
         serve.stop()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+import orjson
 import pytest
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
@@ -18,6 +20,7 @@ from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
+from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports import (
     Escalation,
     QueuedCall,
@@ -681,6 +684,79 @@ async def test_stored_responses_end_once(store: Store) -> None:
     assert await store.call_states(["resp_q"]) == {}  # its request went with it
     with pytest.raises(NotFound):
         await store.get_response("p1", "resp_q")
+
+
+def endpoint(endpoint_id: str, project: str, *events: str) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=endpoint_id,
+        project=project,
+        name=endpoint_id,
+        url=f"https://hooks.example/{endpoint_id}",
+        event_types=events,
+        secret=f"whsec_{endpoint_id}",
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+async def test_webhook_endpoints_and_their_events(backend: StoreBackend) -> None:
+    store = backend.open(webhooks=True)
+    await store.migrate()
+    try:
+        await store.add_endpoint(endpoint("whep_1", "p1", "batch.completed", "response.completed"))
+        await store.add_endpoint(endpoint("whep_2", "p1", "batch.failed"))
+        await store.add_endpoint(endpoint("whep_3", "p2", "batch.completed"))
+        assert (await store.get_endpoint("p1", "whep_1")).event_types == (
+            "batch.completed",
+            "response.completed",
+        )
+        with pytest.raises(NotFound):
+            await store.get_endpoint("p2", "whep_1")
+        page = await store.list_endpoints("p1", limit=1, after=None)
+        assert [e.id for e in page.items] == ["whep_2"] and page.has_more
+        # A batch of p1 completes: its endpoint that asked, and the configured url.
+        batch = await make_batch(store, 1)
+        await store.move_batch(batch.id, BatchStatus.FINALIZING, NOW, outcome=BatchStatus.COMPLETED)
+        await store.move_batch(batch.id, BatchStatus.COMPLETED, NOW)
+        deliveries = await store.due_deliveries(NOW, 10)
+        assert sorted((d.endpoint_id or "") for d in deliveries) == ["", "whep_1"]
+        assert len({d.event_id for d in deliveries}) == 1  # one event, two receivers
+        [to_endpoint] = [d for d in deliveries if d.endpoint_id]
+        assert to_endpoint.endpoint is not None and to_endpoint.endpoint.url.endswith("whep_1")
+        event = orjson.loads(to_endpoint.payload)
+        assert event["data"] == {"id": batch.id} and event["id"] == to_endpoint.event_id
+        # A response of p1 ends: response.completed, once.
+        row = StoredResponse("resp_w", "p1", "queued", "flex", {"model": "m"}, NOW, queued=True)
+        await store.enqueue_call(call("resp_w"), NOW, row)
+        done = {"status": "completed", "background": True}
+        assert await store.end_response("resp_w", "completed", done, NOW)
+        assert not await store.end_response("resp_w", "completed", done, NOW)
+        # A response someone waited for in the call has no event.
+        await store.enqueue_call(call("resp_v"), NOW, replace(row, id="resp_v"))
+        assert await store.end_response("resp_v", "completed", {"status": "completed"}, NOW)
+        events = [d.event for d in await store.due_deliveries(NOW, 10)]
+        assert events.count("response.completed") == 2  # whep_1 and the configured url
+        # Changing and rotating.
+        later = NOW + timedelta(minutes=1)
+        moved = await store.change_endpoint("p1", "whep_1", later, url="https://hooks.example/new")
+        assert moved.url.endswith("/new") and moved.updated_at == later
+        same = await store.change_endpoint("p1", "whep_1", later + timedelta(1), name="whep_1")
+        assert same.updated_at == later  # nothing changed
+        kept = await store.change_endpoint(
+            "p1", "whep_1", later, secret="whsec_new", previous_until=later + timedelta(days=1)
+        )
+        assert kept.secrets(later) == ["whsec_new", "whsec_whep_1"]
+        assert kept.secrets(later + timedelta(days=2)) == ["whsec_new"]
+        dropped = await store.change_endpoint("p1", "whep_1", later, secret="whsec_newer")
+        assert dropped.secrets(later) == ["whsec_newer"]
+        # Deleted: its pending deliveries lose their endpoint (the sender drops them).
+        await store.delete_endpoint("p1", "whep_1")
+        with pytest.raises(NotFound):
+            await store.delete_endpoint("p1", "whep_1")
+        orphans = [d for d in await store.due_deliveries(NOW, 10) if d.endpoint_id == "whep_1"]
+        assert orphans and all(d.endpoint is None for d in orphans)
+    finally:
+        await store.close()
 
 
 def test_every_port_method_is_exercised() -> None:

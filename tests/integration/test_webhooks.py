@@ -1,11 +1,15 @@
-"""Webhooks: signed, retried, and not lost when the server restarts before sending."""
+"""Webhooks: Standard Webhooks events that the `openai` SDK verifies, per-project
+endpoints managed through the API, retried, and not lost when the server restarts."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
+from openai import InvalidWebhookSignatureError, OpenAI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,25 +20,44 @@ from tests.conftest import free_port
 from tests.integration.conftest import Server, chat_line
 from tests.loopback import serve_in_thread
 
-SECRET = "whsec-test"
+SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, give or take").decode()
+SDK = OpenAI(api_key="unused", base_url="http://127.0.0.1:9/v1")
 
 
-def receiver(received: list[dict[str, Any]], failures: list[int]) -> Starlette:
+def unwrapped(body: bytes, headers: dict[str, str], secret: str) -> dict[str, Any] | None:
+    """The event as the openai SDK reads it, or None if the SDK refuses its signature."""
+    try:
+        event = SDK.webhooks.unwrap(body, headers, secret=secret)
+    except InvalidWebhookSignatureError:
+        return None
+    return event.to_dict()
+
+
+def receiver(
+    received: list[dict[str, Any]],
+    failures: list[int],
+    secrets: Callable[[], list[str]] = lambda: [SECRET],
+) -> Starlette:
     async def hook(request: Request) -> Response:
         body = await request.body()
         if failures:
             failures.pop()
             return Response(status_code=503)
+        headers = dict(request.headers)
         received.append(
             {
-                "valid": verify(SECRET, request.headers[SIGNATURE_HEADER], body),
-                "tampered": verify(SECRET, request.headers[SIGNATURE_HEADER], body + b" "),
+                "path": request.url.path,
+                "headers": headers,
+                "verified": [unwrapped(body, headers, s) is not None for s in secrets()],
+                "tampered": unwrapped(
+                    body.replace(b'"data"', b'"dat\\u0061"'), headers, secrets()[0]
+                ),
                 **json.loads(body),
             }
         )
         return Response(status_code=204)
 
-    return Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    return Starlette(routes=[Route("/{path:path}", hook, methods=["POST"])])
 
 
 async def wait_for(predicate: Any, limit: float = 20) -> None:
@@ -62,9 +85,32 @@ async def test_signed_events_are_retried_until_delivered(server_factory: Any) ->
         await wait_for(lambda: len(received) == 2)
     by_batch = {event["data"]["id"]: event for event in received}
     event = by_batch[done["id"]]
-    assert event["type"] == "batch.completed" and event["valid"] and not event["tampered"]
-    assert event["data"]["status"] == "completed" and event["data"]["output_file_id"]
+    assert event["type"] == "batch.completed" and event["object"] == "event"
+    assert event["verified"] == [True] and event["tampered"] is None
+    assert event["data"] == {"id": done["id"]}  # thin: the receiver reads the batch by id
+    assert event["headers"]["webhook-id"] == event["id"] and event["id"].startswith("evt_")
+    assert event["headers"]["webhook-signature"].startswith("v1,")
     assert by_batch[cancelled["id"]]["type"] == "batch.cancelled"
+
+
+async def test_the_earlier_format_when_configured(server_factory: Any) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        body = await request.body()
+        signature = request.headers[SIGNATURE_HEADER]
+        received.append({"valid": verify("plain", signature, body), **json.loads(body)})
+        return Response(status_code=204)
+
+    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
+        server: Server = await server_factory(
+            webhook_url=url + "/hook", webhook_secret="plain", webhook_format="slackwater"
+        )
+        server.services.webhooks.interval = 0.05  # type: ignore[union-attr]
+        done = await server.wait((await server.submit([chat_line(0)]))["id"])
+        await wait_for(lambda: len(received) == 1)
+    assert received[0]["valid"] and received[0]["data"]["status"] == "completed"
+    assert received[0]["data"]["id"] == done["id"] and received[0]["data"]["output_file_id"]
 
 
 async def test_events_survive_a_restart(server_factory: Any, tmp_path: Any) -> None:
@@ -87,7 +133,103 @@ async def test_events_survive_a_restart(server_factory: Any, tmp_path: Any) -> N
         )
         second.services.webhooks.interval = 0.05  # type: ignore[union-attr]
         await wait_for(lambda: len(received) == 1)
-    assert received[0]["data"]["id"] == done["id"] and received[0]["valid"]
+    assert received[0]["data"]["id"] == done["id"] and received[0]["verified"] == [True]
+
+
+async def test_endpoints_per_project_through_the_api(server_factory: Any) -> None:
+    received: list[dict[str, Any]] = []
+    secrets: dict[str, str] = {}
+    with serve_in_thread(
+        receiver(received, failures=[], secrets=lambda: list(secrets.values()))
+    ) as url:
+        server: Server = await server_factory(webhook_allow_http=True)
+        server.services.webhooks.interval = 0.05  # type: ignore[union-attr]
+        key_a, _ = await server.services.keys.create("team-a")
+        key_b, _ = await server.services.keys.create("team-b")
+        a = {"Authorization": f"Bearer {key_a}"}
+        b = {"Authorization": f"Bearer {key_b}"}
+        made = await server.client.post(
+            "/v1/webhook_endpoints",
+            json={
+                "name": "done",
+                "url": url + "/a",
+                "event_types": ["batch.completed", "response.completed"],
+            },
+            headers=a,
+        )
+        assert made.status_code == 200, made.text
+        endpoint = made.json()
+        assert endpoint["object"] == "webhook_endpoint" and endpoint["signing_secret"].startswith(
+            "whsec_"
+        )
+        secrets["a"] = endpoint["signing_secret"]
+        listed = (await server.client.get("/v1/webhook_endpoints", headers=a)).json()
+        assert [e["id"] for e in listed["data"]] == [endpoint["id"]]
+        assert "signing_secret" not in listed["data"][0]
+        assert listed["data"][0]["signing_secret_hint"].endswith(secrets["a"][-4:])
+        assert (await server.client.get("/v1/webhook_endpoints", headers=b)).json()["data"] == []
+        path = f"/v1/webhook_endpoints/{endpoint['id']}"
+        assert (await server.client.get(path, headers=b)).status_code == 404
+        assert (await server.client.delete(path, headers=b)).status_code == 404
+        types = (await server.client.get("/v1/webhook_event_types", headers=a)).json()["data"]
+        assert "response.incomplete" in types and "batch.expired" in types
+
+        # Team b's batch and team a's batch and background response: a hears its own.
+        await server.wait((await server.submit([chat_line(0)], headers=b))["id"], headers=b)
+        done = await server.wait((await server.submit([chat_line(1)], headers=a))["id"], headers=a)
+        queued = (
+            await server.client.post(
+                "/v1/responses",
+                json={"model": "echo", "input": "hi", "background": True},
+                headers=a,
+            )
+        ).json()
+        await wait_for(lambda: len(received) == 2)
+        by_type = {event["type"]: event for event in received}
+        assert by_type["batch.completed"]["data"] == {"id": done["id"]}
+        assert by_type["response.completed"]["data"] == {"id": queued["id"]}
+        assert all(e["verified"] == [True] and e["path"] == "/a" for e in received)
+
+        # A rotation that keeps the old secret signs with both for a day.
+        rotated = await server.client.post(
+            f"{path}/rotate_secret", json={"keep_old_secret_active_for_24_hours": True}, headers=a
+        )
+        secrets["new"] = rotated.json()["signing_secret"]
+        assert secrets["new"] != secrets["a"]
+        changed = await server.client.post(
+            path,
+            json={"event_types": ["batch.failed", "batch.completed"], "url": url + "/b"},
+            headers=a,
+        )
+        assert changed.json()["event_types"] == ["batch.failed", "batch.completed"]
+        tested = (
+            await server.client.post(f"{path}/test", json={"event_type": "batch.failed"}, headers=a)
+        ).json()
+        assert tested["status_code"] == 204 and tested["success"] is True
+        await wait_for(lambda: len(received) == 3)
+        assert received[2]["type"] == "batch.failed" and received[2]["verified"] == [True, True]
+        assert received[2]["path"] == "/b"
+        deleted = await server.client.delete(path, headers=a)
+        assert deleted.json() == {
+            "id": endpoint["id"],
+            "object": "webhook_endpoint.deleted",
+            "deleted": True,
+        }
+        assert (await server.client.get(path, headers=a)).status_code == 404
+
+
+async def test_bad_endpoints_are_refused_naming_the_field(server: Server) -> None:
+    cases = [
+        ({"name": "x", "url": "ftp://host/x", "event_types": ["batch.completed"]}, "url"),
+        ({"name": "x", "url": "http://host/x", "event_types": ["batch.completed"]}, "url"),
+        ({"name": "x", "url": "https://host/x", "event_types": ["batch.done"]}, "event_types[0]"),
+        ({"name": "x", "url": "https://host/x", "event_types": []}, "event_types"),
+        ({"name": "", "url": "https://host/x", "event_types": ["batch.failed"]}, "name"),
+    ]
+    for body, param in cases:
+        refused = await server.client.post("/v1/webhook_endpoints", json=body)
+        assert refused.status_code == 400, (body, refused.text)
+        assert refused.json()["error"]["param"] == param
 
 
 async def test_a_hanging_receiver_costs_one_timeout_not_one_per_event() -> None:

@@ -6,6 +6,7 @@
     client    batches ..., files ... (over HTTP, against a running server)
     models    models, models make-tiny
     keys      keys ...
+    webhooks  webhooks ... (endpoints, their secrets)
 
 Commands build what they run through `slackwater.app`, never directly.
 """
@@ -23,10 +24,20 @@ from slackwater.domain.errors import SlackwaterError
 
 # Commands are listed in `slackwater --help` in the order they are registered.
 # isort: off
-from slackwater.cli import server, routing, capacity, client, models, keys
+from slackwater.cli import server, routing, capacity, client, models, keys, webhooks
 # isort: on
 
-__all__ = ["app", "capacity", "client", "keys", "main", "models", "routing", "server"]
+__all__ = [
+    "app",
+    "capacity",
+    "client",
+    "keys",
+    "main",
+    "models",
+    "routing",
+    "server",
+    "webhooks",
+]
 
 
 @app.command()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from slackwater.config import Settings
 from slackwater.domain.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from slackwater.ports import Store
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="slackwater: cost-first batch inference with an OpenAI-compatible Batch API.",
@@ -42,6 +49,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def settings(config: Path | None, **overrides: Any) -> Settings:
     return Settings.load(config, **overrides)
+
+
+def with_store(
+    config: Path | None, data_dir: Path | None, work: Callable[[Store, Settings], Awaitable[T]]
+) -> T:
+    """Run `work` on the store the settings name (migrated first), then close it."""
+    from slackwater.app import open_store  # the wiring loads lazily: `--help` stays fast
+
+    loaded = settings(config, data_dir=data_dir)
+
+    async def main() -> T:
+        store = open_store(loaded)
+        try:
+            await store.migrate()
+            return await work(store, loaded)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
 
 
 def writable(path: Path, what: str = "output") -> Path:

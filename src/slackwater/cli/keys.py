@@ -3,7 +3,6 @@ is (the same config); revocation takes effect at once on every server sharing it
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -11,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from slackwater.cli.common import ConfigOpt, DataDirOpt, JsonOpt, app, console, settings
+from slackwater.cli.common import ConfigOpt, DataDirOpt, JsonOpt, app, console, with_store
 from slackwater.domain.clock import to_unix, utcnow
 from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.runtime.keys import KeyService
@@ -22,19 +21,7 @@ T = TypeVar("T")
 
 
 def _with_keys(config: Any, data_dir: Any, work: Callable[[KeyService], Awaitable[T]]) -> T:
-    from slackwater.app import open_store
-
-    loaded = settings(config, data_dir=data_dir)
-
-    async def main() -> T:
-        store = open_store(loaded)
-        try:
-            await store.migrate()
-            return await work(KeyService(store, utcnow))
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    return with_store(config, data_dir, lambda store, _: work(KeyService(store, utcnow)))
 
 
 def key_json(key: ApiKey) -> dict[str, Any]:

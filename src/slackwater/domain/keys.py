@@ -13,8 +13,9 @@ class KeyScope(StrEnum):
     BATCH = "batch"  # files and batches; no realtime inference
 
 
-# Paths a batch-scoped key may call (and nothing else but GET /v1/models).
-_BATCH_PATHS = ("/v1/files", "/v1/batches")
+# Paths a batch-scoped key may call (and nothing else but GET /v1/models): its work and
+# the webhooks that say when it is done.
+_BATCH_PATHS = ("/v1/files", "/v1/batches", "/v1/webhook_endpoints", "/v1/webhook_event_types")
 
 
 @dataclass(frozen=True)

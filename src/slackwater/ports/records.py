@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from slackwater.domain.request import Request, RequestStatus, Result
+from slackwater.domain.webhooks import WebhookEndpoint
 
 
 class StagedRequest(NamedTuple):
@@ -74,10 +75,13 @@ class Delivery:
     """A webhook event waiting to be sent (an outbox row)."""
 
     id: int
-    batch_id: str
+    batch_id: str  # the event's object: a batch or a response
     event: str
     payload: bytes
     attempts: int
+    event_id: str | None = None  # None: written before events had ids (`evt_<id>`)
+    endpoint_id: str | None = None  # None: the configured `webhook_url`
+    endpoint: WebhookEndpoint | None = None  # None with an endpoint_id: it was deleted
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ a backend implements and what the contract suite (tests/contract/test_store.py) 
     CapacityStore   placement (the planner)       open_work, live_workers, ledger
     ReportStore     `slackwater report`, metrics  ledger, ledger_entries, ...
     CallStore       queued calls, Responses API   enqueue_call, call_states, get_response, ...
+    EndpointStore   webhook endpoints             add/get/list/change/delete_endpoint
 
 Every method is one transaction. Methods that only read never wait for a writer.
 """
@@ -30,6 +31,7 @@ from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
 from slackwater.domain.keys import ApiKey
 from slackwater.domain.request import RequestStatus
+from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports.records import (
     CachedResult,
     CallState,
@@ -281,12 +283,44 @@ class CallStore(Protocol):
     async def end_response(
         self, response_id: str, status: str, answer: dict[str, Any], now: datetime
     ) -> bool:
-        """End a response that is still open with its final object; False if it was not
-        open (ended already, by this process or another)."""
+        """End a response that is still open with its final object (a background one's
+        webhook event in the same transaction); False if it was not open (ended already,
+        by this process or another)."""
         ...
 
     async def delete_response(self, project: str, response_id: str) -> None:
         """Delete the response and its queued request; NotFound if there is none."""
+        ...
+
+
+class EndpointStore(Protocol):
+    async def add_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+    async def get_endpoint(self, project: str, endpoint_id: str) -> WebhookEndpoint:
+        """The project's endpoint; NotFound otherwise."""
+        ...
+
+    async def list_endpoints(self, project: str, *, limit: int, after: str | None) -> Page:
+        """The project's endpoints, newest first."""
+        ...
+
+    async def change_endpoint(
+        self,
+        project: str,
+        endpoint_id: str,
+        now: datetime,
+        *,
+        name: str | None = None,
+        url: str | None = None,
+        event_types: Sequence[str] | None = None,
+        secret: str | None = None,
+        previous_until: datetime | None = None,
+    ) -> WebhookEndpoint:
+        """Change what is given (None: unchanged). A new `secret` replaces the current
+        one, which keeps signing until `previous_until` if that is given."""
+        ...
+
+    async def delete_endpoint(self, project: str, endpoint_id: str) -> None:
+        """Delete it; its undelivered events are dropped. NotFound if there is none."""
         ...
 
 
@@ -303,6 +337,7 @@ class Store(
     CapacityStore,
     ReportStore,
     CallStore,
+    EndpointStore,
     Protocol,
 ):
     """Everything durable: what a backend implements."""
@@ -312,6 +347,7 @@ __all__ = [
     "BatchStore",
     "CallStore",
     "CapacityStore",
+    "EndpointStore",
     "FileStore",
     "FinalizerStore",
     "IntakeStore",

@@ -12,6 +12,7 @@ from slackwater.ports import BlobStore, Clock, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
 from slackwater.runtime.finalizer import Finalizer
@@ -40,6 +41,7 @@ class Services:
     admission: Admission
     realtime: Realtime
     keys: KeyService
+    endpoints: WebhookEndpoints
     files: FileService
     batches: BatchService
     message_batches: MessageBatches

@@ -26,6 +26,7 @@ from slackwater.domain.errors import Conflict, IdempotencyMismatch, NotFound
 from slackwater.domain.money import from_nano, to_nano
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
+from slackwater.domain.webhooks import BATCH_EVENTS
 from slackwater.ports import Page
 from slackwater.store import outbox, queue
 from slackwater.store.database import Database
@@ -138,7 +139,7 @@ async def count_results(conn: AsyncConnection, batch_id: str, tally: Tally) -> N
 
 
 class SqlBatches(Database):
-    webhooks: bool = False  # write an outbox row when a batch ends
+    webhooks: bool = False  # the configured `webhook_url` hears every event
 
     async def add_batch(self, batch: Batch, idempotency_key: str | None = None) -> Batch:
         values = {
@@ -236,8 +237,10 @@ class SqlBatches(Database):
             if new in (BatchStatus.CANCELLING, BatchStatus.FAILED):
                 # Nothing not yet started will run now.
                 await queue.close_unstarted(conn, batch_id, RequestStatus.CANCELLED, now)
-            if self.webhooks:
-                await outbox.enqueue(conn, batch_id, new, now)
+            if new in BATCH_EVENTS:
+                await outbox.enqueue(
+                    conn, batch.project, batch_id, BATCH_EVENTS[new], now, configured=self.webhooks
+                )
             return await read_batch(conn, None, batch_id)
 
     async def request_statuses(self, batch_id: str) -> dict[str, int]:

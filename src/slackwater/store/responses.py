@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from slackwater.domain.errors import NotFound
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
+from slackwater.domain.webhooks import RESPONSE_EVENTS
 from slackwater.policy import fairness
 from slackwater.ports import CallState, QueuedCall, StoredResponse
-from slackwater.store import fair
+from slackwater.store import fair, outbox
 from slackwater.store.database import Database
 from slackwater.store.schema import requests, responses
 
@@ -64,6 +65,8 @@ async def _insert_response(conn: AsyncConnection, response: StoredResponse) -> N
 
 
 class SqlResponses(Database):
+    webhooks: bool = False  # the configured `webhook_url` hears every event
+
     async def enqueue_call(
         self, call: QueuedCall, now: datetime, response: StoredResponse | None = None
     ) -> None:
@@ -160,12 +163,23 @@ class SqlResponses(Database):
         self, response_id: str, status: str, answer: dict[str, Any], now: datetime
     ) -> bool:
         async with self.writing() as conn:
-            result = await conn.execute(
-                update(responses)
-                .where(responses.c.id == response_id, responses.c.status.in_(OPEN_RESPONSE))
-                .values(status=status, answer=orjson.dumps(answer).decode(), completed_at=now)
-            )
-            return bool(result.rowcount)
+            project = (
+                await conn.execute(
+                    update(responses)
+                    .where(responses.c.id == response_id, responses.c.status.in_(OPEN_RESPONSE))
+                    .values(status=status, answer=orjson.dumps(answer).decode(), completed_at=now)
+                    .returning(responses.c.project)
+                )
+            ).scalar()
+            if project is None:
+                return False
+            # As OpenAI's: events for background responses (a caller waits for the rest).
+            if status in RESPONSE_EVENTS and answer.get("background") is True:
+                await outbox.enqueue(
+                    conn, project, response_id, RESPONSE_EVENTS[status], now,
+                    configured=self.webhooks,
+                )  # fmt: skip
+            return True
 
     async def delete_response(self, project: str, response_id: str) -> None:
         async with self.writing() as conn:

@@ -216,15 +216,35 @@ webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
-    Column("batch_id", String(40), nullable=False),
-    Column("event", String(32), nullable=False),
+    Column("batch_id", String(40), nullable=False),  # the event's object: a batch or response
+    Column("event", String(64), nullable=False),
     Column("payload", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),
     Column("last_error", Text),
     Column("created_at", UtcDateTime, nullable=False),
+    # Where it goes: an endpoint of the event's project, or (NULL) the configured
+    # `webhook_url`; the event's id is the same for every endpoint and attempt.
+    Column("endpoint_id", String(40)),
+    Column("event_id", String(40)),
     Index("ix_webhook_due", "delivered_at", "next_attempt_at"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_types", Text, nullable=False),  # JSON list
+    Column("secret", String(128), nullable=False),
+    Column("previous_secret", String(128)),
+    Column("previous_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_webhook_endpoints_project", "project", "id"),
 )
 
 model_outcomes = Table(

@@ -8,6 +8,7 @@ through the narrow role protocols in `slackwater.ports.store`.
 from __future__ import annotations
 
 from slackwater.store.batches import SqlBatches
+from slackwater.store.endpoints import SqlEndpoints
 from slackwater.store.files import SqlFiles
 from slackwater.store.keys import SqlKeys
 from slackwater.store.ledger import SqlLedger
@@ -30,6 +31,7 @@ class SqlStore(
     SqlKeys,
     SqlWorkers,
     SqlResponses,
+    SqlEndpoints,
 ):
     def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         super().__init__(url, echo=echo)
