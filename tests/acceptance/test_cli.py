@@ -6,10 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+from openai import OpenAI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from tests.acceptance.conftest import Process, run_cli, start_server
 from tests.acceptance.test_workers import chat_lines, fake_config
 from tests.conftest import free_port
+from tests.loopback import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -181,3 +187,42 @@ quality = { default = 0.9 }
     assert prices["tokens_estimated"] is True
     assert float(prices["cost_usd"]["batch"]) * 2 == float(prices["cost_usd"]["realtime"])
     assert f"{source}:5: line 5 is not valid JSON" in quoted.stderr
+
+
+def test_webhook_endpoints_from_the_cli(tmp_path: Path) -> None:
+    received: list[tuple[bytes, dict[str, str]]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append((await request.body(), dict(request.headers)))
+        return Response(status_code=202)
+
+    where = ["--data-dir", str(tmp_path / "data")]
+    refused = run_cli("webhooks", "create", "http://127.0.0.1:9/x", *where)
+    assert refused.returncode == 1 and "https://" in refused.stderr  # http needs allowing
+    env = {"SLACKWATER_WEBHOOK_ALLOW_HTTP": "true"}
+    with serve_in_thread(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
+        made = run_cli(
+            "webhooks", "create", url + "/hook", "--project", "team-a",
+            "--event", "batch.completed", "--event", "response.completed", *where, env=env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        endpoint_id, secret = made.stdout.split()[0], made.stdout.split()[-1]
+        assert secret.startswith("whsec_")
+        [listed] = json.loads(
+            run_cli("webhooks", "list", "--project", "team-a", "--json", *where).stdout
+        )
+        assert listed["id"] == endpoint_id and secret not in json.dumps(listed)
+        assert listed["event_types"] == ["batch.completed", "response.completed"]
+        assert json.loads(run_cli("webhooks", "list", "--json", *where).stdout) == []
+        tested = run_cli("webhooks", "test", endpoint_id, "--project", "team-a", *where, env=env)
+        assert tested.returncode == 0 and "HTTP 202" in tested.stdout
+        new = run_cli(
+            "webhooks", "rotate", endpoint_id, "--project", "team-a", *where
+        ).stdout.strip()
+        assert new.startswith("whsec_") and new != secret
+    [(body, headers)] = received
+    event = OpenAI(api_key="unused").webhooks.unwrap(body, headers, secret=secret)
+    assert event.type == "batch.completed"
+    other = run_cli("webhooks", "delete", endpoint_id, *where)  # another project's: not found
+    assert other.returncode == 1 and endpoint_id in other.stderr
+    assert run_cli("webhooks", "delete", endpoint_id, "--project", "team-a", *where).returncode == 0
