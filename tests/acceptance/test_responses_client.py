@@ -1,10 +1,11 @@
 """The official `openai` package's Responses API against a real `slackwater serve` with
 the default chat model (SmolLM2): in the call, in the background through a SIGKILL,
-cancelled, on the flex tier, and as batch lines; and its webhooks, created and verified
-with the same package."""
+cancelled, on the flex tier, as batch lines and through autobatcher; and its webhooks,
+created and verified with the same package."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import signal
@@ -28,6 +29,24 @@ MODEL = "SmolLM2-135M-Instruct"
 
 def client_for(url: str) -> OpenAI:
     return OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+
+
+async def autobatched(url: str, prompts: list[str]) -> list[str]:
+    from autobatcher import BatchOpenAI
+
+    client = BatchOpenAI(api_key="unused", base_url=url + "/v1", poll_interval_seconds=0.2)
+    try:
+        answers = await asyncio.gather(
+            *(
+                client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": prompt}], max_tokens=12
+                )
+                for prompt in prompts
+            )
+        )
+    finally:
+        await client.close()
+    return [answer.choices[0].message.content or "" for answer in answers]
 
 
 def settled(client: OpenAI, response_id: str, timeout: float = 120) -> Any:
@@ -150,6 +169,10 @@ def check_responses(
         for line in out:
             body = line["response"]["body"]
             assert body["object"] == "response" and body["output"][0]["content"][0]["text"]
+
+        # autobatcher in its default (flex) mode: background responses, polled.
+        answers = asyncio.run(autobatched(serve.url, [f"Say the number {i}." for i in range(6)]))
+        assert len(answers) == 6 and all(answer.strip() for answer in answers)
 
         # The background response's event and the batch's, each verified by the SDK.
         deadline = time.monotonic() + 30

@@ -152,7 +152,7 @@ async def test_bad_input_gets_a_clear_error(server: Server) -> None:
             "input[0].content[0]",
         ),
         ({"input": "x", "tools": [{"type": "web_search"}]}, 400, "tools"),
-        ({"input": "x", "max_output_tokens": 3}, 400, "max_output_tokens"),
+        ({"input": "x", "max_output_tokens": 0}, 400, "max_output_tokens"),
         ({"input": "x", "text": {"format": {"type": "yaml"}}}, 400, "text.format.type"),
         ({"input": 7}, 400, "input"),
         ({"input": "x", "model": "nope"}, 404, "model"),

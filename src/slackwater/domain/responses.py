@@ -19,7 +19,7 @@ ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = ("input_text", "output_text", "text")
 UNSUPPORTED = ("tools", "tool_choice", "reasoning", "prompt", "conversation", "include")
 STATUSES = ("queued", "in_progress", "completed", "failed", "cancelled", "incomplete")
-MIN_OUTPUT_TOKENS = 16  # as OpenAI's
+MIN_OUTPUT_TOKENS = 1
 
 
 def _error(field: str, message: str, line: int | None) -> LineError:
@@ -151,7 +151,11 @@ def chat_of(body: dict[str, Any]) -> dict[str, Any]:
     chat: dict[str, Any] = {"model": body["model"], "messages": list(messages)}
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = body["max_output_tokens"]
-    for name in ("temperature", "top_p", "user"):
+    # Chat fields that OpenAI-compatible servers take on /v1/responses too.
+    for name in (
+        "temperature", "top_p", "user", "seed", "stop", "frequency_penalty",
+        "presence_penalty", "logit_bias",
+    ):  # fmt: skip
         if body.get(name) is not None:
             chat[name] = body[name]
     fmt = (body.get("text") or {}).get("format") or {}
