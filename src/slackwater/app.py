@@ -197,6 +197,7 @@ def build(
                 pool=pool,
                 placement=placement,
                 checks=checks,
+                max_batch_wait=settings.max_batch_wait_seconds,
                 venues=[
                     p.to_pool()
                     for p in settings.pools

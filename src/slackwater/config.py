@@ -254,6 +254,10 @@ class Settings(BaseSettings):
     # Service tiers by name, over the built-in ones (default, priority, asap: real time;
     # standard: 5 minutes; flex: 15 minutes).
     service_tiers: dict[str, TierConfig] = Field(default_factory=dict)
+    # Micro-batching: a worker waits up to this long for an engine batch to fill while
+    # requests keep arriving (never past the step's measured fixed cost, nor into a
+    # deadline; 0: never waits).
+    max_batch_wait_seconds: float = Field(default=0.5, ge=0)
     # Calls waiting for their answer on a queued tier look for it this often.
     call_poll_seconds: float = Field(default=0.05, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)

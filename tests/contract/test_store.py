@@ -759,6 +759,17 @@ async def test_webhook_endpoints_and_their_events(backend: StoreBackend) -> None
         await store.close()
 
 
+async def test_pending_heads_count_up_to_a_cap(store: Store) -> None:
+    assert await store.pending_heads(["m"]) == {}
+    batch = await make_batch(store, 5)
+    await store.enqueue_call(call("call_soon", seconds=30), NOW)
+    heads = await store.pending_heads(["m", "other"], cap=3)
+    assert heads == {"m": (3, NOW + timedelta(seconds=30))}  # the call is leased first
+    assert await store.pending_heads(["m"], batches=[batch.id]) == {"m": (5, batch.expires_at)}
+    assert await store.lease("w", ["m"], 10, NOW, 30) is not None
+    assert await store.pending_heads(["m"]) == {}
+
+
 def test_every_port_method_is_exercised() -> None:
     """The suite covers the whole port: a method added to `Store` needs a test here."""
     import inspect

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import Server
 
@@ -205,3 +207,48 @@ async def test_responses_lines_in_a_batch(server: Server) -> None:
     assert refused["status"] == "failed"
     [error] = refused["errors"]["data"]
     assert error["param"] == "body.previous_response_id" and error["line"] == 1
+
+
+async def flex_calls(server: Server, names: list[str], gap: float = 0.0) -> None:
+    async def one(name: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        answer = await server.client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "echo",
+                "messages": [{"role": "user", "content": name}],
+                "user": name,
+                "service_tier": "flex",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+
+    await asyncio.gather(*(one(name, i * gap) for i, name in enumerate(names)))
+
+
+def engine_calls(log: Path, names: list[str]) -> int:
+    """How many engine calls ran the named requests."""
+    starts = {}
+    for line in log.read_text().splitlines():
+        name, started = line.split()
+        starts[name] = started
+    return len({starts[name] for name in names})
+
+
+@pytest.mark.parametrize(("wait", "calls"), [(0.5, 1), (0.0, 2)])
+async def test_flex_calls_that_trickle_in_share_an_engine_batch(
+    server_factory: Callable[..., Any], tmp_path: Path, wait: float, calls: int
+) -> None:
+    log = tmp_path / "calls.log"
+    server: Server = await server_factory(
+        engine_options={"latency_ms": 600, "item_latency_ms": 5, "call_log": str(log)},
+        max_batch_wait_seconds=wait,
+    )
+    # The worker learns the engine's step time from the steps it runs.
+    await flex_calls(server, ["w0"])
+    await flex_calls(server, ["w1", "w2", "w3"])
+    # Four calls 30 ms apart: with micro-batching they wait for each other (the step's
+    # fixed 600 ms is worth sharing); without, the first runs alone.
+    trickled = ["t0", "t1", "t2", "t3"]
+    await flex_calls(server, trickled, gap=0.03)
+    assert engine_calls(log, trickled) == calls

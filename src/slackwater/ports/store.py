@@ -170,6 +170,13 @@ class WorkerStore(Protocol):
         most urgent first, then fairest between projects."""
         ...
 
+    async def pending_heads(
+        self, models: Sequence[str], batches: Sequence[str] | None = None, cap: int = 1024
+    ) -> dict[str, tuple[int, datetime]]:
+        """For each of `models` with pending requests (of `batches`, if given): how many
+        (counted up to `cap`), and the deadline of the one to be leased first."""
+        ...
+
     async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int: ...
     async def record(self, lease_id: str, settlement: Settlement, now: datetime) -> int:
         """Write what a worker settled for requests its lease still holds, dropping the

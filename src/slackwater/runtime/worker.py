@@ -34,6 +34,7 @@ from slackwater.domain.model import Model, Tier
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Outcome, Request, Result, Usage
 from slackwater.domain.route import RouteRecord
+from slackwater.policy.batching import Gather, StepTime, wait_seconds
 from slackwater.policy.cascade import escalate
 from slackwater.policy.checks import Check, failed_check
 from slackwater.policy.ledger import charges, reused
@@ -66,6 +67,8 @@ class Worker:
         placement: Placement | None = None,
         venues: Sequence[Pool] = (),
         checks: Mapping[str, Check] | None = None,
+        max_batch_wait: float = 0.0,
+        batch_look_seconds: float = 0.02,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -83,6 +86,15 @@ class Worker:
         self.pool = pool or Pool("local", PoolKind.LOCAL)
         self.placement = placement
         self.checks = dict(checks or {})
+        # Micro-batching: wait up to this long for an engine batch to fill (policy.batching),
+        # learning each model's step time as it runs.
+        self.max_batch_wait = max_batch_wait
+        self.batch_look_seconds = batch_look_seconds
+        self.step_times: dict[str, StepTime] = {}
+        self._widest = max(
+            (m.max_batch_size for m in engines.catalog.models if m.name in self.models),
+            default=1,
+        )
         # Provider pools (batch or realtime APIs) that bill their models' requests, not
         # this worker's own pool: the machine only waits on them.
         self.venues = {m: v for v in venues for m in v.models}
@@ -158,6 +170,8 @@ class Worker:
     async def step(self) -> int:
         """Lease and run one chunk; returns how many requests were settled."""
         batches = await self.placement.allowed() if self.placement is not None else None
+        if not await self._gather(batches):
+            return 0
         lease = await self.store.lease(
             self.owner, self.models, self.lease_size, self.clock(), self.lease_seconds, batches
         )
@@ -173,6 +187,34 @@ class Worker:
                 await beat
         self._lease = None  # released by _run; a cancelled step leaves it to _abandon
         return settled
+
+    async def _gather(self, batches: list[str] | None) -> bool:
+        """Wait, if it pays, for the engine batch to fill (`policy.batching`); False if
+        nothing is pending (a request queued since wakes the worker, which then looks
+        at it from the start, rather than leasing it alone)."""
+        if self.max_batch_wait <= 0:
+            return True
+        waited, first = 0.0, None
+        while not self.stopping.is_set():
+            heads = await self.store.pending_heads(self.models, batches, cap=self._widest)
+            if not heads:
+                return False
+            model, (count, deadline) = min(heads.items(), key=lambda head: head[1][1])
+            gather = Gather(
+                pending=count,
+                max_batch=self.engines.model(model).max_batch_size,
+                waited=waited,
+                slack=(deadline - self.clock()).total_seconds(),
+                arrived=count - (count if first is None else first),
+            )
+            step = self.step_times.setdefault(model, StepTime())
+            pause = wait_seconds(gather, step, self.max_batch_wait, self.batch_look_seconds)
+            if pause <= 0:
+                return True
+            await asyncio.sleep(pause)
+            waited = waited + pause
+            first = count if first is None else first
+        return True
 
     async def _run(self, lease: Lease) -> int:
         model = self.engines.model(lease.model)
@@ -253,6 +295,8 @@ class Worker:
         started = time.perf_counter()
         outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
         spent = time.perf_counter() - started
+        if to_run:
+            self.step_times.setdefault(model.name, StepTime()).add(len(to_run), spent)
         pool = self.venues.get(model.name, self.pool)
         billed = charges(model, pool, outcomes, spent) if outcomes else []
         ran = {

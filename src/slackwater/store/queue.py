@@ -149,6 +149,34 @@ class SqlQueue(Database):
             ],
         )
 
+    async def pending_heads(
+        self, models: Sequence[str], batches: Sequence[str] | None = None, cap: int = 1024
+    ) -> dict[str, tuple[int, datetime]]:
+        heads = {}
+        async with self.reading() as conn:
+            for model in models:
+                pending: ColumnElement[bool] = and_(
+                    status_is(RequestStatus.PENDING), requests.c.model == model
+                )
+                if batches is not None:
+                    pending = and_(pending, requests.c.batch_id.in_(list(batches)))
+                # Both read the pending index only as far as they need: the head (the
+                # next to be leased), and at most `cap` rows.
+                head = (
+                    await conn.execute(
+                        select(requests.c.deadline)
+                        .where(pending)
+                        .order_by(requests.c.urgency, requests.c.fair_rank, requests.c.id)
+                        .limit(1)
+                    )
+                ).scalar()
+                if head is None:
+                    continue
+                some = select(requests.c.id).where(pending).limit(cap).subquery()
+                count = (await conn.execute(select(func.count()).select_from(some))).scalar_one()
+                heads[model] = (int(count), head)
+        return heads
+
     async def heartbeat(self, lease_id: str, now: datetime, seconds: float) -> int:
         async with self.writing() as conn:
             result = await conn.execute(
