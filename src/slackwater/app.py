@@ -29,6 +29,7 @@ from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import Clock, Engine, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
+from slackwater.runtime.call_ledger import CallLedger
 from slackwater.runtime.calls import CallQueue
 from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
@@ -119,6 +120,18 @@ def build(
     pool = settings.pool_named()
     placement = _placement(settings, store, pool, clock)
     count = workers if workers is not None else int(settings.run_worker_in_server)
+    venues = [
+        p.to_pool()
+        for p in settings.pools
+        if p.kind in (PoolKind.PROVIDER_BATCH, PoolKind.PROVIDER_REALTIME)
+    ]
+    call_ledger = CallLedger(
+        store,
+        clock,
+        pool,
+        venues={m: v for v in venues if v.kind is PoolKind.PROVIDER_REALTIME for m in v.models},
+    )
+    engines.on_answered = call_ledger.add
     realtime = Realtime(catalog, router, admission)
     tiers = settings.tiers()
     calls = CallQueue(store, clock, poll_seconds=settings.call_poll_seconds)
@@ -132,6 +145,7 @@ def build(
         admission=admission,
         realtime=realtime,
         calls=calls,
+        call_ledger=call_ledger,
         responses=ResponseService(
             store,
             calls,
@@ -198,11 +212,7 @@ def build(
                 placement=placement,
                 checks=checks,
                 max_batch_wait=settings.max_batch_wait_seconds,
-                venues=[
-                    p.to_pool()
-                    for p in settings.pools
-                    if p.kind in (PoolKind.PROVIDER_BATCH, PoolKind.PROVIDER_REALTIME)
-                ],
+                venues=venues,
             )
             for _ in range(count)
         ],

@@ -64,6 +64,8 @@ class ModelConfig(BaseModel):
     aliases: list[str] = Field(default_factory=list)
     price: PriceConfig = PriceConfig()
     batch_price: PriceConfig | None = None
+    # Service tier -> price, where the model is billed by the token on that tier.
+    tier_prices: dict[str, PriceConfig] = Field(default_factory=dict)
     features: list[str] = Field(default_factory=list)
     quality: dict[str, float] = Field(default_factory=dict)
 
@@ -90,6 +92,9 @@ class ModelConfig(BaseModel):
             ),
             features=frozenset(self.features),
             quality=dict(self.quality),
+            tier_prices={
+                tier: Price(price.input, price.output) for tier, price in self.tier_prices.items()
+            },
         )
 
 
@@ -315,6 +320,18 @@ class Settings(BaseSettings):
         for route in self.routes:
             if route.name == "auto" or route.name in models:
                 raise ValueError(f"route {route.name!r} has the name of a model")
+        return self
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> Settings:
+        tiers = self.tiers()
+        for model in self.models:
+            for tier in model.tier_prices:
+                if tier not in tiers:
+                    raise ValueError(
+                        f"model {model.name!r}: tier_prices names tier {tier!r}, "
+                        f"which is not one of {', '.join(tiers)}"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports import (
+    AnsweredCall,
     Escalation,
     QueuedCall,
     Retry,
@@ -757,6 +758,24 @@ async def test_webhook_endpoints_and_their_events(backend: StoreBackend) -> None
         assert orphans and all(d.endpoint is None for d in orphans)
     finally:
         await store.close()
+
+
+async def test_calls_answered_in_real_time_join_the_ledger(store: Store) -> None:
+    charge = Charge("local", 0.25, Decimal("0.002"), Decimal("0.01"), engine="fake", price="p")
+    answered = [
+        AnsweredCall(f"call_{i}", "p1", "m", "/v1/chat/completions", tier, code, 5, 7, charge, NOW)
+        for i, (tier, code) in enumerate([("default", 200), ("priority", 200), ("default", 500)])
+    ]
+    await store.record_calls(answered)
+    await store.record_calls([])
+    by_tier = {row.key: row for row in await store.ledger("tier")}
+    assert by_tier["default"].requests == 2 and by_tier["priority"].requests == 1
+    assert by_tier["default"].cost == Decimal("0.004")
+    assert by_tier["default"].prompt_tokens == 10 and by_tier["default"].compute_seconds == 0.5
+    by_batch = {row.key: row.requests for row in await store.ledger("batch")}
+    assert by_batch == {"calls:default": 2, "calls:priority": 1}  # one line per tier
+    assert await store.queue_depth() == {}  # answered: nothing is left to run
+    assert await store.pending_heads(["m"]) == {}
 
 
 async def test_pending_heads_count_up_to_a_cap(store: Store) -> None:

@@ -69,6 +69,7 @@ async def _answer(
             realtime=True,
             project=project,
             on_text=events.put_nowait,
+            tier=tier.name,
         )
         wire = Chunks(
             endpoint.value,
@@ -78,7 +79,9 @@ async def _answer(
             service_tier=tier.name,
         )
         return await stream(work, wire, svc.request_seconds, events, _plain)
-    work = svc.engines.run(model.name, endpoint.value, [body], realtime=True, project=project)
+    work = svc.engines.run(
+        model.name, endpoint.value, [body], realtime=True, project=project, tier=tier.name
+    )
     finished = await while_connected(request, work, svc.request_seconds)
     if finished is None:  # the caller went away; its engine work was cancelled
         return closed_request()

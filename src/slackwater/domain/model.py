@@ -44,6 +44,14 @@ class Model:
     features: frozenset[str] = frozenset()  # e.g. json_schema, tools
     quality: dict[str, float] = field(default_factory=dict)  # task category -> 0..1
     owned_by: str = "slackwater"
+    # Service tier -> its price where the model is billed by the token (a provider's flex
+    # tier, say); a tier not named here is billed at `price`.
+    tier_prices: dict[str, Price] = field(default_factory=dict)
+
+    def price_on(self, service_tier: str) -> Price:
+        """What a realtime API bills a call on the service tier (its own price, if the
+        model has one for that tier)."""
+        return self.tier_prices.get(service_tier, self.price)
 
     def price_for(self, tier: Tier) -> Price:
         if tier is Tier.REALTIME or self.batch_price is None:

@@ -32,6 +32,7 @@ class Request:
     attempts: int = 0
     cache_key: str | None = None
     route: str | None = None  # JSON route record of an auto-routed request
+    tier: str = "batch"  # the service tier it was asked on ("batch": a batch line)
 
 
 @dataclass(frozen=True)

@@ -19,28 +19,38 @@ from slackwater.domain.request import Charge, Outcome
 HOUR = Decimal(3600)
 
 
-def charges(model: Model, pool: Pool, outcomes: Sequence[Outcome], seconds: float) -> list[Charge]:
-    """One charge per outcome of an engine call that took `seconds` on `pool`."""
+def charges(
+    model: Model,
+    pool: Pool,
+    outcomes: Sequence[Outcome],
+    seconds: float,
+    tiers: Sequence[str] | None = None,
+) -> list[Charge]:
+    """One charge per outcome of an engine call that took `seconds` on `pool`. `tiers`:
+    the service tier each was asked on, which a provider's realtime pool bills at that
+    tier's price (None: the realtime price)."""
     tokens = [o.usage.total_tokens for o in outcomes]
     total = sum(tokens)
-    # Loop invariants hoisted: a worker prices every request it runs.
     realtime_price = model.price
-    if pool.hourly:
-        rate = f"${pool.price_per_hour}/hour"
+    if pool.kind is PoolKind.PROVIDER_BATCH:
+        prices = [model.price_for(Tier.BATCH)] * len(outcomes)
+    elif tiers is not None and not pool.hourly:
+        prices = [model.price_on(tier) for tier in tiers]
     else:
-        tier = Tier.BATCH if pool.kind is PoolKind.PROVIDER_BATCH else Tier.REALTIME
-        price = model.price_for(tier)
-        rate = f"${price.input}/${price.output} per M tokens"
+        prices = [model.price] * len(outcomes)
+    hourly = f"${pool.price_per_hour}/hour"  # hoisted: a worker prices every request it runs
     out = []
-    for outcome, used in zip(outcomes, tokens, strict=True):
+    for outcome, used, price in zip(outcomes, tokens, prices, strict=True):
         share = used / total if total else 1 / len(outcomes)
         spent = seconds * share
         usage = outcome.usage
         realtime = realtime_price.cost(usage.prompt_tokens, usage.completion_tokens)
         if pool.hourly:
             cost = pool.price_per_hour * Decimal(repr(spent)) / HOUR
+            rate = hourly
         else:
             cost = price.cost(usage.prompt_tokens, usage.completion_tokens)
+            rate = f"${price.input}/${price.output} per M tokens"
         out.append(
             Charge(
                 pool.name,

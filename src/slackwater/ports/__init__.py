@@ -18,6 +18,7 @@ from slackwater.ports.engine import (
 )
 from slackwater.ports.records import (
     LEDGER_GROUPS,
+    AnsweredCall,
     CachedResult,
     CallState,
     CheckOutcomes,
@@ -54,6 +55,7 @@ from slackwater.ports.store import (
 
 __all__ = [
     "LEDGER_GROUPS",
+    "AnsweredCall",
     "BatchStore",
     "Between",
     "BlobStore",

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from slackwater.domain.request import Request, RequestStatus, Result
+from slackwater.domain.request import Charge, Request, RequestStatus, Result
 from slackwater.domain.webhooks import WebhookEndpoint
 
 
@@ -200,3 +200,19 @@ class StoredResponse:
     queued: bool = False
     answer: dict[str, Any] | None = None  # the response object, once it has ended
     completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnsweredCall:
+    """A call answered in real time, for the ledger (its body is not kept)."""
+
+    id: str
+    project: str
+    model: str
+    endpoint: str
+    tier: str
+    status_code: int
+    prompt_tokens: int
+    completion_tokens: int
+    charge: Charge
+    finished_at: datetime

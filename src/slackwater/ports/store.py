@@ -33,6 +33,7 @@ from slackwater.domain.keys import ApiKey
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports.records import (
+    AnsweredCall,
     CachedResult,
     CallState,
     Delivery,
@@ -276,6 +277,10 @@ class CallStore(Protocol):
 
     async def cancel_call(self, call_id: str, now: datetime) -> bool:
         """End the call's request if it has not finished; False if it had."""
+        ...
+
+    async def record_calls(self, calls: Sequence[AnsweredCall]) -> None:
+        """Put calls answered in real time in the ledger, in one transaction."""
         ...
 
     async def add_response(self, response: StoredResponse) -> None: ...

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slackwater.domain import responses
@@ -50,6 +50,18 @@ class _Gate:
             self.clear.set()
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A realtime call, answered: for the ledger."""
+
+    project: str
+    model: Model
+    endpoint: str
+    tier: str
+    outcomes: list[Outcome]
+    seconds: float
+
+
 class EngineSet:
     def __init__(
         self,
@@ -65,6 +77,7 @@ class EngineSet:
         self._starting: dict[str, asyncio.Lock] = {}
         self._broken: dict[str, SlackwaterError] = {}
         self._gates: dict[str, _Gate] = {}
+        self.on_answered: Callable[[Answered], None] | None = None
 
     def model(self, name: str) -> Model:
         model = self.catalog.find(name)
@@ -100,6 +113,7 @@ class EngineSet:
         realtime: bool = False,
         project: str = "default",
         on_text: Callable[[str], None] | None = None,
+        tier: str = "default",
     ) -> list[Outcome]:
         """Run bodies on the model; a whole-call failure becomes one error outcome each.
 
@@ -109,10 +123,10 @@ class EngineSet:
         realtime calls take turns between projects (`Turns`), a call in steps where the
         engine can; a project has at most `realtime_calls_per_project` in flight.
         `on_text` hears a realtime answer's text as it grows, where the engine writes in
-        steps (a stream).
+        steps (a stream). `on_answered` hears every realtime call answered (the ledger).
         """
         if endpoint == Endpoint.RESPONSES:
-            return await self._responses(model, bodies, realtime, project, on_text)
+            return await self._responses(model, bodies, realtime, project, on_text, tier)
         gate = self._gates.setdefault(self.model(model).name, _Gate())
         if realtime:
             if gate.calls[project] >= self.realtime_calls_per_project:
@@ -132,13 +146,20 @@ class EngineSet:
 
             stepped = between if serial or on_text is not None else None
             try:
-                if not serial:
-                    return await self._run(model, endpoint, list(bodies), stepped)
-                await gate.turns.take(project)
+                if serial:
+                    await gate.turns.take(project)
+                started = time.perf_counter()
                 try:
-                    return await self._run(model, endpoint, list(bodies), stepped)
+                    outcomes = await self._run(model, endpoint, list(bodies), stepped)
                 finally:
-                    gate.turns.give()
+                    if serial:
+                        gate.turns.give()
+                if self.on_answered is not None:
+                    spent = time.perf_counter() - started
+                    self.on_answered(
+                        Answered(project, self.model(model), endpoint, tier, outcomes, spent)
+                    )
+                return outcomes
             finally:
                 gate.leave_realtime()
                 gate.calls[project] -= 1
@@ -154,11 +175,18 @@ class EngineSet:
         realtime: bool,
         project: str,
         on_text: Callable[[str], None] | None,
+        tier: str,
     ) -> list[Outcome]:
         """Responses run as chat completions; each answer becomes a response object."""
         chats = [responses.chat_of(body) for body in bodies]
         answers = await self.run(
-            model, Endpoint.CHAT, chats, realtime=realtime, project=project, on_text=on_text
+            model,
+            Endpoint.CHAT,
+            chats,
+            realtime=realtime,
+            project=project,
+            on_text=on_text,
+            tier=tier,
         )
         now = int(time.time())
         return [

@@ -150,7 +150,7 @@ class ResponseService:
         stored: bool,
     ) -> Outcome:
         [outcome] = await self.engines.run(
-            model, Endpoint.RESPONSES, [request], realtime=True, project=project
+            model, Endpoint.RESPONSES, [request], realtime=True, project=project, tier=tier.name
         )
         if not outcome.ok:
             return outcome

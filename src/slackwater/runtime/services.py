@@ -11,6 +11,7 @@ from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
+from slackwater.runtime.call_ledger import CallLedger
 from slackwater.runtime.calls import CallQueue
 from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
@@ -49,6 +50,7 @@ class Services:
     finalizer: Finalizer
     monitor: Monitor | None
     calls: CallQueue
+    call_ledger: CallLedger
     responses: ResponseService
     tiers: dict[str, ServiceTier]
     workers: list[Worker] = field(default_factory=list)
@@ -101,5 +103,6 @@ class Services:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self.calls.close()
+        await self.call_ledger.close()
         await self.engines.close()  # stops what engines still run for nobody
         await self.store.close()

@@ -298,7 +298,8 @@ class Worker:
         if to_run:
             self.step_times.setdefault(model.name, StepTime()).add(len(to_run), spent)
         pool = self.venues.get(model.name, self.pool)
-        billed = charges(model, pool, outcomes, spent) if outcomes else []
+        tiers = [r.tier for r in to_run]
+        billed = charges(model, pool, outcomes, spent, tiers) if outcomes else []
         ran = {
             r.id: (outcome, charge)
             for r, outcome, charge in zip(to_run, outcomes, billed, strict=True)

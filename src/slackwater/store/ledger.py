@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 
 from slackwater.domain.money import from_nano
 from slackwater.ports import LEDGER_GROUPS, LedgerEntry, LedgerRow
@@ -25,6 +25,12 @@ class SqlLedger(Database):
                 func.date(finished)
                 if self.dialect == "sqlite"
                 else func.to_char(func.timezone("UTC", finished), "YYYY-MM-DD")
+            )
+        elif by == "batch":
+            # Calls (answered in real time or queued) are one line per tier, not per call.
+            key = case(
+                (requests.c.tier == "batch", requests.c.batch_id),
+                else_=literal("calls:") + requests.c.tier,
             )
         elif by in LEDGER_GROUPS:
             key = requests.c[LEDGER_GROUPS[by]]

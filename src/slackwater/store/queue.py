@@ -123,6 +123,7 @@ class SqlQueue(Database):
                         requests.c.attempts,
                         requests.c.cache_key,
                         requests.c.route,
+                        requests.c.tier,
                     )
                 )
             ).all()
@@ -144,8 +145,9 @@ class SqlQueue(Database):
                     attempts=tries,
                     cache_key=key,
                     route=route,
+                    tier=tier,
                 )
-                for id_, batch, custom_id, name, endpoint, body, tries, key, route in rows
+                for id_, batch, custom_id, name, endpoint, body, tries, key, route, tier in rows
             ],
         )
 

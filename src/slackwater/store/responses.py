@@ -19,11 +19,12 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slackwater.domain.errors import NotFound
+from slackwater.domain.money import to_nano
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
 from slackwater.domain.webhooks import RESPONSE_EVENTS
 from slackwater.policy import fairness
-from slackwater.ports import CallState, QueuedCall, StoredResponse
+from slackwater.ports import AnsweredCall, CallState, QueuedCall, StoredResponse
 from slackwater.store import fair, outbox
 from slackwater.store.database import Database
 from slackwater.store.schema import requests, responses
@@ -132,6 +133,42 @@ class SqlResponses(Database):
                 )
             )
             return bool(result.rowcount)
+
+    async def record_calls(self, calls: Sequence[AnsweredCall]) -> None:
+        if not calls:
+            return
+        rows = [
+            {
+                "batch_id": call.id,
+                "line": 1,
+                "custom_id": call.id,
+                "model": call.model,
+                "endpoint": call.endpoint,
+                "body": "{}",  # what was asked is not kept: only what it cost
+                "status": (
+                    RequestStatus.SUCCEEDED
+                    if 200 <= call.status_code < 300
+                    else RequestStatus.FAILED
+                ).value,
+                "deadline": call.finished_at,
+                "attempts": 1,
+                "status_code": call.status_code,
+                "finished_at": call.finished_at,
+                "project": call.project,
+                "tier": call.tier,
+                "pool": call.charge.pool,
+                "engine": call.charge.engine,
+                "price": call.charge.price,
+                "prompt_tokens": call.prompt_tokens,
+                "completion_tokens": call.completion_tokens,
+                "compute_us": round(call.charge.compute_seconds * 1_000_000),
+                "cost_nano": to_nano(call.charge.cost),
+                "realtime_nano": to_nano(call.charge.realtime_cost),
+            }
+            for call in calls
+        ]
+        async with self.writing() as conn:
+            await conn.execute(insert(requests), rows)
 
     async def add_response(self, response: StoredResponse) -> None:
         async with self.writing() as conn:
