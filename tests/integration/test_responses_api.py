@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, chat_line
 
 
 async def create(
@@ -255,3 +255,22 @@ async def test_flex_calls_that_trickle_in_share_an_engine_batch(
     trickled = ["t0", "t1", "t2", "t3"]
     await flex_calls(server, trickled, gap=0.03)
     assert engine_calls(log, trickled) == calls
+
+
+async def test_a_flex_call_does_not_wait_for_a_long_batch_lease(
+    server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    server: Server = await server_factory(
+        engine_options={"latency_ms": 150, "call_log": str(log)}, lease_size=256
+    )
+    lines = [chat_line(i, user=f"b{i}") for i in range(40)]  # 10 engine steps of 4
+    batch = await server.submit(lines)
+    await server.wait(batch["id"], until=lambda b: b["request_counts"]["completed"] >= 4)
+    await flex_calls(server, ["flex"])
+    await server.wait(batch["id"])
+    starts = dict(line.split() for line in log.read_text().splitlines())
+    # The worker leased all 40 lines at once; the flex call, due in 15 minutes, went
+    # ahead of the rest of them (due tomorrow) at the next step, not after all 40.
+    after = [name for name, started in starts.items() if started > starts["flex"]]
+    assert len(after) >= 8, sorted(starts.items(), key=lambda item: item[1])

@@ -33,6 +33,7 @@ class Request:
     cache_key: str | None = None
     route: str | None = None  # JSON route record of an auto-routed request
     tier: str = "batch"  # the service tier it was asked on ("batch": a batch line)
+    urgency: int = 0  # its deadline in the queue's steps (policy.fairness)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from slackwater.domain.model import Model, Tier
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Outcome, Request, Result, Usage
 from slackwater.domain.route import RouteRecord
+from slackwater.policy import fairness
 from slackwater.policy.batching import Gather, StepTime, wait_seconds
 from slackwater.policy.cascade import escalate
 from slackwater.policy.checks import Check, failed_check
@@ -91,6 +92,7 @@ class Worker:
         self.max_batch_wait = max_batch_wait
         self.batch_look_seconds = batch_look_seconds
         self.step_times: dict[str, StepTime] = {}
+        self._allowed: list[str] | None = None  # the batches placement lets it lease now
         self._widest = max(
             (m.max_batch_size for m in engines.catalog.models if m.name in self.models),
             default=1,
@@ -170,6 +172,7 @@ class Worker:
     async def step(self) -> int:
         """Lease and run one chunk; returns how many requests were settled."""
         batches = await self.placement.allowed() if self.placement is not None else None
+        self._allowed = batches
         if not await self._gather(batches):
             return 0
         lease = await self.store.lease(
@@ -187,6 +190,15 @@ class Worker:
                 await beat
         self._lease = None  # released by _run; a cancelled step leaves it to _abandon
         return settled
+
+    async def _overtaken(self, rest: list[Request]) -> bool:
+        """Whether a request due sooner than the rest of this lease is waiting (a flex
+        call that came while a long batch's lease runs): then the lease ends early."""
+        heads = await self.store.pending_heads(self.models, self._allowed, cap=1)
+        if not heads:
+            return False
+        soonest = min(deadline for _, deadline in heads.values())
+        return fairness.urgency(soonest) < min(r.urgency for r in rest)
 
     async def _gather(self, batches: list[str] | None) -> bool:
         """Wait, if it pays, for the engine batch to fill (`policy.batching`); False if
@@ -233,6 +245,8 @@ class Worker:
                 for start in range(0, len(pending), model.max_batch_size):
                     if self.stopping.is_set():
                         break  # drain: what is not done goes back to the queue below
+                    if start and await self._overtaken(pending[start:]):
+                        break  # more urgent work waits: the rest goes back to the queue
                     chunk = pending[start : start + model.max_batch_size]
                     results = await self._run_chunk(model, endpoint, chunk, known)
                     for result, request in zip(results, chunk, strict=True):

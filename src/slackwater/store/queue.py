@@ -124,6 +124,7 @@ class SqlQueue(Database):
                         requests.c.cache_key,
                         requests.c.route,
                         requests.c.tier,
+                        requests.c.urgency,
                     )
                 )
             ).all()
@@ -146,8 +147,21 @@ class SqlQueue(Database):
                     cache_key=key,
                     route=route,
                     tier=tier,
+                    urgency=urgency,
                 )
-                for id_, batch, custom_id, name, endpoint, body, tries, key, route, tier in rows
+                for (
+                    id_,
+                    batch,
+                    custom_id,
+                    name,
+                    endpoint,
+                    body,
+                    tries,
+                    key,
+                    route,
+                    tier,
+                    urgency,
+                ) in rows
             ],
         )
 
