@@ -274,3 +274,22 @@ async def test_a_flex_call_does_not_wait_for_a_long_batch_lease(
     # ahead of the rest of them (due tomorrow) at the next step, not after all 40.
     after = [name for name, started in starts.items() if started > starts["flex"]]
     assert len(after) >= 8, sorted(starts.items(), key=lambda item: item[1])
+
+
+async def test_the_last_part_full_step_of_a_lease_takes_in_what_came_since(
+    server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    server: Server = await server_factory(
+        engine_options={"latency_ms": 1500, "call_log": str(log)},
+        lease_size=256,
+        max_batch_wait_seconds=0,
+    )
+    first = await server.submit([chat_line(i, user=f"a{i}") for i in range(9)])  # 4, 4, 1
+    await server.wait(first["id"], until=lambda b: b["request_counts"]["completed"] >= 4)
+    later = await server.submit([chat_line(i, user=f"b{i}") for i in range(3)])
+    await server.wait(first["id"])
+    await server.wait(later["id"])
+    # The first lease's last line did not take an engine step alone: the worker gave it
+    # back and leased it again with the three lines that came meanwhile.
+    assert engine_calls(log, ["a8", "b0", "b1", "b2"]) == 1, log.read_text()

@@ -23,7 +23,8 @@ def test_the_step_time_is_fitted_to_recent_steps() -> None:
     same = StepTime()
     same.add(4, 1.0)
     same.add(4, 1.2)
-    assert same.fit() is None  # one size only: no line to fit
+    # One size only: no line to fit; all of a step counts as fixed.
+    assert same.fit() == pytest.approx((1.1, 0.0))
     small = StepTime(window=2)
     for size in (1, 2, 3):
         small.add(size, float(size))
@@ -42,11 +43,15 @@ def test_a_worker_waits_only_while_it_pays() -> None:
     step = measured()
     # Part full, arriving, time to spare: wait a quarter of the fixed cost.
     assert wait_seconds(gather(), step, max_wait=0.5, look=0.02) == pytest.approx(0.1)
-    # Full, empty, nothing measured yet, or waiting switched off: run now.
+    # Full, empty, or waiting switched off: run now.
     assert wait_seconds(gather(pending=16), step, 0.5, 0.02) == 0
     assert wait_seconds(gather(pending=0), step, 0.5, 0.02) == 0
-    assert wait_seconds(gather(), StepTime(), 0.5, 0.02) == 0
     assert wait_seconds(gather(), step, 0.0, 0.02) == 0
+    # Nothing measured yet: max_wait bounds the wait, a quarter of it at a time.
+    assert wait_seconds(gather(), StepTime(), 0.5, 0.02) == pytest.approx(0.125)
+    assert wait_seconds(gather(waited=0.45, arrived=30), StepTime(), 0.5, 0.02) == (
+        pytest.approx(0.05)
+    )
     # Waiting goes on while, at the rate they came, more would come in the time left:
     # 1 in 0.1 s, 0.3 s left: yes; 1 in 0.3 s, 0.1 s left: no; none came: no.
     assert wait_seconds(gather(waited=0.1, arrived=1), step, 0.5, 0.02) == pytest.approx(0.1)

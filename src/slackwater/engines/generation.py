@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from slackwater.domain.errors import EngineError
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 from slackwater.engines import responses
+from slackwater.engines.baton import Baton
 
 Loaded = tuple[Any, Any, Any]  # torch, tokenizer, network
 
@@ -62,7 +64,9 @@ class Generator:
         endpoint: str,
         bodies: list[dict[str, Any]],
         stop: threading.Event | None = None,
+        pause: Callable[[], None] | None = None,
     ) -> list[Outcome]:
+        """`pause` is called between tokens (`pauser`: realtime calls may go first)."""
         torch, tokenizer, network = loaded
         jobs: dict[tuple[Any, ...], list[tuple[int, int, str]]] = defaultdict(list)
         for index, body in enumerate(bodies):
@@ -83,11 +87,13 @@ class Generator:
                     padding=True,
                     add_special_tokens=endpoint != Endpoint.CHAT,
                 ).to(network.device)
+                if pause is not None:
+                    pause()
                 output = network.generate(
                     **encoded,
                     max_new_tokens=limit,
                     pad_token_id=tokenizer.pad_token_id,
-                    stopping_criteria=_stopping(stop),
+                    stopping_criteria=_stopping(stop, pause),
                     **sampling(temperature, top_p),
                 )
                 _check(stop)
@@ -241,14 +247,32 @@ def answer(
     return text, finish, len(new)
 
 
-def _stopping(stop: threading.Event | None) -> Any:
+def _stopping(stop: threading.Event | None, pause: Callable[[], None] | None = None) -> Any:
+    """generate()'s per-token hook: `pause` may hold the generation between two tokens;
+    a set `stop` ends it."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class Stopped(StoppingCriteria):
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+            if pause is not None:
+                pause()
             return stop is not None and stop.is_set()
 
     return StoppingCriteriaList([Stopped()])
+
+
+def pauser(torch: Any, baton: Baton, stop: threading.Event | None) -> Callable[[], None]:
+    """What batch work calls where it may hand the model to realtime calls (`Baton`).
+    The random state is put back after them, so a seeded sampling writes what it would
+    have written alone."""
+
+    def pause() -> None:
+        if baton.wanted:
+            state = _rng_state(torch)
+            baton.yield_to_urgent(stop)
+            _set_rng_state(torch, state)
+
+    return pause
 
 
 def _check(stop: threading.Event | None) -> None:

@@ -2,7 +2,8 @@
 
 Embeddings: batched encoding, mean pooling over the attention mask, L2-normalised (the
 sentence-transformers recipe of MiniLM and most embedding models). Chat and completions:
-`engines/generation.py`, batched, or a realtime call in steps (`run_in_steps`).
+`engines/generation.py`, batched, or a realtime call in steps (`run_in_steps`). Realtime
+calls take the model from batch work between two of its tokens (`engines/baton.py`).
 
 Options: `path` (a model directory; `package:NAME/SUB` for one shipped inside a Python
 package; `{data_dir}` is replaced by the data directory), `gguf_file` (weights in a GGUF
@@ -33,7 +34,8 @@ from slackwater.domain.errors import ModelUnavailable, OutOfMemory
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome
 from slackwater.engines import responses
-from slackwater.engines.generation import Generator, Loaded, Steps
+from slackwater.engines.baton import Baton
+from slackwater.engines.generation import Generator, Loaded, Steps, pauser
 from slackwater.policy.admission import CHARS_PER_TOKEN_AT_MOST
 from slackwater.ports import Between
 
@@ -124,9 +126,13 @@ class TransformersEngine:
             step_tokens=max(1, int(options.get("step_tokens", 8))),
         )
         self.generative = not model.serves(Endpoint.EMBEDDINGS)
-        # One thread owns the model: torch releases the GIL while it computes, and one
-        # model is never run from two threads at once.
+        # Batch work runs in one thread, realtime calls in another; the baton lets only
+        # one of them compute at a time, realtime calls first at every token (`Baton`).
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{model.name}")
+        self._urgent = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{model.name}-rt")
+        self.baton = Baton()
+        # Set in the batch thread while it runs: called between the network's layers.
+        self._batch = threading.local()
         self._loaded: tuple[Any, Any, Any] | None = None
         self._load_lock = threading.Lock()
         # One flag per call in flight: set, it stops that call's generation at the next
@@ -139,37 +145,79 @@ class TransformersEngine:
     async def close(self) -> None:
         for stop in list(self._stops):
             stop.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self._executor, self._urgent):
+            executor.shutdown(wait=False, cancel_futures=True)
         self._loaded = None
 
+    @property
+    def held_back_seconds(self) -> float:
+        """Seconds batch work has waited for realtime calls, all told."""
+        return self.baton.yielded_seconds
+
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
-        """Run in the model's thread; cancelled, the generation stops at its next token."""
+        """Batch work, in the batch thread: it gives way to realtime calls between tokens.
+        Cancelled, the generation stops at its next token."""
         async with self._stoppable() as stop:
-            return await self._in_thread(self.run_sync, endpoint, list(bodies), stop)
+            return await self._in_thread(self._run_batch, endpoint, list(bodies), stop)
 
     async def run_in_steps(self, endpoint: str, body: dict[str, Any], between: Between) -> Outcome:
-        """One request, generated `step_tokens` at a time; `between` is awaited between
-        steps with the text so far (another call may use the model then). Same answer
-        as `run`."""
-        if not self.generator.steppable(endpoint, body):
-            [outcome] = await self.run(endpoint, [body])
-            return outcome
-        async with self._stoppable() as stop:
-            loaded = await self._in_thread(self._load)
-            steps = await self._in_thread(self.generator.begin, loaded, endpoint, body)
-            while True:
-                await self._in_thread(self._step, loaded, steps, stop)
-                if steps.done:
-                    return self.generator.finish(loaded, endpoint, steps)
-                await between(self.generator.text_so_far(loaded, steps))
+        """A realtime call: one request, generated `step_tokens` at a time, ahead of any
+        batch work; `between` is awaited between steps with the text so far (another
+        realtime call may use the model then). Same answer as `run`."""
+        with self.baton.urgent_call():
+            async with self._stoppable() as stop:
+                if not self.generator.steppable(endpoint, body):
+                    [outcome] = await self._in_thread(
+                        self._run_urgent, endpoint, [body], stop, urgent=True
+                    )
+                    return outcome
+                loaded = await self._in_thread(self._load, urgent=True)
+                steps = await self._in_thread(self._begin, loaded, endpoint, body, urgent=True)
+                while True:
+                    await self._in_thread(self._step, loaded, steps, stop, urgent=True)
+                    if steps.done:
+                        return self.generator.finish(loaded, endpoint, steps)
+                    await between(self.generator.text_so_far(loaded, steps))
+
+    def _run_batch(
+        self, endpoint: str, bodies: list[dict[str, Any]], stop: threading.Event
+    ) -> list[Outcome]:
+        torch = self._load()[0]
+        pause = pauser(torch, self.baton, stop)
+        self._batch.pause = pause
+        try:
+            with self.baton.batch(stop):
+                return self.run_sync(endpoint, bodies, stop, pause=pause)
+        finally:
+            self._batch.pause = None
+
+    def _between_layers(self, *_: Any) -> None:
+        # A forward pass over a whole batch's prompts takes seconds on a CPU: batch work
+        # may hand the model over between two layers of it, not just between tokens.
+        pause = getattr(self._batch, "pause", None)
+        if pause is not None:
+            pause()
+
+    def _run_urgent(
+        self, endpoint: str, bodies: list[dict[str, Any]], stop: threading.Event
+    ) -> list[Outcome]:
+        with self.baton.urgent_step():
+            return self.run_sync(endpoint, bodies, stop)
+
+    def _begin(self, loaded: Loaded, endpoint: str, body: dict[str, Any]) -> Steps:
+        # With the baton too: it seeds torch's random generator and uses the tokenizer,
+        # which batch work also does.
+        with self.baton.urgent_step():
+            return self.generator.begin(loaded, endpoint, body)
 
     def _step(self, loaded: Loaded, steps: Steps, stop: threading.Event) -> None:
         torch = loaded[0]
-        with torch.inference_mode():
+        with self.baton.urgent_step(), torch.inference_mode():
             self.generator.step(loaded, steps, stop)
 
-    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+    async def _in_thread(self, work: Callable[..., T], *args: Any, urgent: bool = False) -> T:
+        executor = self._urgent if urgent else self._executor
+        return await asyncio.get_running_loop().run_in_executor(executor, work, *args)
 
     @contextlib.asynccontextmanager
     async def _stoppable(self) -> AsyncIterator[threading.Event]:
@@ -227,28 +275,41 @@ class TransformersEngine:
                 tokenizer.padding_side = "left"
                 if tokenizer.pad_token is None:
                     tokenizer.pad_token = tokenizer.eos_token
+            for layer in _layers(torch, network):
+                layer.register_forward_pre_hook(self._between_layers)
             self._loaded = (torch, tokenizer, network)
             return self._loaded
 
     # -- running -----------------------------------------------------------------------
 
     def run_sync(
-        self, endpoint: str, bodies: list[dict[str, Any]], stop: threading.Event | None = None
+        self,
+        endpoint: str,
+        bodies: list[dict[str, Any]],
+        stop: threading.Event | None = None,
+        *,
+        pause: Callable[[], None] | None = None,
     ) -> list[Outcome]:
+        """Run now, in this thread; `pause` is called between chunks and tokens."""
         torch, tokenizer, network = self._load()
         try:
             with torch.inference_mode():
                 if endpoint == Endpoint.EMBEDDINGS:
-                    return self._embed(torch, tokenizer, network, bodies)
+                    return self._embed(torch, tokenizer, network, bodies, pause)
                 loaded = (torch, tokenizer, network)
-                return self.generator.generate(loaded, endpoint, bodies, stop)
+                return self.generator.generate(loaded, endpoint, bodies, stop, pause)
         except torch.OutOfMemoryError as exc:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             raise OutOfMemory(f"{len(bodies)} requests did not fit in memory: {exc}") from None
 
     def _embed(
-        self, torch: Any, tokenizer: Any, network: Any, bodies: list[dict[str, Any]]
+        self,
+        torch: Any,
+        tokenizer: Any,
+        network: Any,
+        bodies: list[dict[str, Any]],
+        pause: Callable[[], None] | None = None,
     ) -> list[Outcome]:
         texts: list[str] = []
         owners: list[int] = []
@@ -265,6 +326,8 @@ class TransformersEngine:
         tokens = [0] * len(texts)
         step = max(1, self.model.max_batch_size)
         for start in range(0, len(order), step):
+            if pause is not None:
+                pause()
             chunk = order[start : start + step]
             encoded = tokenizer(
                 [texts[i] for i in chunk],
@@ -297,6 +360,15 @@ class TransformersEngine:
                 )
             )
         return outcomes
+
+
+def _layers(torch: Any, network: Any) -> list[Any]:
+    """The network's stack of layers (Llama's `model.layers`, GPT-2's `transformer.h`,
+    BERT's `encoder.layer`): the first list of modules in it with more than one."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 1:
+            return list(module)
+    return []
 
 
 def token_counter(model: Model, data_dir: str | Path = ".") -> Callable[[str], int] | None:

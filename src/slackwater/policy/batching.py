@@ -7,10 +7,10 @@ recent steps). Waiting pays while requests keep arriving: one that arrives durin
 wait rides in this step instead of paying a whole step of its own. So, as Triton's
 dynamic batcher (a queue delay bound) and BentoML's adaptive batcher (a cost model
 learned from its own steps) do, a worker runs at once when the batch is full, waits at
-most the step's fixed part (past that, a second step would have been as cheap), at most
-`max_wait`, never into the time the most urgent request needs to finish by its deadline,
-and stops waiting once, at the rate requests have come while it waited, none more would
-come in the time left.
+most the step's fixed part (past that, a second step would have been as cheap; before
+the first step, unknown), at most `max_wait`, never into the time the most urgent
+request needs to finish by its deadline, and stops waiting once, at the rate requests
+have come while it waited, none more would come in the time left.
 """
 
 from __future__ import annotations
@@ -35,15 +35,16 @@ class StepTime:
             self.samples.popleft()
 
     def fit(self) -> tuple[float, float] | None:
-        """(fixed, per item), or None until steps of two sizes have been seen."""
+        """(fixed, per item), or None before the first step. Until steps of two sizes
+        have been seen, all of a step counts as fixed (an upper bound of that part)."""
         n = len(self.samples)
-        if n < 2:
+        if n == 0:
             return None
         mean_x = sum(x for x, _ in self.samples) / n
         mean_y = sum(y for _, y in self.samples) / n
         spread = sum((x - mean_x) ** 2 for x, _ in self.samples)
         if spread == 0:
-            return None
+            return mean_y, 0.0
         slope = sum((x - mean_x) * (y - mean_y) for x, y in self.samples) / spread
         slope = max(slope, 0.0)
         return max(mean_y - slope * mean_x, 0.0), slope
@@ -72,10 +73,9 @@ def wait_seconds(gather: Gather, step: StepTime, max_wait: float, look: float) -
     part at a time, `look` at least."""
     if gather.pending <= 0 or gather.pending >= gather.max_batch or max_wait <= 0:
         return 0.0
-    fitted = step.fit()
-    if fitted is None:
-        return 0.0  # not measured yet: run, and learn the step's cost
-    fixed, _ = fitted
+    # Before its first step an engine's cost is unknown: `max_wait` bounds the wait, as
+    # the queue delay does in Triton's dynamic batcher.
+    fixed, _ = step.fit() or (max_wait, 0.0)
     full = step.seconds(gather.max_batch) or 0.0
     budget = min(max_wait, fixed, gather.slack - full) - gather.waited
     if budget <= 0:

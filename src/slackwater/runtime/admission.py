@@ -49,18 +49,21 @@ class Admission:
             return None
         overhead = admission.TEMPLATE_TOKENS_PER_MESSAGE * messages
         counter = self.counters.get(model.name)
-        if counter is None:
+        shown = admission.counted_prefix(model, output)
+        estimated = counter is None or len(text) > shown
+        if estimated:
+            # Past `shown` characters nothing fits: no tokenizer is loaded to say so.
             tokens = -(-len(text.encode()) // admission.BYTES_PER_TOKEN_AT_MOST)
+            if counter is not None:
+                tokens = max(tokens, model.context_window - output + 1)
         else:
-            shown = admission.counted_prefix(model, output)
-            tokens = counter(text[:shown])
-            if len(text) > shown:
-                tokens = max(tokens, model.context_window + 1)  # nothing that long fits
+            assert counter is not None
+            tokens = counter(text)
         return admission.overflow(
             model,
             tokens + overhead,
             output,
-            estimated=counter is None,
+            estimated=estimated,
             line=line,
             param=_PROMPT_FIELD.get(endpoint, "body"),
         )

@@ -39,6 +39,7 @@ class _Gate:
         self.batch_step = asyncio.Lock()
         self.turns = Turns()  # realtime calls, between projects (a serial engine)
         self.calls: Counter[str] = Counter()  # realtime calls in flight per project
+        self.waited = 0.0  # seconds batch steps waited for realtime calls to clear
 
     def enter_realtime(self) -> None:
         self.realtime += 1
@@ -165,8 +166,18 @@ class EngineSet:
                 gate.calls[project] -= 1
         one_at_a_time = gate.batch_step if await self._serial(model) else contextlib.nullcontext()
         async with one_at_a_time:
+            started = time.perf_counter()
             await gate.clear.wait()
+            gate.waited += time.perf_counter() - started
             return await self._run(model, endpoint, list(bodies))
+
+    def held_back(self, model: str) -> float:
+        """Seconds batch work on `model` has waited for realtime calls, all told: before
+        its steps, and (a local engine) within them. Not compute of its own."""
+        name = self.model(model).name
+        gate = self._gates.get(name)
+        within = getattr(self._engines.get(name), "held_back_seconds", 0.0)
+        return (gate.waited if gate is not None else 0.0) + float(within)
 
     async def _responses(
         self,

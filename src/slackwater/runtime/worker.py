@@ -191,12 +191,15 @@ class Worker:
         self._lease = None  # released by _run; a cancelled step leaves it to _abandon
         return settled
 
-    async def _overtaken(self, rest: list[Request]) -> bool:
-        """Whether a request due sooner than the rest of this lease is waiting (a flex
-        call that came while a long batch's lease runs): then the lease ends early."""
+    async def _overtaken(self, model: Model, rest: list[Request]) -> bool:
+        """Whether to end this lease before its `rest` and lease again: a request due
+        sooner waits (a flex call that came while a long batch's lease runs), or the rest
+        is less than an engine batch and requests that came since would fill it out."""
         heads = await self.store.pending_heads(self.models, self._allowed, cap=1)
         if not heads:
             return False
+        if len(rest) < model.max_batch_size and model.name in heads:
+            return True
         soonest = min(deadline for _, deadline in heads.values())
         return fairness.urgency(soonest) < min(r.urgency for r in rest)
 
@@ -245,8 +248,8 @@ class Worker:
                 for start in range(0, len(pending), model.max_batch_size):
                     if self.stopping.is_set():
                         break  # drain: what is not done goes back to the queue below
-                    if start and await self._overtaken(pending[start:]):
-                        break  # more urgent work waits: the rest goes back to the queue
+                    if start and await self._overtaken(model, pending[start:]):
+                        break  # the rest goes back to the queue, to be leased anew
                     chunk = pending[start : start + model.max_batch_size]
                     results = await self._run_chunk(model, endpoint, chunk, known)
                     for result, request in zip(results, chunk, strict=True):
@@ -306,9 +309,11 @@ class Worker:
         # (a model that cannot load is reported by `run`, request by request).
         with contextlib.suppress(SlackwaterError):
             await self.engines.engine(model.name)
-        started = time.perf_counter()
+        started, held_back = time.perf_counter(), self.engines.held_back(model.name)
         outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
-        spent = time.perf_counter() - started
+        # Time the engine gave realtime calls (charged to them) is not this step's.
+        waited = self.engines.held_back(model.name) - held_back
+        spent = max(time.perf_counter() - started - waited, 0.0)
         if to_run:
             self.step_times.setdefault(model.name, StepTime()).add(len(to_run), spent)
         pool = self.venues.get(model.name, self.pool)
