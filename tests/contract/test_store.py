@@ -15,11 +15,12 @@ import orjson
 import pytest
 
 from slackwater.domain.batch import Batch, BatchStatus, LineError
-from slackwater.domain.errors import Conflict, IdempotencyMismatch, NotFound
+from slackwater.domain.errors import Conflict, IdempotencyMismatch, InvalidRequest, NotFound
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.keys import ApiKey, KeyScope
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
+from slackwater.domain.sessions import Entry, EntryKind, Session, SessionStatus, Waiting
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports import (
     AnsweredCall,
@@ -787,6 +788,126 @@ async def test_pending_heads_count_up_to_a_cap(store: Store) -> None:
     assert await store.pending_heads(["m"], batches=[batch.id]) == {"m": (5, batch.expires_at)}
     assert await store.lease("w", ["m"], 10, NOW, 30) is not None
     assert await store.pending_heads(["m"]) == {}
+
+
+def session(session_id: str, project: str = "p1", **extra: Any) -> Session:
+    return Session(
+        id=session_id,
+        project=project,
+        agent="review",
+        version="v1",
+        arguments={"repo": "x"},
+        status=SessionStatus.QUEUED,
+        created_at=NOW,
+        updated_at=NOW,
+        **extra,
+    )
+
+
+async def test_a_session_is_journalled_only_by_the_worker_that_holds_it(store: Store) -> None:
+    await store.add_session(session("sess_a"))
+    assert (await store.get_session("p1", "sess_a")).status is SessionStatus.QUEUED
+    with pytest.raises(NotFound):
+        await store.get_session("p2", "sess_a")
+    [taken] = await store.claim_sessions("w1", NOW, 30, limit=10)
+    assert (taken.id, taken.status, taken.owner) == ("sess_a", SessionStatus.RUNNING, "w1")
+    assert await store.claim_sessions("w2", NOW, 30, limit=10) == []  # held
+    step = Entry(0, EntryKind.STEP, "list_files", ["a.py", "b.py"])
+    assert await store.append_entry("sess_a", "w1", step, NOW)
+    # Not the journal's end, or not the holder: nothing is written.
+    assert not await store.append_entry("sess_a", "w1", step, NOW)
+    assert not await store.append_entry("sess_a", "w2", replace(step, seq=1), NOW)
+    # The lease runs out: another worker takes it over, and the first writes nothing.
+    later = NOW + timedelta(seconds=31)
+    [again] = await store.claim_sessions("w2", later, 30, limit=10)
+    assert again.owner == "w2" and again.steps == 1
+    assert not await store.hold_session("sess_a", "w1", later, 30)
+    assert await store.hold_session("sess_a", "w2", later, 30)
+    assert not await store.end_session("sess_a", "w1", SessionStatus.COMPLETED, later, 1.0)
+    assert await store.append_entry(
+        "sess_a", "w2", Entry(1, EntryKind.STEP, "comment", {"ok": True}), later
+    )
+    assert [(e.seq, e.name, e.value) for e in await store.journal("sess_a")] == [
+        (0, "list_files", ["a.py", "b.py"]),
+        (1, "comment", {"ok": True}),
+    ]
+    assert await store.end_session(
+        "sess_a", "w2", SessionStatus.COMPLETED, later, 2.5, result="done"
+    )
+    ended = await store.get_session(None, "sess_a")
+    assert (ended.status, ended.result, ended.active_seconds) == ("completed", "done", 2.5)
+    assert await store.claim_sessions("w3", later + timedelta(days=1), 30, limit=10) == []
+    with pytest.raises(Conflict):
+        await store.send_event("p1", "sess_a", "approval", True, later)
+    with pytest.raises(Conflict):
+        await store.cancel_session("p1", "sess_a", later)
+    page = await store.list_sessions("p1", limit=10, after=None)
+    assert [s.id for s in page.items] == ["sess_a"] and not page.has_more
+
+
+async def test_a_waiting_session_wakes_for_its_timer_event_or_calls(store: Store) -> None:
+    for name in ("sess_t", "sess_e", "sess_c", "sess_early"):
+        await store.add_session(session(name))
+    assert len(await store.claim_sessions("w", NOW, 30, limit=10)) == 4
+    until = NOW + timedelta(hours=1)
+    assert await store.suspend_session("sess_t", "w", Waiting(until=until), NOW, 0.5)
+    assert await store.suspend_session("sess_e", "w", Waiting(event="approval"), NOW, 0.5)
+    await store.enqueue_call(call("call_1"), NOW)
+    await store.enqueue_call(call("call_2"), NOW)
+    calls = Waiting(calls=("call_1", "call_2"))
+    assert await store.suspend_session("sess_c", "w", calls, NOW, 0.5)
+    # An event sent before the session waits for it is kept, and the wait finds it.
+    await store.send_event("p1", "sess_early", "approval", {"by": "ann"}, NOW)
+    assert await store.suspend_session("sess_early", "w", Waiting(event="approval"), NOW, 0)
+    soon = NOW + timedelta(seconds=1)
+    [early] = await store.claim_sessions("w", soon, 30, limit=10)
+    assert early.id == "sess_early"
+    taken = await store.take_event("sess_early", "approval")
+    assert taken is not None and taken[1] == {"by": "ann"}
+    entry = Entry(0, EntryKind.EVENT, "approval", taken[1])
+    assert await store.append_entry("sess_early", "w", entry, soon, event_id=taken[0])
+    assert await store.take_event("sess_early", "approval") is None  # taken once
+    waiting = await store.get_session("p1", "sess_e")
+    assert waiting.status is SessionStatus.WAITING and waiting.waiting == Waiting(event="approval")
+    # The event comes; the calls finish one by one; the timer runs out.
+    await store.send_event("p1", "sess_e", "approval", True, soon)
+    assert [s.id for s in await store.claim_sessions("w", soon, 30, limit=10)] == ["sess_e"]
+    await store.cancel_call("call_1", soon)
+    assert await store.wake_for_calls(["call_1"], soon) == 0  # call_2 is still queued
+    # The last call is answered by a worker: the session wakes in that transaction.
+    lease = await store.lease("worker", ["m"], 5, soon, 30)
+    assert lease is not None and [r.batch_id for r in lease.requests] == ["call_2"]
+    answer = Outcome(200, {"object": "chat.completion"}, Usage(1, 1))
+    await record(store, lease.id, [Result(lease.requests[0].id, answer)], now=soon)
+    assert await store.wake_for_calls(["call_2"], soon) == 0  # woken already
+    assert [s.id for s in await store.claim_sessions("w", soon, 30, limit=10)] == ["sess_c"]
+    for name in ("sess_early", "sess_e", "sess_c"):
+        assert await store.end_session(name, "w", SessionStatus.FAILED, soon, 0.1)
+    assert await store.claim_sessions("w", until - timedelta(seconds=1), 30, limit=10) == []
+    assert [s.id for s in await store.claim_sessions("w", until, 30, limit=10)] == ["sess_t"]
+    with pytest.raises(NotFound):
+        await store.send_event("p2", "sess_t", "approval", True, soon)
+
+
+async def test_a_session_forks_from_a_place_in_its_journal(store: Store) -> None:
+    await store.add_session(session("sess_f"))
+    await store.claim_sessions("w", NOW, 30, limit=10)
+    for seq in range(3):
+        entry = Entry(seq, EntryKind.STEP, f"step{seq}", seq)
+        assert await store.append_entry("sess_f", "w", entry, NOW)
+    fork = session("sess_g", steps=2, forked_from="sess_f", forked_at=2)
+    made = await store.fork_session("p1", "sess_f", 2, fork)
+    assert (made.status, made.steps, made.forked_from) == ("queued", 2, "sess_f")
+    assert [e.name for e in await store.journal("sess_g")] == ["step0", "step1"]
+    with pytest.raises(InvalidRequest, match="3 journal entries"):
+        await store.fork_session("p1", "sess_f", 4, session("sess_h", steps=4))
+    with pytest.raises(NotFound):
+        await store.fork_session("p2", "sess_f", 1, session("sess_h", steps=1))
+    cancelled = await store.cancel_session("p1", "sess_g", NOW)
+    assert cancelled.status is SessionStatus.CANCELLED
+    # The fork is cancelled; only the original (its lease run out) is due.
+    due = await store.claim_sessions("w", NOW + timedelta(days=1), 30, limit=10)
+    assert [s.id for s in due] == ["sess_f"]
 
 
 def test_every_port_method_is_exercised() -> None:

@@ -49,6 +49,7 @@ from slackwater.ports.store import (
     MonitorStore,
     OutboxStore,
     ReportStore,
+    SessionStore,
     Store,
     WorkerStore,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "QueuedCall",
     "ReportStore",
     "Retry",
+    "SessionStore",
     "Settlement",
     "StagedRequest",
     "SteppingEngine",

@@ -31,6 +31,7 @@ from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
 from slackwater.domain.keys import ApiKey
 from slackwater.domain.request import RequestStatus
+from slackwater.domain.sessions import Entry, Session, SessionStatus, Waiting
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports.records import (
     AnsweredCall,
@@ -336,6 +337,93 @@ class EndpointStore(Protocol):
         ...
 
 
+class SessionStore(Protocol):
+    """Sessions (durable agent runs): what a session worker and the sessions API need.
+    Writes by a worker (`owner`) count only while it holds the session's lease."""
+
+    async def add_session(self, session: Session) -> None: ...
+    async def get_session(self, project: str | None, session_id: str) -> Session:
+        """The session (of `project`, unless None); NotFound otherwise."""
+        ...
+
+    async def list_sessions(self, project: str, *, limit: int, after: str | None) -> Page:
+        """The project's sessions, newest first."""
+        ...
+
+    async def claim_sessions(
+        self, owner: str, now: datetime, lease_seconds: float, limit: int
+    ) -> list[Session]:
+        """Take due sessions (queued, a timer run out, a lease run out), leased to `owner`."""
+        ...
+
+    async def hold_session(
+        self, session_id: str, owner: str, now: datetime, lease_seconds: float
+    ) -> bool:
+        """Extend the lease; False if `owner` no longer holds it."""
+        ...
+
+    async def journal(self, session_id: str) -> list[Entry]:
+        """The session's journal, in order."""
+        ...
+
+    async def append_entry(
+        self,
+        session_id: str,
+        owner: str,
+        entry: Entry,
+        now: datetime,
+        *,
+        event_id: int | None = None,
+    ) -> bool:
+        """Journal one entry at the journal's end (taking the event `event_id`, if given),
+        in one transaction; False if `owner` lost the lease or the place is taken."""
+        ...
+
+    async def suspend_session(
+        self, session_id: str, owner: str, waiting: Waiting, now: datetime, active: float
+    ) -> bool:
+        """Leave the session waiting (or queued at once, if what it waits for is there
+        already: an event sent before the wait, calls finished); False if not owned."""
+        ...
+
+    async def wake_for_calls(self, call_ids: Sequence[str], now: datetime) -> int:
+        """Queue the waiting sessions whose last calls these are; how many were woken."""
+        ...
+
+    async def end_session(
+        self,
+        session_id: str,
+        owner: str,
+        status: SessionStatus,
+        now: datetime,
+        active: float,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> bool: ...
+    async def send_event(
+        self, project: str, session_id: str, key: str, payload: Any, now: datetime
+    ) -> None:
+        """Keep an event for the session (waking it if it waits for `key`); NotFound,
+        or Conflict if the session has ended."""
+        ...
+
+    async def take_event(self, session_id: str, key: str) -> tuple[int, Any] | None:
+        """The oldest event of `key` not taken yet: (id, payload)."""
+        ...
+
+    async def cancel_session(self, project: str, session_id: str, now: datetime) -> Session:
+        """Cancel a session that has not ended; Conflict if it has otherwise."""
+        ...
+
+    async def fork_session(
+        self, project: str, session_id: str, upto: int, fork: Session
+    ) -> Session:
+        """Add `fork` with the first `upto` entries of the session's journal;
+        InvalidRequest past the journal's end."""
+        ...
+
+
 class Store(
     Lifecycle,
     FileStore,
@@ -350,6 +438,7 @@ class Store(
     ReportStore,
     CallStore,
     EndpointStore,
+    SessionStore,
     Protocol,
 ):
     """Everything durable: what a backend implements."""
@@ -368,6 +457,7 @@ __all__ = [
     "MonitorStore",
     "OutboxStore",
     "ReportStore",
+    "SessionStore",
     "Store",
     "WorkerStore",
 ]

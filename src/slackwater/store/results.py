@@ -29,7 +29,7 @@ from slackwater.ports import (
     Retry,
     Settlement,
 )
-from slackwater.store import batches, fair
+from slackwater.store import batches, fair, sessions
 from slackwater.store.database import Database, status_is
 from slackwater.store.schema import model_outcomes, requests, result_cache
 
@@ -179,6 +179,9 @@ class SqlResults(Database):
             )
         for batch_id, tally in tallies.items():
             await batches.count_results(conn, batch_id, tally)
+        # A session waiting for these calls (a queued call's batch_id is its id) wakes in
+        # the transaction that answers them.
+        await sessions.wake_waiters(conn, list(tallies), now)
         return len(held)
 
     async def _retries(self, conn: AsyncConnection, lease_id: str, retries: Sequence[Retry]) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -281,4 +282,66 @@ responses = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("completed_at", UtcDateTime),
     Index("ix_responses_open", "status"),
+)
+
+# Sessions (durable agent runs). A waiting one is woken through an index: its timer
+# (`wake_at`), an event sent to it, or the last of its calls (`session_calls`) settling.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("agent", String(256), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("arguments", Text, nullable=False),  # JSON
+    Column("status", String(16), nullable=False),
+    Column("steps", Integer, nullable=False, server_default="0"),
+    Column("wait_until", UtcDateTime),
+    Column("wait_event", String(256)),
+    Column("wake_at", UtcDateTime),  # when a worker may take it: now, a timer, or a lease end
+    Column("owner", String(128)),
+    Column("result", Text),  # JSON
+    Column("error", Text),  # JSON
+    Column("active_seconds", Float, nullable=False, server_default="0"),
+    Column("forked_from", String(40)),
+    Column("forked_at", Integer),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Index("ix_sessions_due", "status", "wake_at"),
+    Index("ix_sessions_project", "project", "id"),
+)
+
+session_journal = Table(
+    "session_journal",
+    metadata,
+    Column("session_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("value", Text),  # JSON, unless kept as a blob
+    Column("blob", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# The calls (queued requests, by batch_id) a waiting session waits for.
+session_calls = Table(
+    "session_calls",
+    metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("session_id", String(40), nullable=False),
+    Index("ix_session_calls_session", "session_id"),
+)
+
+# Events sent to sessions; one is taken by the wait it resolves (`taken`: its seq).
+session_events = Table(
+    "session_events",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("session_id", String(40), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("taken", Integer),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_session_events_open", "session_id", "key", "taken"),
 )

@@ -16,6 +16,7 @@ from slackwater.store.outbox import SqlOutbox
 from slackwater.store.queue import SqlQueue
 from slackwater.store.responses import SqlResponses
 from slackwater.store.results import SqlResults
+from slackwater.store.sessions import SqlSessions
 from slackwater.store.staging import SqlStaging
 from slackwater.store.workers import SqlWorkers
 
@@ -32,6 +33,7 @@ class SqlStore(
     SqlWorkers,
     SqlResponses,
     SqlEndpoints,
+    SqlSessions,
 ):
     def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         super().__init__(url, echo=echo)
