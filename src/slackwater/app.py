@@ -42,11 +42,12 @@ from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
-from slackwater.runtime.plugins import load_checks
+from slackwater.runtime.plugins import load_agents, load_checks
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
 from slackwater.runtime.services import Services
+from slackwater.runtime.sessions import SessionRunner
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 from slackwater.store.blobs import LocalBlobStore
@@ -156,6 +157,8 @@ def build(
             request_seconds=settings.max_request_seconds,
         ),
         tiers=tiers,
+        sessions=session_runner(settings, store, calls, clock),
+        run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(
             store,
@@ -223,6 +226,21 @@ def placed(model: Model, settings: Settings) -> Model:
     """The model with where this process keeps files: its data and model cache dirs."""
     where = {"data_dir": str(settings.data_dir), "cache_dir": str(settings.model_cache_dir)}
     return replace(model, options={**where, **model.options})
+
+
+def session_runner(
+    settings: Settings, store: Store, calls: CallQueue, clock: Clock = utcnow
+) -> SessionRunner:
+    """The runner of the sessions of the settings' `agents_app`."""
+    return SessionRunner(
+        store,
+        calls,
+        load_agents(settings.agents_app),
+        settings.tiers(),
+        clock,
+        lease_seconds=settings.session_lease_seconds,
+        poll_seconds=settings.session_poll_seconds,
+    )
 
 
 def open_store(settings: Settings) -> Store:

@@ -265,6 +265,11 @@ class Settings(BaseSettings):
     max_batch_wait_seconds: float = Field(default=0.5, ge=0)
     # Calls waiting for their answer on a queued tier look for it this often.
     call_poll_seconds: float = Field(default=0.05, gt=0)
+    # Agent sessions: "module:attribute" of the `slackwater.runtime.sessions.Agents` whose
+    # sessions this process runs (none: it runs none, and starts none).
+    agents_app: str | None = None
+    session_lease_seconds: float = Field(default=60.0, gt=0)
+    session_poll_seconds: float = Field(default=0.2, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)
     pools: list[PoolConfig] = Field(default_factory=default_pools)
     routes: list[RouteConfig] = Field(default_factory=list)

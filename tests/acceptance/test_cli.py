@@ -226,3 +226,30 @@ def test_webhook_endpoints_from_the_cli(tmp_path: Path) -> None:
     other = run_cli("webhooks", "delete", endpoint_id, *where)  # another project's: not found
     assert other.returncode == 1 and endpoint_id in other.stderr
     assert run_cli("webhooks", "delete", endpoint_id, "--project", "team-a", *where).returncode == 0
+
+
+def test_sessions_from_the_cli(tmp_path: Path) -> None:
+    where = ["--data-dir", str(tmp_path / "data")]
+    app = ["--app", "tests.integration.agents_app:agents"]
+    unknown = run_cli("sessions", "start", "nope", *app, *where)
+    assert unknown.returncode == 1 and "No agent named 'nope'" in unknown.stderr
+    bad = run_cli("sessions", "start", "summarise", "--arguments", "{texts", *app, *where)
+    assert bad.returncode == 1 and "arguments is not JSON" in bad.stderr
+    made = run_cli(
+        "sessions", "start", "summarise", "--arguments", '{"texts": ["a"]}', *app, *where
+    )
+    assert made.returncode == 0, made.stderr
+    session = json.loads(made.stdout)
+    assert (session["agent"], session["status"]) == ("summarise", "queued")
+    sent = run_cli("sessions", "send", session["id"], "go", "--payload", '{"ok": 1}', *where)
+    assert sent.returncode == 0, sent.stderr
+    got = json.loads(run_cli("sessions", "get", session["id"], "--journal", *where).stdout)
+    assert got["journal"] == [] and got["status"] == "queued"
+    past = run_cli("sessions", "fork", session["id"], "--upto", "1", *where)
+    assert past.returncode == 1 and "0 journal entries" in past.stderr
+    cancelled = json.loads(run_cli("sessions", "cancel", session["id"], *where).stdout)
+    assert cancelled["status"] == "cancelled"
+    late = run_cli("sessions", "send", session["id"], "go", *where)
+    assert late.returncode == 1 and "takes no more events" in late.stderr
+    [listed] = json.loads(run_cli("sessions", "list", *where).stdout)
+    assert listed["id"] == session["id"]

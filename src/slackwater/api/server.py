@@ -16,7 +16,16 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slackwater import __version__
-from slackwater.api import anthropic, batches, errors, files, inference, responses, webhooks
+from slackwater.api import (
+    anthropic,
+    batches,
+    errors,
+    files,
+    inference,
+    responses,
+    sessions,
+    webhooks,
+)
 from slackwater.api.auth import KeyCheck
 from slackwater.api.deps import project
 from slackwater.domain.ids import new_id
@@ -55,6 +64,7 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(inference.router)
     app.include_router(responses.router)
     app.include_router(webhooks.router)
+    app.include_router(sessions.router)
     app.include_router(anthropic.router)
     meta = [] if svc.open_meta else [Depends(project)]
 

@@ -7,6 +7,7 @@
     models    models, models make-tiny
     keys      keys ...
     webhooks  webhooks ... (endpoints, their secrets)
+    sessions  agents worker, sessions ... (durable agent runs)
 
 Commands build what they run through `slackwater.app`, never directly.
 """
@@ -24,7 +25,7 @@ from slackwater.domain.errors import SlackwaterError
 
 # Commands are listed in `slackwater --help` in the order they are registered.
 # isort: off
-from slackwater.cli import server, routing, capacity, client, models, keys, webhooks
+from slackwater.cli import server, routing, capacity, client, models, keys, webhooks, sessions
 # isort: on
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "models",
     "routing",
     "server",
+    "sessions",
     "webhooks",
 ]
 

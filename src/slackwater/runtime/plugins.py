@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 
 from slackwater.domain.errors import ConfigError
 from slackwater.policy.checks import Check
+from slackwater.runtime.sessions import Agents
 
 
 def load_checks(configured: Mapping[str, str]) -> dict[str, Check]:
@@ -25,3 +26,17 @@ def load_checks(configured: Mapping[str, str]) -> dict[str, Check]:
             raise ConfigError(f"checks.{name}: {target!r} is not callable")
         found[name] = check
     return found
+
+
+def load_agents(target: str | None) -> Agents:
+    """The `Agents` at "module:attribute" (an empty one for None)."""
+    if target is None:
+        return Agents()
+    module, _, attribute = target.partition(":")
+    try:
+        agents = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError(f"agents_app: cannot load {target!r} ({exc})") from None
+    if not isinstance(agents, Agents):
+        raise ConfigError(f"agents_app: {target!r} is not a slackwater Agents")
+    return agents

@@ -25,6 +25,7 @@ from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.sessions import SessionRunner
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 
@@ -53,7 +54,9 @@ class Services:
     call_ledger: CallLedger
     responses: ResponseService
     tiers: dict[str, ServiceTier]
+    sessions: SessionRunner
     workers: list[Worker] = field(default_factory=list)
+    run_sessions: bool = False  # resume the sessions of its agents here
     webhooks: WebhookSender | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # A realtime call's compute budget: past it, its engine work is stopped (HTTP 504).
@@ -64,6 +67,7 @@ class Services:
     open_meta: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopped: bool = False
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         await self.store.migrate()
@@ -73,6 +77,8 @@ class Services:
         if self.webhooks is not None:
             loops.append(self.webhooks.run())
         loops.append(self.responses.run())
+        if self.run_sessions:
+            loops.append(self.sessions.run(self._stopping))
         for worker in self.workers:
             worker.on_recorded = worker.on_recorded or self._recorded
         self.calls.on_queued = self._queued
@@ -96,6 +102,7 @@ class Services:
         if self.webhooks is not None:
             self.webhooks.stop()
         self.responses.stop()
+        self._stopping.set()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=self.drain_seconds + 1)
             for task in late:

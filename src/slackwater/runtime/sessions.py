@@ -298,6 +298,7 @@ class SessionRunner:
         *,
         owner: str | None = None,
         lease_seconds: float = 60.0,
+        poll_seconds: float = 0.2,
     ) -> None:
         self.store = store
         self.calls = calls
@@ -306,6 +307,7 @@ class SessionRunner:
         self.clock = clock
         self.owner = owner or new_id("agentw")
         self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
 
     @staticmethod
     def call_id(session: Session, seq: int) -> str:
@@ -345,6 +347,33 @@ class SessionRunner:
         )
         await self.store.add_session(session)
         return session
+
+    async def send(self, project: str, session_id: str, key: str, payload: Any) -> None:
+        """An event for the session (kept until a `wait_for(key)` takes it)."""
+        if not key:
+            raise InvalidRequest("an event needs a key", param="key")
+        payload = _as_json(payload, "payload")
+        await self.store.send_event(project, session_id, key, payload, self.clock())
+
+    async def fork(self, project: str, session_id: str, upto: int) -> Session:
+        """A new session that replays the first `upto` journal entries of this one, then
+        goes on by itself (with other code or another model, say)."""
+        original = await self.store.get_session(project, session_id)
+        now = self.clock()
+        fork = Session(
+            id=new_id("sess"),
+            project=project,
+            agent=original.agent,
+            version=original.version,
+            arguments=original.arguments,
+            status=SessionStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            steps=upto,
+            forked_from=original.id,
+            forked_at=upto,
+        )
+        return await self.store.fork_session(project, session_id, upto, fork)
 
     async def run_due(self, limit: int = 16) -> int:
         """Take the due sessions and run each to its next wait or its end."""
@@ -387,8 +416,14 @@ class SessionRunner:
             session.id, self.owner, status, self.clock(), spent, result=result, error=error
         )
 
-    async def run(self, stopping: asyncio.Event, poll_seconds: float = 0.2) -> None:
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Resume due sessions until `stopping` is set."""
         while not stopping.is_set():
-            if not await self.run_due():
+            try:
+                ran = await self.run_due()
+            except Exception:  # a failing store must not end the loop; try again
+                log.exception("resuming sessions failed")
+                ran = 0
+            if not ran:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), poll_seconds)
+                    await asyncio.wait_for(stopping.wait(), self.poll_seconds)
