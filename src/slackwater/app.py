@@ -26,7 +26,7 @@ from slackwater.feeds import open_feed
 from slackwater.feeds.trace import load_trace
 from slackwater.policy.planner import SlackReserve
 from slackwater.policy.retry import RetryPolicy
-from slackwater.ports import Clock, Engine, Store
+from slackwater.ports import BlobStore, Clock, Engine, Store
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.call_ledger import CallLedger
@@ -157,7 +157,7 @@ def build(
             request_seconds=settings.max_request_seconds,
         ),
         tiers=tiers,
-        sessions=session_runner(settings, store, calls, clock),
+        sessions=session_runner(settings, store, calls, clock, blobs),
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(
@@ -229,7 +229,11 @@ def placed(model: Model, settings: Settings) -> Model:
 
 
 def session_runner(
-    settings: Settings, store: Store, calls: CallQueue, clock: Clock = utcnow
+    settings: Settings,
+    store: Store,
+    calls: CallQueue,
+    clock: Clock = utcnow,
+    blobs: BlobStore | None = None,
 ) -> SessionRunner:
     """The runner of the sessions of the settings' `agents_app`."""
     return SessionRunner(
@@ -238,6 +242,7 @@ def session_runner(
         load_agents(settings.agents_app),
         settings.tiers(),
         clock,
+        blobs or LocalBlobStore(settings.data_dir / "files"),
         lease_seconds=settings.session_lease_seconds,
         poll_seconds=settings.session_poll_seconds,
     )

@@ -910,6 +910,18 @@ async def test_a_session_forks_from_a_place_in_its_journal(store: Store) -> None
     assert [s.id for s in due] == ["sess_f"]
 
 
+async def test_a_cancelled_session_cancels_the_calls_it_waits_for(store: Store) -> None:
+    await store.add_session(session("sess_x"))
+    await store.claim_sessions("w", NOW, 30, limit=10)
+    await store.enqueue_call(call("sess_x.0"), NOW)
+    assert await store.suspend_session("sess_x", "w", Waiting(calls=("sess_x.0",)), NOW, 0)
+    cancelled = await store.cancel_session("p1", "sess_x", NOW)
+    assert cancelled.status is SessionStatus.CANCELLED
+    state = (await store.call_states(["sess_x.0"]))["sess_x.0"]
+    assert state.status is RequestStatus.CANCELLED
+    assert await store.lease("w", ["m"], 5, NOW, 30) is None  # nothing left to run
+
+
 def test_every_port_method_is_exercised() -> None:
     """The suite covers the whole port: a method added to `Store` needs a test here."""
     import inspect

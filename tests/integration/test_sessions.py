@@ -17,6 +17,7 @@ from slackwater.domain.tiers import default_tiers
 from slackwater.ports import Settlement
 from slackwater.runtime.calls import CallQueue
 from slackwater.runtime.sessions import Agents, Context, SessionRunner
+from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
 
 
@@ -56,8 +57,10 @@ async def review(ctx: Context, repo: str) -> dict[str, Any]:
     return {"notes": [a["choices"][0]["message"]["content"] for a in answers], "ok": approval}
 
 
-def runner(store: SqlStore, clock: Clock) -> SessionRunner:
-    return SessionRunner(store, CallQueue(store, clock), agents, default_tiers(), clock)
+def runner(store: SqlStore, clock: Clock, blobs: Path, found: Agents = agents) -> SessionRunner:
+    return SessionRunner(
+        store, CallQueue(store, clock), found, default_tiers(), clock, LocalBlobStore(blobs)
+    )
 
 
 async def answer_calls(store: SqlStore, clock: Clock) -> list[str]:
@@ -75,11 +78,11 @@ async def answer_calls(store: SqlStore, clock: Clock) -> list[str]:
 
 
 async def test_a_session_sleeps_between_its_steps_and_resumes_from_its_journal(
-    store: SqlStore,
+    store: SqlStore, tmp_path: Path
 ) -> None:
     listed.clear()
     clock = Clock()
-    first = runner(store, clock)
+    first = runner(store, clock, tmp_path)
     session = await first.start("p1", "review", {"repo": "src"})
     assert await first.run_due() == 1
     waiting = await store.get_session("p1", session.id)
@@ -91,7 +94,7 @@ async def test_a_session_sleeps_between_its_steps_and_resumes_from_its_journal(
     assert calls == [f"{session.id}.1", f"{session.id}.2"]
     # Another runner (the first one's process is gone) resumes it: the step is not run
     # again, the answers are journalled, and it sleeps for an hour.
-    second = runner(store, clock)
+    second = runner(store, clock, tmp_path)
     assert await second.run_due() == 1
     assert listed == ["src"]
     slept = await store.get_session("p1", session.id)
@@ -121,11 +124,11 @@ async def test_a_session_sleeps_between_its_steps_and_resumes_from_its_journal(
 
 
 async def test_changed_code_that_no_longer_replays_the_journal_is_refused(
-    store: SqlStore,
+    store: SqlStore, tmp_path: Path
 ) -> None:
     listed.clear()
     clock = Clock()
-    first = runner(store, clock)
+    first = runner(store, clock, tmp_path)
     session = await first.start("p1", "review", {"repo": "lib"})
     await first.run_due()  # journalled: the step; waiting for the inferences
     changed = Agents()
@@ -136,8 +139,38 @@ async def test_changed_code_that_no_longer_replays_the_journal_is_refused(
         return "x"
 
     await answer_calls(store, clock)
-    resumed = SessionRunner(store, CallQueue(store, clock), changed, default_tiers(), clock)
+    resumed = runner(store, clock, tmp_path, changed)
     assert await resumed.run_due() == 1
     failed = await store.get_session("p1", session.id)
     assert failed.status is SessionStatus.FAILED and failed.error is not None
     assert "no longer replays its journal: call 0 was step" in failed.error["message"]
+
+
+big = Agents()
+read: list[int] = []
+
+
+def long_document() -> str:
+    read.append(1)
+    return "word " * 50_000  # 250 kB: too large for a journal row
+
+
+@big.agent
+async def digest(ctx: Context) -> int:
+    text = await ctx.step(long_document)
+    await ctx.sleep(seconds=10)
+    return len(text)
+
+
+async def test_large_values_are_kept_in_the_blob_store(store: SqlStore, tmp_path: Path) -> None:
+    clock = Clock()
+    first = runner(store, clock, tmp_path, big)
+    session = await first.start("p1", "digest", {})
+    await first.run_due()
+    entry, slept = await store.journal(session.id)
+    assert entry.value is None and entry.blob is not None and slept.blob is None
+    assert (tmp_path / entry.blob).stat().st_size > 250_000
+    clock.now += timedelta(seconds=10)
+    await runner(store, clock, tmp_path, big).run_due()
+    done = await store.get_session("p1", session.id)
+    assert (done.status, done.result, read) == (SessionStatus.COMPLETED, 250_000, [1])

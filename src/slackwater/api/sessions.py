@@ -46,6 +46,7 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "kind": entry.kind.value,
         "name": entry.name,
         "value": entry.value,
+        "blob": entry.blob,  # where a large value is kept (then `value` is null)
         "created_at": to_unix(entry.created_at),
     }
 

@@ -37,7 +37,7 @@ from slackwater.domain.errors import InvalidRequest, NotFound, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.sessions import Entry, EntryKind, Session, SessionStatus, Waiting
 from slackwater.domain.tiers import ServiceTier
-from slackwater.ports import Clock, SessionStore
+from slackwater.ports import BlobStore, Clock, SessionStore
 from slackwater.runtime.calls import ENDED, CallQueue, outcome_of
 
 log = logging.getLogger(__name__)
@@ -168,12 +168,12 @@ class Context:
         return entry
 
     async def _write(self, seq: int, kind: EntryKind, name: str, value: Any, **extra: Any) -> None:
-        entry = Entry(seq, kind, name, value)
+        entry = await self.runner.kept(self.session, Entry(seq, kind, name, value))
         if not await self.runner.store.append_entry(
             self.session.id, self.runner.owner, entry, self.runner.clock(), **extra
         ):
             raise _Lost()
-        self.journal.append(entry)
+        self.journal.append(Entry(seq, kind, name, value))
 
     async def step(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run `function` once for this session; on replay, its journalled result."""
@@ -295,7 +295,9 @@ class SessionRunner:
         agents: Agents,
         tiers: Mapping[str, ServiceTier],
         clock: Clock,
+        blobs: BlobStore,
         *,
+        inline_bytes: int = 16_384,
         owner: str | None = None,
         lease_seconds: float = 60.0,
         poll_seconds: float = 0.2,
@@ -305,9 +307,41 @@ class SessionRunner:
         self.agents = agents
         self.tiers = tiers
         self.clock = clock
+        self.blobs = blobs
+        self.inline_bytes = inline_bytes  # larger journal values go to the blob store
         self.owner = owner or new_id("agentw")
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+
+    async def kept(self, session: Session, entry: Entry) -> Entry:
+        """The entry as journalled: a large value (a long prompt's answer, a tool's
+        output) is written to the blob store and the journal keeps its name."""
+        data = orjson.dumps(entry.value)
+        if len(data) <= self.inline_bytes:
+            return entry
+        key = f"{session.id}.{entry.seq}.json"
+
+        def write() -> None:
+            with self.blobs.writer(key) as out:
+                out.write(data)
+
+        await asyncio.to_thread(write)
+        return Entry(entry.seq, entry.kind, entry.name, None, blob=key)
+
+    async def replayed(self, journal: list[Entry]) -> list[Entry]:
+        """The journal with the values kept as blobs read back."""
+
+        def read(key: str) -> Any:
+            with self.blobs.open(key) as blob:
+                return orjson.loads(blob.read())
+
+        out = []
+        for e in journal:
+            if e.blob is not None:
+                value = await asyncio.to_thread(read, e.blob)
+                e = Entry(e.seq, e.kind, e.name, value, created_at=e.created_at)
+            out.append(e)
+        return out
 
     @staticmethod
     def call_id(session: Session, seq: int) -> str:
@@ -385,7 +419,7 @@ class SessionRunner:
 
     async def activate(self, session: Session) -> None:
         started = time.perf_counter()
-        journal = await self.store.journal(session.id)
+        journal = await self.replayed(await self.store.journal(session.id))
         context = Context(self, session, journal)
         status, result, error = SessionStatus.COMPLETED, None, None
         try:
@@ -401,9 +435,16 @@ class SessionRunner:
             result = _as_json(await run, f"agent {agent.name}'s result")
         except _Suspend as suspend:
             spent = time.perf_counter() - started
-            await self.store.suspend_session(
-                session.id, self.owner, suspend.waiting, self.clock(), spent
-            )
+            waiting = suspend.waiting
+            if not await self.store.suspend_session(
+                session.id, self.owner, waiting, self.clock(), spent
+            ):
+                # Cancelled (or taken over) meanwhile: what it just queued is not needed
+                # here; a runner that took it over finds its calls answered or queues them.
+                current = await self.store.get_session(None, session.id)
+                if current.status is SessionStatus.CANCELLED:
+                    for call in waiting.calls:
+                        await self.calls.store.cancel_call(call, self.clock())
             return
         except _Lost:
             log.info("session %s was taken over by another runner", session.id)

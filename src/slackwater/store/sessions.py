@@ -393,6 +393,24 @@ class SqlSessions(Database):
                     finished_at=now,
                 )
             )
+            if result.rowcount:
+                # Nobody will read the answers of the calls it waited for.
+                mine = select(session_calls.c.call_id).where(
+                    session_calls.c.session_id == session_id
+                )
+                await conn.execute(
+                    update(requests)
+                    .where(requests.c.batch_id.in_(mine), requests.c.status.in_(_UNFINISHED))
+                    .values(
+                        status=RequestStatus.CANCELLED.value,
+                        lease_id=None,
+                        lease_expires_at=None,
+                        finished_at=now,
+                    )
+                )
+                await conn.execute(
+                    session_calls.delete().where(session_calls.c.session_id == session_id)
+                )
         session = await self.get_session(project, session_id)
         if not result.rowcount and session.status != SessionStatus.CANCELLED:
             raise Conflict(f"session {session_id} has {session.status}", param="session_id")
