@@ -880,6 +880,14 @@ async def test_a_waiting_session_wakes_for_its_timer_event_or_calls(store: Store
     answer = Outcome(200, {"object": "chat.completion"}, Usage(1, 1))
     await record(store, lease.id, [Result(lease.requests[0].id, answer)], now=soon)
     assert await store.wake_for_calls(["call_2"], soon) == 0  # woken already
+    # A session's own calls (`<session>.<place>`) are its lines of the ledger.
+    await store.enqueue_call(call("sess_c.3"), soon)
+    lease = await store.lease("worker", ["m"], 5, soon, 30)
+    assert lease is not None
+    charge = Charge("local", 0.5, Decimal("0.002"), Decimal("0.01"))
+    await record(store, lease.id, [Result(lease.requests[0].id, answer, charge)], now=soon)
+    [line] = await store.ledger("session")
+    assert (line.key, line.requests, line.cost) == ("sess_c", 1, Decimal("0.002"))
     assert [s.id for s in await store.claim_sessions("w", soon, 30, limit=10)] == ["sess_c"]
     for name in ("sess_early", "sess_e", "sess_c"):
         assert await store.end_session(name, "w", SessionStatus.FAILED, soon, 0.1)

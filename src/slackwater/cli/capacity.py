@@ -129,7 +129,10 @@ def report(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     by: Annotated[
-        str, typer.Option(help="Group by batch, project, pool, model, engine, tier or day (UTC).")
+        str,
+        typer.Option(
+            help="Group by batch, project, pool, model, engine, tier, day (UTC) or session."
+        ),
     ] = "batch",
     project: Annotated[str | None, typer.Option(help="Only this project.")] = None,
     days: Annotated[
@@ -147,8 +150,9 @@ def report(
     """
     from slackwater.app import open_store
 
-    if by not in (*LEDGER_GROUPS, "day"):
-        raise typer.BadParameter(f"--by must be one of {', '.join([*LEDGER_GROUPS, 'day'])}")
+    groups = [*LEDGER_GROUPS, "day", "session"]
+    if by not in groups:
+        raise typer.BadParameter(f"--by must be one of {', '.join(groups)}")
     loaded = settings(config, data_dir=data_dir)
     if batch is not None:
         _entries(loaded, batch, limit, json_out)

@@ -21,6 +21,13 @@ from datetime import datetime
 from typing import Any
 
 
+def call_id(session_id: str, seq: int) -> str:
+    """The id of the queued call a session's inference at place `seq` is: derived, so a
+    resumed session finds the call instead of queueing it again, and the ledger can
+    group calls by session."""
+    return f"{session_id}.{seq}"
+
+
 class SessionStatus(enum.StrEnum):
     QUEUED = "queued"  # ready to run: new, or woken
     RUNNING = "running"  # a worker holds it (leased until `lease_expires_at`)

@@ -35,7 +35,14 @@ import orjson
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import InvalidRequest, NotFound, SlackwaterError
 from slackwater.domain.ids import new_id
-from slackwater.domain.sessions import Entry, EntryKind, Session, SessionStatus, Waiting
+from slackwater.domain.sessions import (
+    Entry,
+    EntryKind,
+    Session,
+    SessionStatus,
+    Waiting,
+    call_id,
+)
 from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, SessionStore
 from slackwater.runtime.calls import ENDED, CallQueue, outcome_of
@@ -345,7 +352,7 @@ class SessionRunner:
 
     @staticmethod
     def call_id(session: Session, seq: int) -> str:
-        return f"{session.id}.{seq}"
+        return call_id(session.id, seq)
 
     async def queue(self, session: Session, inference: Inference, call_id: str) -> None:
         tier = self.tiers.get(inference.tier)

@@ -32,6 +32,14 @@ class SqlLedger(Database):
                 (requests.c.tier == "batch", requests.c.batch_id),
                 else_=literal("calls:") + requests.c.tier,
             )
+        elif by == "session":
+            # A session's inferences are calls named `<session id>.<place>`.
+            batch = requests.c.batch_id
+            key = (
+                func.substr(batch, 1, func.instr(batch, ".") - 1)
+                if self.dialect == "sqlite"
+                else func.split_part(batch, ".", 1)
+            )
         elif by in LEDGER_GROUPS:
             key = requests.c[LEDGER_GROUPS[by]]
         else:
@@ -50,6 +58,8 @@ class SqlLedger(Database):
             .group_by(key)
             .order_by(key)
         )
+        if by == "session":
+            query = query.where(requests.c.batch_id.like("sess\\_%.%", escape="\\"))
         if project is not None:
             query = query.where(requests.c.project == project)
         if since is not None:
