@@ -85,7 +85,9 @@ class Services:
         self._tasks = [asyncio.create_task(loop) for loop in loops]
 
     def _recorded(self, _: int) -> None:
-        self.calls.wake()  # a waiting call's answer may be among what was recorded
+        # A waiting call's answer, or a session's, may be among what was recorded.
+        self.calls.wake()
+        self.sessions.wake()
 
     def _queued(self) -> None:
         for worker in self.workers:

@@ -20,7 +20,6 @@ the coroutine is dropped and the session is a row again until it is woken.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import inspect
 import logging
@@ -319,6 +318,7 @@ class SessionRunner:
         self.owner = owner or new_id("agentw")
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self._woken = asyncio.Event()
 
     async def kept(self, session: Session, entry: Entry) -> Entry:
         """The entry as journalled: a large value (a long prompt's answer, a tool's
@@ -417,12 +417,21 @@ class SessionRunner:
         return await self.store.fork_session(project, session_id, upto, fork)
 
     async def run_due(self, limit: int = 16) -> int:
-        """Take the due sessions and run each to its next wait or its end."""
+        """Take the due sessions and run each to its next wait or its end, side by side
+        (an activation mostly waits for the store)."""
         now = self.clock()
         due = await self.store.claim_sessions(self.owner, now, self.lease_seconds, limit)
-        for session in due:
-            await self.activate(session)
+        outcomes = await asyncio.gather(
+            *(self.activate(session) for session in due), return_exceptions=True
+        )
+        for session, outcome in zip(due, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # its lease runs out; it is retried
+                log.error("session %s could not be resumed: %r", session.id, outcome)
         return len(due)
+
+    def wake(self) -> None:
+        """Look for due sessions now, not at the next poll (answers were recorded here)."""
+        self._woken.set()
 
     async def activate(self, session: Session) -> None:
         started = time.perf_counter()
@@ -473,5 +482,11 @@ class SessionRunner:
                 log.exception("resuming sessions failed")
                 ran = 0
             if not ran:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self.poll_seconds)
+                stop = asyncio.ensure_future(stopping.wait())
+                woken = asyncio.ensure_future(self._woken.wait())
+                await asyncio.wait(
+                    {stop, woken}, timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
+                )
+                for waiter in (stop, woken):
+                    waiter.cancel()
+                self._woken.clear()
