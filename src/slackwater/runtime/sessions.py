@@ -375,17 +375,7 @@ class SessionRunner:
     async def start(self, project: str, agent: str, arguments: Any) -> Session:
         """A new session of `agent` (queued: a runner takes it)."""
         found = self.agents.find(agent)
-        now = self.clock()
-        session = Session(
-            id=new_id("sess"),
-            project=project,
-            agent=found.name,
-            version=found.version,
-            arguments=_as_json(arguments, "arguments"),
-            status=SessionStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
-        )
+        session = self._new(project, found.name, found.version, _as_json(arguments, "arguments"))
         await self.store.add_session(session)
         return session
 
@@ -400,21 +390,31 @@ class SessionRunner:
         """A new session that replays the first `upto` journal entries of this one, then
         goes on by itself (with other code or another model, say)."""
         original = await self.store.get_session(project, session_id)
-        now = self.clock()
-        fork = Session(
-            id=new_id("sess"),
-            project=project,
-            agent=original.agent,
-            version=original.version,
-            arguments=original.arguments,
-            status=SessionStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
+        fork = self._new(
+            project,
+            original.agent,
+            original.version,
+            original.arguments,
             steps=upto,
             forked_from=original.id,
             forked_at=upto,
         )
         return await self.store.fork_session(project, session_id, upto, fork)
+
+    def _new(self, project: str, agent: str, version: str, arguments: Any, **extra: Any) -> Session:
+        """A new queued session (a runner takes it)."""
+        now = self.clock()
+        return Session(
+            id=new_id("sess"),
+            project=project,
+            agent=agent,
+            version=version,
+            arguments=arguments,
+            status=SessionStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            **extra,
+        )
 
     async def run_due(self, limit: int = 16) -> int:
         """Take the due sessions and run each to its next wait or its end, side by side
