@@ -257,7 +257,7 @@ class Settings(BaseSettings):
     # A receiver that does not answer within this is tried again later.
     webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     # Service tiers by name, over the built-in ones (default, priority, asap: real time;
-    # standard: 5 minutes; flex: 15 minutes).
+    # standard: 5 minutes; flex: 15 minutes; batch: 24 hours).
     service_tiers: dict[str, TierConfig] = Field(default_factory=dict)
     # Micro-batching: a worker waits up to this long for an engine batch to fill while
     # requests keep arriving (never past the step's measured fixed cost, nor into a

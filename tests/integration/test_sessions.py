@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from slackwater.domain.request import Outcome, Result, Usage
+from slackwater.domain.request import Charge, Outcome, Result, Usage
 from slackwater.domain.sessions import EntryKind, SessionStatus
-from slackwater.domain.tiers import default_tiers
+from slackwater.domain.tiers import ServiceTier, default_tiers
 from slackwater.ports import Settlement
 from slackwater.runtime.calls import CallQueue
-from slackwater.runtime.sessions import Agents, Context, SessionRunner
+from slackwater.runtime.sessions import FULL_TIER_RETRY_SECONDS, Agents, Context, SessionRunner
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
 
@@ -72,7 +73,8 @@ async def answer_calls(store: SqlStore, clock: Clock) -> list[str]:
     for request in lease.requests:
         text = f"looked at {request.batch_id}"
         body = {"choices": [{"message": {"role": "assistant", "content": text}}]}
-        results.append(Result(request.id, Outcome(200, body, Usage(3, 4))))
+        charge = Charge("local", 0.01, Decimal("0.00001"), Decimal("0.0001"))
+        results.append(Result(request.id, Outcome(200, body, Usage(3, 4)), charge))
     await store.record(lease.id, Settlement(results), clock())
     return [r.batch_id for r in lease.requests]
 
@@ -174,3 +176,45 @@ async def test_large_values_are_kept_in_the_blob_store(store: SqlStore, tmp_path
     await runner(store, clock, tmp_path, big).run_due()
     done = await store.get_session("p1", session.id)
     assert (done.status, done.result, read) == (SessionStatus.COMPLETED, 250_000, [1])
+
+
+tiered = Agents()
+
+
+@tiered.agent
+async def two_tiers(ctx: Context) -> list[str]:
+    quick = ctx.infer(model="m", tier="flex", messages=[{"role": "user", "content": "a"}])
+    slow = ctx.infer(model="m", tier="batch", messages=[{"role": "user", "content": "b"}])
+    answers = await ctx.gather(quick, slow)
+    return [a["choices"][0]["message"]["content"] for a in answers]
+
+
+async def test_a_full_tier_makes_the_session_wait_and_try_again_not_fail(
+    store: SqlStore, tmp_path: Path
+) -> None:
+    clock = Clock()
+    tiers = {**default_tiers(), "flex": ServiceTier("flex", 900, max_queued=1)}
+    calls = CallQueue(store, clock)
+    await calls.put(tiers["flex"], project="p0", model="m", endpoint="/v1/chat/completions",
+                    body={}, call_id="someone-else")  # fmt: skip
+    first = SessionRunner(store, calls, tiered, tiers, clock, LocalBlobStore(tmp_path))
+    session = await first.start("p1", "two_tiers", {})
+    await first.run_due()
+    waiting = await store.get_session("p1", session.id)
+    assert waiting.status is SessionStatus.WAITING and waiting.waiting is not None
+    assert waiting.waiting.until == clock.now + timedelta(seconds=FULL_TIER_RETRY_SECONDS)
+    assert await answer_calls(store, clock) == ["someone-else"]  # the tier has room again
+    clock.now += timedelta(seconds=FULL_TIER_RETRY_SECONDS)
+    again = SessionRunner(store, CallQueue(store, clock), tiered, tiers, clock,
+                          LocalBlobStore(tmp_path))  # fmt: skip
+    assert await again.run_due() == 1
+    assert sorted(await answer_calls(store, clock)) == [f"{session.id}.0", f"{session.id}.1"]
+    assert await again.run_due() == 1
+    done = await store.get_session("p1", session.id)
+    assert done.status is SessionStatus.COMPLETED, done.error
+    assert done.result == [f"looked at {session.id}.0", f"looked at {session.id}.1"]
+    # Each inference was asked on its own tier.
+    by_tier = {row.key: row.requests for row in await store.ledger("tier", project="p1")}
+    assert by_tier == {"flex": 1, "batch": 1}
+    by_batch = {row.key for row in await store.ledger("batch", project="p1")}
+    assert by_batch == {"calls:flex", "calls:batch"}

@@ -4,7 +4,8 @@ A tier with no window is real time: the call is answered in the request, ahead o
 queued work. A tier with a window is a deadline: the call joins the same
 earliest-deadline-first queue as batch lines, so it waits for a worker (and rides in its
 engine batches) but never past its window. OpenAI's names mean what they mean there:
-`auto`, `default` and `priority` are real time, `flex` may wait.
+`auto`, `default` and `priority` are real time, `flex` may wait; `batch` waits as a
+batch line would (24 hours).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def default_tiers() -> dict[str, ServiceTier]:
             ServiceTier("asap", 0),
             ServiceTier("standard", 300, max_queued=10_000),
             ServiceTier("flex", 900, max_queued=10_000),
+            # Batch lines' own window and price: for calls (an agent session's, say) that
+            # can wait as long as a batch would.
+            ServiceTier("batch", 86_400),
         )
     }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -26,6 +27,8 @@ from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import CallState, CallStore, Clock, QueuedCall, StoredResponse
 
 log = logging.getLogger(__name__)
+
+COUNT_SECONDS = 1.0  # how stale a tier's count of waiting calls may be
 
 ENDED = frozenset(
     {
@@ -56,6 +59,10 @@ class CallQueue:
         self._waiting: dict[str, asyncio.Future[CallState]] = {}
         self._woken = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
+        # Tier -> (calls waiting, when counted): the count is read from the store at most
+        # once a second and kept up by this queue's own puts between reads, so filling a
+        # tier costs one count a second, not one per call.
+        self._queued: dict[str, tuple[int, float]] = {}
         # Told when a call is queued: a worker in this process may take it at once.
         self.on_queued: Callable[[], None] | None = None
 
@@ -72,7 +79,7 @@ class CallQueue:
         response: StoredResponse | None = None,
     ) -> QueuedCall:
         """Queue a call due within its tier's window (429 when the tier is full)."""
-        if tier.max_queued and await self.store.waiting_calls(tier.name) >= tier.max_queued:
+        if tier.max_queued and await self._queued_on(tier.name) >= tier.max_queued:
             raise QuotaExceeded(
                 f"the {tier.name} tier has {tier.max_queued} calls waiting; "
                 "try again shortly, or use another tier",
@@ -90,9 +97,19 @@ class CallQueue:
             route=orjson.dumps(route).decode() if route is not None else None,
         )
         await self.store.enqueue_call(call, now, response)
+        if tier.name in self._queued:
+            count, at = self._queued[tier.name]
+            self._queued[tier.name] = (count + 1, at)
         if self.on_queued is not None:
             self.on_queued()
         return call
+
+    async def _queued_on(self, tier: str) -> int:
+        count, at = self._queued.get(tier, (0, -COUNT_SECONDS))
+        if time.monotonic() - at >= COUNT_SECONDS:
+            count = await self.store.waiting_calls(tier)
+            self._queued[tier] = (count, time.monotonic())
+        return count
 
     async def answer(self, call_id: str) -> Outcome:
         """Wait for the call's answer. Cancelled (the caller went away, or ran out of

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from slackwater.domain.batch import Endpoint
-from slackwater.domain.errors import InvalidRequest, NotFound, SlackwaterError
+from slackwater.domain.errors import InvalidRequest, NotFound, QuotaExceeded, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.sessions import (
     Entry,
@@ -49,6 +49,8 @@ from slackwater.runtime.calls import ENDED, CallQueue, outcome_of
 log = logging.getLogger(__name__)
 
 AgentFunction = Callable[..., Awaitable[Any]]
+
+FULL_TIER_RETRY_SECONDS = 5.0
 
 
 class SessionError(SlackwaterError):
@@ -214,7 +216,13 @@ class Context:
             states = await self.runner.calls.store.call_states(list(ids.values()))
             for inference in missing:
                 if ids[inference.seq] not in states:
-                    await self.runner.queue(self.session, inference, ids[inference.seq])
+                    try:
+                        await self.runner.queue(self.session, inference, ids[inference.seq])
+                    except QuotaExceeded:
+                        # The tier is full for now: wait a while and queue what is missing
+                        # then (what was queued stays queued), rather than fail the run.
+                        retry = self.runner.clock() + timedelta(seconds=FULL_TIER_RETRY_SECONDS)
+                        raise _Suspend(Waiting(until=retry)) from None
             unfinished = tuple(
                 call
                 for call in ids.values()

@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import and_, case, func, literal, select
 
 from slackwater.domain.money import from_nano
 from slackwater.ports import LEDGER_GROUPS, LedgerEntry, LedgerRow
 from slackwater.store.database import Database
 from slackwater.store.schema import requests
+
+_a_batch = requests.c.batch_id.startswith("batch_", autoescape=True)  # not a call
 
 
 class SqlLedger(Database):
@@ -27,9 +29,10 @@ class SqlLedger(Database):
                 else func.to_char(func.timezone("UTC", finished), "YYYY-MM-DD")
             )
         elif by == "batch":
-            # Calls (answered in real time or queued) are one line per tier, not per call.
+            # Calls (answered in real time or queued, on the batch tier too) are one line
+            # per tier, not per call.
             key = case(
-                (requests.c.tier == "batch", requests.c.batch_id),
+                (and_(requests.c.tier == "batch", _a_batch), requests.c.batch_id),
                 else_=literal("calls:") + requests.c.tier,
             )
         elif by == "session":

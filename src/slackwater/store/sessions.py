@@ -253,13 +253,15 @@ class SqlSessions(Database):
             if waiting.event is not None:
                 ready = await self._open_event(conn, session_id, waiting.event) is not None
             if waiting.calls:
-                open_calls = await conn.execute(
-                    select(func.count()).where(
-                        requests.c.batch_id.in_(list(waiting.calls)),
-                        requests.c.status.in_(_UNFINISHED),
-                    )
+                # Locked: a worker recording one of these calls meanwhile either settles
+                # it before this reads it, or waits for this transaction and then finds
+                # the session among the calls' waiters (PostgreSQL reads committed rows).
+                states = await conn.execute(
+                    select(requests.c.status)
+                    .where(requests.c.batch_id.in_(list(waiting.calls)))
+                    .with_for_update()
                 )
-                ready = ready or open_calls.scalar_one() == 0
+                ready = ready or not any(s in _UNFINISHED for (s,) in states.all())
             if waiting.until is not None and waiting.until <= now:
                 ready = True
             status = SessionStatus.QUEUED if ready else SessionStatus.WAITING
