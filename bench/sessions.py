@@ -29,15 +29,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome, Result, Usage
 from slackwater.domain.sessions import SessionStatus
 from slackwater.domain.tiers import default_tiers
 from slackwater.ports import Settlement
+from slackwater.runtime.admission import Admission
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.realtime import Realtime
+from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.sessions import Agents, Context, SessionRunner
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
 
+CATALOG = Catalog([Model("m", "fake", frozenset({Endpoint.CHAT}))])
+CALLS = Realtime(CATALOG, AutoRouter(CATALOG), Admission(CATALOG, {}))
 PROMPT = "Review this function for bugs and say what you would change. " * 20
 resumed_at: dict[str, float] = {}
 agents = Agents()
@@ -103,7 +110,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     await store.migrate()
     calls = CallQueue(store, clock)
     blobs = LocalBlobStore(work / "files")
-    runner = SessionRunner(store, calls, agents, default_tiers(), clock, blobs)
+    runner = SessionRunner(store, calls, agents, default_tiers(), clock, blobs, CALLS)
     gc.collect()
     base = rss_mb()
 
@@ -168,7 +175,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     store = SqlStore(f"sqlite:///{work / 'research.db'}")
     await store.migrate()
     calls = CallQueue(store, clock)
-    runner = SessionRunner(store, calls, agents, default_tiers(), clock, blobs)
+    runner = SessionRunner(store, calls, agents, default_tiers(), clock, blobs, CALLS)
     stopping = asyncio.Event()
     polling = asyncio.create_task(runner.run(stopping))
     session = await runner.start("bench", "research", {})

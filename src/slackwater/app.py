@@ -157,7 +157,7 @@ def build(
             request_seconds=settings.max_request_seconds,
         ),
         tiers=tiers,
-        sessions=session_runner(settings, store, calls, clock, blobs),
+        sessions=session_runner(settings, store, calls, clock, blobs, realtime),
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(
@@ -234,8 +234,15 @@ def session_runner(
     calls: CallQueue,
     clock: Clock = utcnow,
     blobs: BlobStore | None = None,
+    realtime: Realtime | None = None,
 ) -> SessionRunner:
-    """The runner of the sessions of the settings' `agents_app`."""
+    """The runner of the sessions of the settings' `agents_app` (its inferences routed
+    and admitted by `realtime`, or by one built here as the server builds its own)."""
+    if realtime is None:
+        catalog = Catalog(settings.catalog())
+        counters = tokenizers(settings, catalog)
+        router = router_for(settings, catalog, frozenset(load_checks(settings.checks)), counters)
+        realtime = Realtime(catalog, router, Admission(catalog, counters))
     return SessionRunner(
         store,
         calls,
@@ -243,6 +250,8 @@ def session_runner(
         settings.tiers(),
         clock,
         blobs or LocalBlobStore(settings.data_dir / "files"),
+        realtime,
+        price_per_hour=settings.pool_named().price_per_hour,
         lease_seconds=settings.session_lease_seconds,
         poll_seconds=settings.session_poll_seconds,
     )

@@ -869,6 +869,8 @@ async def test_a_waiting_session_wakes_for_its_timer_event_or_calls(store: Store
     assert await store.take_event("sess_early", "approval") is None  # taken once
     waiting = await store.get_session("p1", "sess_e")
     assert waiting.status is SessionStatus.WAITING and waiting.waiting == Waiting(event="approval")
+    agent = session("x").agent
+    assert await store.session_counts() == {(agent, "waiting"): 3, (agent, "running"): 1}
     # The event comes; the calls finish one by one; the timer runs out.
     await store.send_event("p1", "sess_e", "approval", True, soon)
     assert [s.id for s in await store.claim_sessions("w", soon, 30, limit=10)] == ["sess_e"]
@@ -888,6 +890,8 @@ async def test_a_waiting_session_wakes_for_its_timer_event_or_calls(store: Store
     await record(store, lease.id, [Result(lease.requests[0].id, answer, charge)], now=soon)
     [line] = await store.ledger("session")
     assert (line.key, line.requests, line.cost) == ("sess_c", 1, Decimal("0.002"))
+    assert await store.ledger("session", session="sess_c") == [line]
+    assert await store.ledger("session", session="sess_e") == []
     assert [s.id for s in await store.claim_sessions("w", soon, 30, limit=10)] == ["sess_c"]
     for name in ("sess_early", "sess_e", "sess_c"):
         assert await store.end_session(name, "w", SessionStatus.FAILED, soon, 0.1)

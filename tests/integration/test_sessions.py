@@ -12,11 +12,16 @@ from typing import Any
 
 import pytest
 
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Charge, Outcome, Result, Usage
 from slackwater.domain.sessions import EntryKind, SessionStatus
 from slackwater.domain.tiers import ServiceTier, default_tiers
 from slackwater.ports import Settlement
+from slackwater.runtime.admission import Admission
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.realtime import Realtime
+from slackwater.runtime.routing import AutoRouter
 from slackwater.runtime.sessions import FULL_TIER_RETRY_SECONDS, Agents, Context, SessionRunner
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
@@ -38,6 +43,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     await store.close()
 
 
+CATALOG = Catalog([Model("m", "fake", frozenset({Endpoint.CHAT}))])
+CALLS = Realtime(CATALOG, AutoRouter(CATALOG), Admission(CATALOG, {}))
 listed: list[str] = []
 agents = Agents()
 
@@ -60,7 +67,7 @@ async def review(ctx: Context, repo: str) -> dict[str, Any]:
 
 def runner(store: SqlStore, clock: Clock, blobs: Path, found: Agents = agents) -> SessionRunner:
     return SessionRunner(
-        store, CallQueue(store, clock), found, default_tiers(), clock, LocalBlobStore(blobs)
+        store, CallQueue(store, clock), found, default_tiers(), clock, LocalBlobStore(blobs), CALLS
     )
 
 
@@ -197,7 +204,7 @@ async def test_a_full_tier_makes_the_session_wait_and_try_again_not_fail(
     calls = CallQueue(store, clock)
     await calls.put(tiers["flex"], project="p0", model="m", endpoint="/v1/chat/completions",
                     body={}, call_id="someone-else")  # fmt: skip
-    first = SessionRunner(store, calls, tiered, tiers, clock, LocalBlobStore(tmp_path))
+    first = SessionRunner(store, calls, tiered, tiers, clock, LocalBlobStore(tmp_path), CALLS)
     session = await first.start("p1", "two_tiers", {})
     await first.run_due()
     waiting = await store.get_session("p1", session.id)
@@ -206,7 +213,7 @@ async def test_a_full_tier_makes_the_session_wait_and_try_again_not_fail(
     assert await answer_calls(store, clock) == ["someone-else"]  # the tier has room again
     clock.now += timedelta(seconds=FULL_TIER_RETRY_SECONDS)
     again = SessionRunner(store, CallQueue(store, clock), tiered, tiers, clock,
-                          LocalBlobStore(tmp_path))  # fmt: skip
+                          LocalBlobStore(tmp_path), CALLS)  # fmt: skip
     assert await again.run_due() == 1
     assert sorted(await answer_calls(store, clock)) == [f"{session.id}.0", f"{session.id}.1"]
     assert await again.run_due() == 1

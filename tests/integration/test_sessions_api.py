@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from slackwater.config import PoolConfig
 from slackwater.domain.errors import InvalidRequest
 from tests.integration.conftest import Server
+from tests.integration.test_cascade import models as cascade_models
 
 APP = "tests.integration.agents_app:agents"
 
@@ -37,6 +40,8 @@ async def test_a_session_runs_its_inferences_and_waits_for_an_event(
     assert (session["object"], session["status"]) == ("session", "queued")
     waiting = await until(server, session["id"], lambda s: (s["waiting"] or {}).get("event"))
     assert waiting["status"] == "waiting" and waiting["steps"] == 3  # step, 2 inferences
+    metrics = (await server.client.get("/metrics")).text
+    assert 'slackwater_sessions{agent="summarise",status="waiting"} 1.0' in metrics
     sent = await server.client.post(
         f"/v1/sessions/{session['id']}/events", json={"key": "go", "payload": {"ok": True}}
     )
@@ -44,6 +49,10 @@ async def test_a_session_runs_its_inferences_and_waits_for_an_event(
     done = await until(server, session["id"], lambda s: s["status"] == "completed")
     assert done["result"] == {"n": 2, "notes": ["echo: a", "echo: b"], "go": {"ok": True}}
     assert 0 < done["active_seconds"] <= done["wall_seconds"]
+    metrics = (await server.client.get("/metrics")).text
+    assert 'slackwater_sessions{agent="summarise",status="waiting"}' not in metrics
+    cost = done["cost"]  # from the ledger: its two inferences
+    assert cost["inferences"] == 2 and cost["prompt_tokens"] > 0
     journal = (await server.client.get(f"/v1/sessions/{session['id']}?journal=true")).json()
     assert [e["kind"] for e in journal["journal"]] == ["step", "infer", "infer", "event"]
     # Finished: no more events; a fork past the journal's end is refused.
@@ -75,3 +84,30 @@ async def test_bad_session_input_gets_a_clear_error(server_factory: Callable[...
     assert no_key.status_code == 400 and no_key.json()["error"]["param"] == "key"
     with pytest.raises(InvalidRequest, match="arguments: the value cannot be journalled"):
         await server.services.sessions.start("default", "summarise", {"texts": {1, 2}})
+
+
+async def test_a_sessions_auto_inference_is_routed_checked_and_escalated(
+    server_factory: Callable[..., Any],
+) -> None:
+    # The cheapest model answers in prose: its answer fails the JSON check and the
+    # inference climbs to the next model up before the session sees it.
+    # The machine is billed by the hour ($1 a second): the agent's own compute too.
+    machine = PoolConfig(name="box", kind="local", price_per_hour=Decimal("3600"))
+    server: Server = await server_factory(
+        agents_app=APP, session_poll_seconds=0.02, models=cascade_models(), pools=[machine]
+    )
+    made = await server.client.post(
+        "/v1/sessions", json={"agent": "extract", "arguments": {"text": "hello"}}
+    )
+    done = await until(server, made.json()["id"], lambda s: s["status"] == "completed")
+    route = done["result"]["route"]
+    assert done["result"]["model"] == "json" and route["ladder"] == ["prose", "json", "best"]
+    [attempt] = route["attempts"]
+    assert attempt["model"] == "prose" and attempt["failed_check"].startswith("invalid JSON")
+    # Its cost: the inference as the ledger charged it, its code's active seconds on the
+    # machine, against holding the machine all along and asking in real time.
+    cost = done["cost"]
+    assert cost["inferences"] == 1 and Decimal(cost["realtime_inference_usd"]) > 0
+    assert float(cost["compute_usd"]) == pytest.approx(done["active_seconds"], abs=1e-6)
+    assert float(cost["always_on_compute_usd"]) == pytest.approx(done["wall_seconds"], rel=0.05)
+    assert cost["saving_ratio"] > 1

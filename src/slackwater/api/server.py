@@ -71,6 +71,7 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     @app.get("/metrics", tags=["meta"], response_class=Response, dependencies=meta)
     async def metrics() -> Response:
         svc.metrics.set_queue_depth(await svc.store.queue_depth())
+        svc.metrics.set_sessions(await svc.store.session_counts())
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=meta)

@@ -81,7 +81,9 @@ async def list_sessions(
 async def get_session(
     session_id: str, project: Project, svc: Svc, journal: bool = False
 ) -> dict[str, Any]:
-    session = session_json(await svc.store.get_session(project, session_id))
+    found = await svc.store.get_session(project, session_id)
+    session = session_json(found)
+    session["cost"] = (await svc.sessions.cost(found)).to_dict()
     if journal:
         session["journal"] = [entry_json(e) for e in await svc.store.journal(session_id)]
     return session

@@ -118,8 +118,10 @@ def get(
     """A session: its status, where it waits, its result; with --journal, its journal."""
     from slackwater.api.sessions import entry_json, session_json
 
-    async def run(_: Any, store: Any) -> None:
-        shown = session_json(await store.get_session(project, session_id))
+    async def run(runner: Any, store: Any) -> None:
+        found = await store.get_session(project, session_id)
+        shown = session_json(found)
+        shown["cost"] = (await runner.cost(found)).to_dict()
         if journal:
             shown["journal"] = [entry_json(e) for e in await store.journal(session_id)]
         _show(shown)

@@ -18,7 +18,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from slackwater.domain.money import NANO
 
 
 def call_id(session_id: str, seq: int) -> str:
@@ -95,3 +98,48 @@ class Session:
     finished_at: datetime | None = None
     forked_from: str | None = None  # the session whose journal it started from
     forked_at: int | None = None  # how many of that journal's entries it took
+
+
+HOUR = Decimal(3600)
+
+
+@dataclass(frozen=True)
+class SessionCost:
+    """A session's cost so far: its inferences as the ledger charged them and its code's
+    active seconds on its machine, against what the same run costs held on always-on
+    compute for its whole wall-clock time with realtime inference."""
+
+    inferences: int
+    prompt_tokens: int
+    completion_tokens: int
+    inference_cost: Decimal  # as the ledger charged them
+    realtime_cost: Decimal  # the same tokens at the models' realtime prices
+    active_seconds: float
+    wall_seconds: float
+    price_per_hour: Decimal  # the machine its code runs on
+
+    def _machine(self, seconds: float) -> Decimal:
+        return (self.price_per_hour * Decimal(repr(seconds)) / HOUR).quantize(NANO)
+
+    @property
+    def total(self) -> Decimal:
+        return self.inference_cost + self._machine(self.active_seconds)
+
+    @property
+    def always_on_realtime(self) -> Decimal:
+        return self.realtime_cost + self._machine(self.wall_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        total, reference = self.total, self.always_on_realtime
+        return {
+            "inferences": self.inferences,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "inference_usd": str(self.inference_cost),
+            "compute_usd": str(self._machine(self.active_seconds)),
+            "total_usd": str(total),
+            "realtime_inference_usd": str(self.realtime_cost),
+            "always_on_compute_usd": str(self._machine(self.wall_seconds)),
+            "always_on_realtime_usd": str(reference),
+            "saving_ratio": round(float(reference / total), 2) if total else None,
+        }

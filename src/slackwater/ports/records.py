@@ -187,6 +187,7 @@ class CallState:
     status: RequestStatus
     status_code: int | None = None
     response: bytes | None = None  # the engine's answer (JSON), or its error
+    route: str | None = None  # the router's record (JSON), for a call that asked for a route
 
 
 @dataclass(frozen=True)

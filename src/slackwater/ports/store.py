@@ -241,9 +241,15 @@ class KeyStore(Protocol):
 
 class _Ledger(Protocol):
     async def ledger(
-        self, by: str, project: str | None = None, since: datetime | None = None
+        self,
+        by: str,
+        project: str | None = None,
+        since: datetime | None = None,
+        *,
+        session: str | None = None,
     ) -> list[LedgerRow]:
-        """Requests' costs summed by batch, project, pool, model, engine or day."""
+        """Requests' costs summed by batch, project, pool, model, engine, tier, session or
+        day (`session`: that session's inferences only)."""
         ...
 
 
@@ -337,7 +343,7 @@ class EndpointStore(Protocol):
         ...
 
 
-class SessionStore(Protocol):
+class SessionStore(_Ledger, Protocol):
     """Sessions (durable agent runs): what a session worker and the sessions API need.
     Writes by a worker (`owner`) count only while it holds the session's lease."""
 
@@ -348,6 +354,10 @@ class SessionStore(Protocol):
 
     async def list_sessions(self, project: str, *, limit: int, after: str | None) -> Page:
         """The project's sessions, newest first."""
+        ...
+
+    async def session_counts(self) -> dict[tuple[str, str], int]:
+        """Sessions not ended, per (agent, status): queued, running, waiting."""
         ...
 
     async def claim_sessions(

@@ -17,6 +17,13 @@ class Metrics:
             ["model", "state"],
             registry=self.registry,
         )
+        self.sessions = Gauge(
+            "slackwater_sessions",
+            "Agent sessions not ended, per agent and status (queued, running, and waiting:"
+            " holding no compute).",
+            ["agent", "status"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "slackwater_requests",
             "Requests recorded, per model and outcome (success, error).",
@@ -71,6 +78,11 @@ class Metrics:
         self.queue_depth.clear()
         for (model, state), count in depth.items():
             self.queue_depth.labels(model, state).set(count)
+
+    def set_sessions(self, counts: dict[tuple[str, str], int]) -> None:
+        self.sessions.clear()
+        for (agent, status), count in counts.items():
+            self.sessions.labels(agent, status).set(count)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -27,17 +27,20 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from slackwater.domain.batch import Endpoint
+from slackwater.domain.bodies import EXTENSION
 from slackwater.domain.errors import InvalidRequest, NotFound, QuotaExceeded, SlackwaterError
 from slackwater.domain.ids import new_id
 from slackwater.domain.sessions import (
     Entry,
     EntryKind,
     Session,
+    SessionCost,
     SessionStatus,
     Waiting,
     call_id,
@@ -45,6 +48,7 @@ from slackwater.domain.sessions import (
 from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, SessionStore
 from slackwater.runtime.calls import ENDED, CallQueue, outcome_of
+from slackwater.runtime.realtime import Realtime
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +201,9 @@ class Context:
         return value
 
     def infer(self, *, model: str, tier: str = "flex", **body: Any) -> Inference:
-        """A chat completion through the queue on `tier`; await it (or gather several)."""
+        """A chat completion through the queue on `tier`; await it (or gather several).
+        `model` may be "auto" or a named route: the router picks the model, and a
+        routed answer that fails its checks climbs the ladder before it comes back."""
         if self._place(EntryKind.INFER, model) is None:
             self._pending.add(self._next - 1)
         return Inference(self, self._next - 1, {"model": model, **body}, tier)
@@ -236,8 +242,12 @@ class Context:
                         f"session {self.session.id}: inferences must be awaited in the order "
                         "they were made"
                     )
-                outcome = outcome_of(states[ids[inference.seq]])
-                answer = {"status_code": outcome.status_code, "body": outcome.body}
+                state = states[ids[inference.seq]]
+                outcome = outcome_of(state)
+                body = outcome.body
+                if state.route is not None and outcome.ok:  # as the API answers a route
+                    body = {**body, EXTENSION: {"route": orjson.loads(state.route)}}
+                answer = {"status_code": outcome.status_code, "body": body}
                 model = str(inference.body["model"])
                 await self._write(inference.seq, EntryKind.INFER, model, answer)
                 self._pending.discard(inference.seq)
@@ -310,7 +320,9 @@ class SessionRunner:
         tiers: Mapping[str, ServiceTier],
         clock: Clock,
         blobs: BlobStore,
+        prepare: Realtime,
         *,
+        price_per_hour: Decimal = Decimal(0),
         inline_bytes: int = 16_384,
         owner: str | None = None,
         lease_seconds: float = 60.0,
@@ -322,6 +334,8 @@ class SessionRunner:
         self.tiers = tiers
         self.clock = clock
         self.blobs = blobs
+        self.prepare = prepare  # routes and admits an inference's body
+        self.price_per_hour = price_per_hour  # of the machine the agents' code runs on
         self.inline_bytes = inline_bytes  # larger journal values go to the blob store
         self.owner = owner or new_id("agentw")
         self.lease_seconds = lease_seconds
@@ -358,6 +372,23 @@ class SessionRunner:
             out.append(e)
         return out
 
+    async def cost(self, session: Session) -> SessionCost:
+        """What the session has cost so far, against always-on compute and realtime
+        inference."""
+        rows = await self.store.ledger("session", session.project, session=session.id)
+        end = session.finished_at or self.clock()
+        wall = max((end - session.created_at).total_seconds(), session.active_seconds)
+        return SessionCost(
+            inferences=sum(r.requests for r in rows),
+            prompt_tokens=sum(r.prompt_tokens for r in rows),
+            completion_tokens=sum(r.completion_tokens for r in rows),
+            inference_cost=sum((r.cost for r in rows), Decimal(0)),
+            realtime_cost=sum((r.realtime_cost for r in rows), Decimal(0)),
+            active_seconds=session.active_seconds,
+            wall_seconds=wall,
+            price_per_hour=self.price_per_hour,
+        )
+
     @staticmethod
     def call_id(session: Session, seq: int) -> str:
         return call_id(session.id, seq)
@@ -371,12 +402,16 @@ class SessionRunner:
                 f"not {inference.tier!r}",
                 param="tier",
             )
+        # Routed ("auto", a named route) and checked as an API call is; a bad body or a
+        # prompt no model holds is raised into the agent's code.
+        ready = await self.prepare.prepare(Endpoint.CHAT.value, inference.body)
         await self.calls.put(
             tier,
             project=session.project,
-            model=str(inference.body["model"]),
+            model=ready.model.name,
             endpoint=Endpoint.CHAT.value,
-            body=inference.body,
+            body=ready.body,
+            route=ready.route,
             call_id=call_id,
         )
 

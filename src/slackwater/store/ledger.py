@@ -19,7 +19,12 @@ _a_batch = requests.c.batch_id.startswith("batch_", autoescape=True)  # not a ca
 
 class SqlLedger(Database):
     async def ledger(
-        self, by: str, project: str | None = None, since: datetime | None = None
+        self,
+        by: str,
+        project: str | None = None,
+        since: datetime | None = None,
+        *,
+        session: str | None = None,
     ) -> list[LedgerRow]:
         if by == "day":
             finished = requests.c.finished_at
@@ -63,6 +68,8 @@ class SqlLedger(Database):
         )
         if by == "session":
             query = query.where(requests.c.batch_id.like("sess\\_%.%", escape="\\"))
+        if session is not None:
+            query = query.where(requests.c.batch_id.startswith(f"{session}.", autoescape=True))
         if project is not None:
             query = query.where(requests.c.project == project)
         if since is not None:

@@ -103,15 +103,23 @@ class SqlResponses(Database):
         if not ids:
             return {}
         query = select(
-            requests.c.batch_id, requests.c.status, requests.c.status_code, requests.c.response
+            requests.c.batch_id,
+            requests.c.status,
+            requests.c.status_code,
+            requests.c.response,
+            requests.c.route,
         ).where(requests.c.batch_id.in_(list(ids)))
         async with self.reading() as conn:
             rows = (await conn.execute(query)).all()
         return {
             call_id: CallState(
-                call_id, _STATUS[status], code, answer.encode() if answer is not None else None
+                call_id,
+                _STATUS[status],
+                code,
+                answer.encode() if answer is not None else None,
+                route,
             )
-            for call_id, status, code, answer in rows
+            for call_id, status, code, answer, route in rows
         }
 
     async def waiting_calls(self, tier: str) -> int:

@@ -159,6 +159,16 @@ class SqlSessions(Database):
         query = select(sessions).where(sessions.c.project == project)
         return await self.page(query, sessions.c.id, limit=limit, after=after, convert=_session)
 
+    async def session_counts(self) -> dict[tuple[str, str], int]:
+        query = (
+            select(sessions.c.agent, sessions.c.status, func.count())
+            .where(sessions.c.status.in_(_LIVE))
+            .group_by(sessions.c.agent, sessions.c.status)
+        )
+        async with self.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return {(agent, status): count for agent, status, count in rows}
+
     async def claim_sessions(
         self, owner: str, now: datetime, lease_seconds: float, limit: int
     ) -> list[Session]:
