@@ -92,6 +92,7 @@ def start(
     agent: Annotated[str, typer.Argument(help="The agent's name.")],
     arguments: Annotated[str, typer.Option("--arguments", help="Its arguments, as JSON.")] = "{}",
     agents: AppOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print its id only.")] = False,
     project: ProjectOpt = "default",
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -102,7 +103,11 @@ def start(
     given = _json_arg(arguments, "arguments")
 
     async def run(runner: Any, _: Any) -> None:
-        _show(session_json(await runner.start(project, agent, given)))
+        session = await runner.start(project, agent, given)
+        if quiet:
+            print(session.id)
+        else:
+            _show(session_json(session))
 
     _with_runner(config, data_dir, agents, run)
 
@@ -127,6 +132,40 @@ def get(
         _show(shown)
 
     _with_runner(config, data_dir, None, run)
+
+
+@sessions_app.command("wait")
+def wait(
+    session_id: str,
+    event: Annotated[
+        str | None,
+        typer.Option(help="Wait until the session waits for this event, not its end."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait at most.")] = 3600,
+    project: ProjectOpt = "default",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Wait until the session ends (or, with --event, waits for that event), then show
+    it. Exits 1 unless it completed (or waits for the event)."""
+    from slackwater.api.sessions import session_json
+    from slackwater.domain.sessions import SessionStatus
+
+    async def run(_: Any, store: Any) -> bool:
+        limit = asyncio.get_running_loop().time() + timeout
+        while True:
+            session = await store.get_session(project, session_id)
+            if event is None:
+                reached = session.status is SessionStatus.COMPLETED
+            else:
+                reached = session.waiting is not None and session.waiting.event == event
+            if reached or session.status.ended or asyncio.get_running_loop().time() > limit:
+                _show(session_json(session))
+                return reached
+            await asyncio.sleep(0.5)
+
+    if not _with_runner(config, data_dir, None, run):
+        raise typer.Exit(1)
 
 
 @sessions_app.command("list")

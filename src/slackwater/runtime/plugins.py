@@ -4,6 +4,8 @@ config as `checks = { name = "package.module:function" }`."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 
@@ -29,9 +31,13 @@ def load_checks(configured: Mapping[str, str]) -> dict[str, Check]:
 
 
 def load_agents(target: str | None) -> Agents:
-    """The `Agents` at "module:attribute" (an empty one for None)."""
+    """The `Agents` at "module:attribute" (an empty one for None), the module found on
+    the path or in the current directory (as uvicorn finds an app)."""
     if target is None:
         return Agents()
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.append(here)
     module, _, attribute = target.partition(":")
     try:
         agents = getattr(importlib.import_module(module), attribute)
