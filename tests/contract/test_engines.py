@@ -19,6 +19,7 @@ from slackwater.domain.batch import Endpoint
 from slackwater.domain.model import Model
 from slackwater.engines import create_engine, installed_engines
 from slackwater.testing import EngineContract, Engines
+from tests.contract import classical as saved_models
 from tests.fakes.providers import anthropic_app, openai_app
 from tests.loopback import serve_in_thread
 
@@ -112,12 +113,34 @@ def provider(
     return harness
 
 
+@pytest.fixture(scope="module")
+def classical(tmp_path_factory: pytest.TempPathFactory) -> saved_models.Saved:
+    return saved_models.build(tmp_path_factory.mktemp("classical"))
+
+
+def predictor(engine: str) -> Harness:
+    def harness(
+        request: pytest.FixtureRequest,
+    ) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+        saved: saved_models.Saved = request.getfixturevalue("classical")
+        path = {"sklearn": saved.skops, "onnx": saved.onnx, "torch": saved.torch}[engine]
+        options: dict[str, Any] = {"path": str(path)}
+        if engine == "torch":
+            options["classes"] = [0, 1, 2]
+        return _models(None, None, model("p", engine, [Endpoint.PREDICTIONS], **options))
+
+    return harness
+
+
 HARNESSES: dict[str, Harness] = {
     "fake": fake,
     "http": http,
     "transformers": transformers,
     "openai_batch": provider("openai_batch", "openai_batches"),
     "anthropic_batch": provider("anthropic_batch", "anthropic_batches"),
+    "sklearn": predictor("sklearn"),
+    "onnx": predictor("onnx"),
+    "torch": predictor("torch"),
 }
 
 
@@ -131,13 +154,15 @@ class TestInstalledEngines(EngineContract):
         harness = HARNESSES.get(request.param)
         if harness is None:
             pytest.fail(f"engine {request.param!r} has no harness in {__name__}")
-        async with harness(request) as (chat_model, embed_model):
+        async with harness(request) as (chat_model, embed_model, *more):
             chat = create_engine(chat_model) if chat_model else None
             embed = create_engine(embed_model) if embed_model else None
-            started = [e for e in (chat, embed) if e is not None]
+            predict = create_engine(more[0]) if more and more[0] else None
+            started = [e for e in (chat, embed, predict) if e is not None]
             for engine in started:
                 await engine.start()
-            yield Engines(chat=chat, embed=embed)
+            rows = request.getfixturevalue("classical").rows[::10].tolist() if predict else None
+            yield Engines(chat=chat, embed=embed, predict=predict, rows=rows)
             for engine in started:
                 await engine.close()
 

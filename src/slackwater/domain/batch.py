@@ -61,6 +61,7 @@ class Endpoint(StrEnum):
     COMPLETIONS = "/v1/completions"
     EMBEDDINGS = "/v1/embeddings"
     RESPONSES = "/v1/responses"  # run as chat completions (domain/responses.py)
+    PREDICTIONS = "/v1/predictions"  # classical models: rows in, one output each
 
 
 @dataclass(frozen=True)

@@ -65,12 +65,26 @@ class EmbeddingBody(TypedDict):
     dimensions: NotRequired[Positive | None]
 
 
-Body = ChatBody | CompletionBody | EmbeddingBody
+Feature = float | int | bool | str | None  # a row's value; the engine checks it fits
 
-SCHEMAS: dict[str, type[ChatBody] | type[CompletionBody] | type[EmbeddingBody]] = {
+
+@with_config(_STRICT)
+class PredictionBody(TypedDict):
+    model: Annotated[str, NonEmpty]
+    # Rows: each a list of feature values in the model's order, or an object by name.
+    inputs: Annotated[list[list[Feature] | dict[str, Feature]], NonEmpty]
+    output: NotRequired[Literal["predict", "predict_proba", "embedding"] | None]
+
+
+Body = ChatBody | CompletionBody | EmbeddingBody | PredictionBody
+
+SCHEMAS: dict[
+    str, type[ChatBody] | type[CompletionBody] | type[EmbeddingBody] | type[PredictionBody]
+] = {
     Endpoint.CHAT.value: ChatBody,
     Endpoint.COMPLETIONS.value: CompletionBody,
     Endpoint.EMBEDDINGS.value: EmbeddingBody,
+    Endpoint.PREDICTIONS.value: PredictionBody,
 }
 
 _VALIDATORS = {url: TypeAdapter(kind).validator for url, kind in SCHEMAS.items()}

@@ -33,11 +33,14 @@ from slackwater.ports import Engine
 
 @dataclass
 class Engines:
-    """The engine under test on a chat model and on an embedding model (None: it has no
-    such model). The chat model may also serve /v1/completions."""
+    """The engine under test on a chat model, an embedding model and a prediction model
+    with rows it takes (None: it has no such model). The chat model may also serve
+    /v1/completions."""
 
     chat: Engine | None
     embed: Engine | None
+    predict: Engine | None = None
+    rows: list[list[float]] | None = None  # rows of features the prediction model takes
 
 
 def chat_body(engine: Engine, text: str, **extra: Any) -> dict[str, Any]:
@@ -66,15 +69,21 @@ class EngineContract:
 
     @pytest.mark.asyncio
     async def test_declares_whether_it_runs_calls_one_at_a_time(self, engines: Engines) -> None:
-        for engine in (engines.chat, engines.embed):
+        for engine in (engines.chat, engines.embed, engines.predict):
             if engine is not None:
                 assert isinstance(engine.serial, bool)
 
     @pytest.mark.asyncio
     async def test_an_empty_call_has_no_outcomes(self, engines: Engines) -> None:
-        engine = engines.chat or engines.embed
-        assert engine is not None, "provide at least one of chat and embed"
-        endpoint = Endpoint.CHAT if engine is engines.chat else Endpoint.EMBEDDINGS
+        engine = engines.chat or engines.embed or engines.predict
+        assert engine is not None, "provide at least one of chat, embed and predict"
+        endpoint = (
+            Endpoint.CHAT
+            if engine is engines.chat
+            else Endpoint.EMBEDDINGS
+            if engine is engines.embed
+            else Endpoint.PREDICTIONS
+        )
         assert await engine.run(endpoint.value, []) == []
 
     @pytest.mark.asyncio
@@ -154,3 +163,34 @@ class EngineContract:
             for item in data:
                 assert math.isclose(math.fsum(v * v for v in item["embedding"]), 1.0, rel_tol=1e-3)
             _check_usage(outcome)
+
+    @pytest.mark.asyncio
+    async def test_predictions_one_per_row_and_a_bad_body_fails_alone(
+        self, engines: Engines
+    ) -> None:
+        predict = _served(engines.predict, Endpoint.PREDICTIONS)
+        rows = engines.rows
+        assert rows, "a prediction model comes with rows it takes"
+        name = predict.model.name
+        width = len(rows[0])
+        bodies: list[dict[str, Any]] = [
+            {"model": name, "inputs": rows[:3]},
+            {"model": name, "inputs": [rows[0], rows[1][:-1]]},  # a feature short
+            {"model": name, "inputs": [rows[0], [*rows[1][:-1], "high"]]},  # not a number
+            {"model": name, "inputs": rows[3:4]},
+        ]
+        outcomes = await predict.run(Endpoint.PREDICTIONS.value, bodies)
+        assert len(outcomes) == 4
+        first, short, word, last = outcomes
+        assert first.ok and first.body["object"] == "predictions", first.body
+        assert len(first.body["predictions"]) == 3 and first.usage.prompt_tokens == 3
+        assert last.ok and len(last.body["predictions"]) == 1
+        assert short.status_code == 400 and short.body["error"]["param"] == "body.inputs[1]"
+        assert f"the model takes {width}" in short.body["error"]["message"]
+        assert word.status_code == 400 and word.body["error"]["param"] == "body.inputs[1]"
+        assert "not a number" in word.body["error"]["message"]
+        # The same rows alone or among others: the same predictions.
+        [alone] = await predict.run(
+            Endpoint.PREDICTIONS.value, [{"model": name, "inputs": rows[:3]}]
+        )
+        assert alone.body["predictions"] == first.body["predictions"]

@@ -1,0 +1,109 @@
+"""scikit-learn estimators and pipelines (`engine = "sklearn"`).
+
+A model file is read with skops (`.skops`, written by `skops.io.dump`), which loads only
+the types it is told to trust: scikit-learn's and numpy's own are trusted by skops, any
+other type the file holds must be listed in `options.trusted` after a look at the
+file (`skops.io.get_untrusted_types`), else loading is refused with their names. A
+pickle or joblib file (`.pkl`, `.joblib`) runs code as it loads, so it is refused unless
+`options.allow_pickle = true` says the file is trusted.
+
+    [[models]]
+    name = "iris"
+    engine = "sklearn"
+    endpoints = ["/v1/predictions"]
+    options = { path = "models/iris.skops", features = ["sepal length", ...] }
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from slackwater.domain.errors import ConfigError
+from slackwater.domain.model import Model
+from slackwater.engines.arrays import EMBEDDING, PREDICT, PROBA, ArrayEngine, not_a_model
+
+PICKLES = (".pkl", ".pickle", ".joblib")
+
+
+class SklearnEngine(ArrayEngine):
+    def __init__(self, model: Model) -> None:
+        super().__init__(model)
+        self.trusted = [str(t) for t in model.options.get("trusted", [])]
+        self.allow_pickle = bool(model.options.get("allow_pickle", False))
+        self.estimator: Any = None
+
+    def load(self) -> None:
+        if self.path.suffix in PICKLES:
+            if not self.allow_pickle:
+                raise ConfigError(
+                    f"model {self.model.name}: {self.path} is a pickle, which runs code as it "
+                    "loads: save the model with skops (skops.io.dump), or set "
+                    "options.allow_pickle = true for a file you trust"
+                )
+            import joblib
+
+            try:
+                self.estimator = joblib.load(self.path)
+            except Exception as exc:
+                raise not_a_model(self.model, self.path, exc) from None
+        else:
+            self.estimator = self._skops()
+        if not callable(getattr(self.estimator, "predict", None)) and not callable(
+            getattr(self.estimator, "transform", None)
+        ):
+            kind = type(self.estimator).__name__
+            raise not_a_model(self.model, self.path, f"a {kind}, with no predict or transform")
+
+    def _skops(self) -> Any:
+        from skops import io as skops_io
+
+        try:
+            untrusted = skops_io.get_untrusted_types(file=self.path)
+        except Exception as exc:
+            raise not_a_model(self.model, self.path, exc) from None
+        refused = sorted(set(untrusted) - set(self.trusted))
+        if refused:
+            raise ConfigError(
+                f"model {self.model.name}: {self.path} holds types not trusted: {refused}; "
+                "if they are what you expect, list them in options.trusted"
+            )
+        try:
+            return skops_io.load(self.path, trusted=untrusted)
+        except Exception as exc:
+            raise not_a_model(self.model, self.path, exc) from None
+
+    def outputs(self) -> frozenset[str]:
+        found = set()
+        if hasattr(self.estimator, "predict"):
+            found.add(PREDICT)
+        if hasattr(self.estimator, "predict_proba"):
+            found.add(PROBA)
+        if hasattr(self.estimator, "transform"):
+            found.add(EMBEDDING)
+        return frozenset(found)
+
+    def feature_count(self) -> int | None:
+        count = getattr(self.estimator, "n_features_in_", None)
+        return int(count) if count is not None else super().feature_count()
+
+    def known_features(self) -> list[str] | None:
+        names = getattr(self.estimator, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    def compute(self, output: str, rows: np.ndarray) -> tuple[np.ndarray, list[Any] | None]:
+        with warnings.catch_warnings():
+            # Fitted on a data frame: the rows are in its columns' order already.
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            if output == PROBA:
+                classes = [_plain(c) for c in self.estimator.classes_]
+                return np.asarray(self.estimator.predict_proba(rows)), classes
+            if output == EMBEDDING:
+                return np.asarray(self.estimator.transform(rows)), None
+            return np.asarray(self.estimator.predict(rows)), None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
