@@ -77,13 +77,13 @@ async def test_rows_by_feature_name(saved: classical.Saved) -> None:
     assert got.body["predictions"] == saved.estimator.predict(saved.rows[:5]).tolist()
     named[2].pop("petal width (cm)")
     missing = await predict("sklearn", saved.skops, {"inputs": named}, features=saved.features)
-    assert missing.status_code == 400 and missing.body["error"]["param"] == "body.inputs[2]"
+    assert missing.status_code == 400 and missing.body["error"]["param"] == "inputs[2]"
     assert "missing feature 'petal width (cm)'" in missing.body["error"]["message"]
     nan = saved.rows[:3].tolist()
     nan[1][2] = float("nan")
     refused = await predict("sklearn", saved.skops, {"inputs": nan}, features=saved.features)
     assert refused.body["error"]["message"] == (
-        "body.inputs[1]: feature 'petal length (cm)' is NaN"
+        "inputs[1]: feature 'petal length (cm)' is NaN"
     )
 
 

@@ -37,8 +37,9 @@ async def _answer(
     options = body.pop("stream_options", None)
     if streamed not in (None, True, False):
         raise InvalidRequest("stream must be true or false", param="stream")
-    if streamed and endpoint is Endpoint.EMBEDDINGS:
-        raise InvalidRequest("embeddings are not streamed; set stream to false", param="stream")
+    if streamed and endpoint in (Endpoint.EMBEDDINGS, Endpoint.PREDICTIONS):
+        kind = "embeddings" if endpoint is Endpoint.EMBEDDINGS else "predictions"
+        raise InvalidRequest(f"{kind} are not streamed; set stream to false", param="stream")
     if options is not None and (not streamed or not isinstance(options, dict)):
         raise InvalidRequest(
             "stream_options is an object, and only with stream: true", param="stream_options"
@@ -166,6 +167,19 @@ async def embeddings(
     svc: Annotated[Services, Depends(services)],
 ) -> Response:
     return await _answer(request, project, svc, Endpoint.EMBEDDINGS, body)
+
+
+@router.post("/predictions")
+async def predictions(
+    request: Request,
+    body: JsonBody,
+    project: Project,
+    svc: Annotated[Services, Depends(services)],
+) -> Response:
+    """Predictions of a classical model: `{"model": ..., "inputs": [rows], "output":
+    "predict" | "predict_proba" | "embedding"}`; a row is a list of feature values in
+    the model's order, or an object by feature name."""
+    return await _answer(request, project, svc, Endpoint.PREDICTIONS, body)
 
 
 @router.get("/models")

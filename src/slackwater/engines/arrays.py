@@ -41,7 +41,9 @@ def _number(value: Any, where: str, feature: str) -> float:
 class ArrayEngine(ABC):
     """A classical model behind the Engine port, serving /v1/predictions."""
 
-    serial = True  # one device, one call at a time: calls queue for it
+    # Calls run side by side (the libraries predict from several threads); online calls
+    # are gathered into one by the micro-batcher (runtime/microbatch.py).
+    serial = False
 
     def __init__(self, model: Model) -> None:
         self.model = model
@@ -102,7 +104,7 @@ class ArrayEngine(ABC):
             output = str(body.get("output") or PREDICT)
             if output not in self.outputs():
                 known = ", ".join(sorted(self.outputs()))
-                outcomes[i] = _refused("body.output", f"this model gives {known}, not {output}")
+                outcomes[i] = _refused("output", f"this model gives {known}, not {output}")
                 continue
             try:
                 rows = self.rows(body.get("inputs"))
@@ -116,7 +118,7 @@ class ArrayEngine(ABC):
                 values, classes = self.compute(output, stacked)
             except Exception as exc:  # the library refused the rows: each body fails
                 for i, _ in members:
-                    outcomes[i] = _refused("body.inputs", f"the model could not predict: {exc}")
+                    outcomes[i] = _refused("inputs", f"the model could not predict: {exc}")
                 continue
             start = 0
             for i, rows in members:
@@ -128,7 +130,7 @@ class ArrayEngine(ABC):
     def rows(self, inputs: Any) -> np.ndarray:
         """The body's rows as one 2-D array in the model's feature order."""
         if not isinstance(inputs, list) or not inputs:
-            raise RowError("body.inputs", "body.inputs must be a non-empty list of rows")
+            raise RowError("inputs", "inputs must be a non-empty list of rows")
         if isinstance(inputs[0], dict):
             inputs = self._by_name(inputs)
         width = self.feature_count()
@@ -138,25 +140,25 @@ class ArrayEngine(ABC):
             array = None
         if array is None or array.ndim != 2 or (width is not None and array.shape[1] != width):
             self._diagnose(inputs, width)  # names the first row that does not fit
-            raise RowError("body.inputs", "body.inputs must be rows of numbers")
+            raise RowError("inputs", "inputs must be rows of numbers")
         if not self.allow_nan:
             bad = np.argwhere(np.isnan(array))
             if len(bad):
                 row, column = (int(v) for v in bad[0])
-                where = f"body.inputs[{row}]"
+                where = f"inputs[{row}]"
                 raise RowError(where, f"{where}: feature {self._name(column)!r} is NaN")
         return array
 
     def _by_name(self, inputs: list[Any]) -> list[list[Any]]:
         if self.features is None:
             raise RowError(
-                "body.inputs[0]",
+                "inputs[0]",
                 "this model has no feature names (set options.features): send rows as lists",
             )
         names = self.features
         out = []
         for n, row in enumerate(inputs):
-            where = f"body.inputs[{n}]"
+            where = f"inputs[{n}]"
             if not isinstance(row, dict):
                 raise RowError(where, f"{where}: every row must be an object, like the first")
             missing = [f for f in names if f not in row]
@@ -171,7 +173,7 @@ class ArrayEngine(ABC):
     def _diagnose(self, rows: list[Any], width: int | None) -> None:
         width = width if width is not None else len(rows[0]) if isinstance(rows[0], list) else 0
         for n, row in enumerate(rows):
-            where = f"body.inputs[{n}]"
+            where = f"inputs[{n}]"
             if not isinstance(row, list):
                 raise RowError(where, f"{where}: a row is a list of feature values")
             if len(row) != width:

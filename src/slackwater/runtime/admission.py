@@ -34,7 +34,7 @@ class Admission:
     ) -> LineError | None:
         """Why the request cannot fit `model`, or None. Counts tokens only for a prompt
         too long to be sure of without counting."""
-        if model.context_window is None or endpoint == Endpoint.EMBEDDINGS:
+        if model.context_window is None or endpoint in (Endpoint.EMBEDDINGS, Endpoint.PREDICTIONS):
             # Embedding inputs are cut to the context by the engine, as OpenAI's are not:
             # long documents are embedded from their start.
             return None

@@ -24,6 +24,7 @@ from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
 from slackwater.ports import Between, Engine
+from slackwater.runtime.microbatch import MicroBatcher
 from slackwater.runtime.turns import Turns
 
 
@@ -78,6 +79,7 @@ class EngineSet:
         self._starting: dict[str, asyncio.Lock] = {}
         self._broken: dict[str, SlackwaterError] = {}
         self._gates: dict[str, _Gate] = {}
+        self._batchers: dict[str, MicroBatcher] = {}
         self.on_answered: Callable[[Answered], None] | None = None
 
     def model(self, name: str) -> Model:
@@ -151,12 +153,16 @@ class EngineSet:
                     await gate.turns.take(project)
                 started = time.perf_counter()
                 try:
-                    outcomes = await self._run(model, endpoint, list(bodies), stepped)
+                    if endpoint == Endpoint.PREDICTIONS and len(bodies) == 1:
+                        outcome, spent = await self._batcher(model).submit(bodies[0])
+                        outcomes = [outcome]
+                    else:
+                        outcomes = await self._run(model, endpoint, list(bodies), stepped)
+                        spent = time.perf_counter() - started
                 finally:
                     if serial:
                         gate.turns.give()
                 if self.on_answered is not None:
-                    spent = time.perf_counter() - started
                     self.on_answered(
                         Answered(project, self.model(model), endpoint, tier, outcomes, spent)
                     )
@@ -170,6 +176,25 @@ class EngineSet:
             await gate.clear.wait()
             gate.waited += time.perf_counter() - started
             return await self._run(model, endpoint, list(bodies))
+
+    def _batcher(self, name: str) -> MicroBatcher:
+        """The model's micro-batcher of online calls (its options say how it waits)."""
+        model = self.model(name)
+        batcher = self._batchers.get(model.name)
+        if batcher is None:
+            options = model.options
+
+            async def run(bodies: list[dict[str, Any]]) -> list[Outcome]:
+                return await self._run(model.name, Endpoint.PREDICTIONS.value, bodies)
+
+            batcher = MicroBatcher(
+                run,
+                max_rows=model.max_batch_size,
+                max_latency=float(options.get("max_latency_ms", 10)) / 1000,
+                mode=str(options.get("online_batching", "adaptive")),
+            )
+            self._batchers[model.name] = batcher
+        return batcher
 
     def held_back(self, model: str) -> float:
         """Seconds batch work on `model` has waited for realtime calls, all told: before

@@ -185,9 +185,9 @@ class EngineContract:
         assert first.ok and first.body["object"] == "predictions", first.body
         assert len(first.body["predictions"]) == 3 and first.usage.prompt_tokens == 3
         assert last.ok and len(last.body["predictions"]) == 1
-        assert short.status_code == 400 and short.body["error"]["param"] == "body.inputs[1]"
+        assert short.status_code == 400 and short.body["error"]["param"] == "inputs[1]"
         assert f"the model takes {width}" in short.body["error"]["message"]
-        assert word.status_code == 400 and word.body["error"]["param"] == "body.inputs[1]"
+        assert word.status_code == 400 and word.body["error"]["param"] == "inputs[1]"
         assert "not a number" in word.body["error"]["message"]
         # The same rows alone or among others: the same predictions.
         [alone] = await predict.run(

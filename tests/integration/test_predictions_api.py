@@ -1,0 +1,83 @@
+"""Predictions of a classical model over the API: online (micro-batched: calls that come
+together share an engine call) and as lines of a batch through the queue."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slackwater.config import ModelConfig
+from tests.contract import classical
+from tests.integration.conftest import Server
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> classical.Saved:
+    return classical.build(tmp_path_factory.mktemp("classical"))
+
+
+def iris(saved: classical.Saved, **options: Any) -> ModelConfig:
+    return ModelConfig(
+        name="iris",
+        engine="sklearn",
+        endpoints=["/v1/predictions"],
+        max_batch_size=256,
+        options={"path": str(saved.skops), "features": saved.features, **options},
+    )
+
+
+async def test_online_predictions_are_micro_batched(
+    server_factory: Callable[..., Any], saved: classical.Saved
+) -> None:
+    server: Server = await server_factory(
+        models=[iris(saved, max_latency_ms=200)], max_realtime_calls_per_project=64
+    )
+    rows = saved.rows.tolist()
+    calls = [{"model": "iris", "inputs": [row]} for row in rows[:40]]
+    answers = await asyncio.gather(*(server.client.post("/v1/predictions", json=c) for c in calls))
+    assert all(a.status_code == 200 for a in answers), answers[0].text
+    got = [a.json()["predictions"][0] for a in answers]
+    assert got == saved.estimator.predict(saved.rows[:40]).tolist()
+    batcher = server.services.engines._batchers["iris"]
+    assert batcher.calls < len(calls)  # they shared engine calls
+    named = {"model": "iris", "inputs": [dict(zip(saved.features, rows[0], strict=True))],
+             "output": "predict_proba"}  # fmt: skip
+    proba = (await server.client.post("/v1/predictions", json=named)).json()
+    assert proba["classes"] == [0, 1, 2] and len(proba["predictions"][0]) == 3
+    bad = await server.client.post("/v1/predictions", json={"model": "iris", "inputs": [[1, 2]]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "inputs[0]"
+    empty = await server.client.post("/v1/predictions", json={"model": "iris", "inputs": []})
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "inputs"
+
+
+async def test_predictions_as_batch_lines(
+    server_factory: Callable[..., Any], saved: classical.Saved, tmp_path: Path
+) -> None:
+    server: Server = await server_factory(models=[iris(saved)])
+    rows = saved.rows.tolist()
+    lines = [
+        {
+            "custom_id": f"flower-{i}",
+            "method": "POST",
+            "url": "/v1/predictions",
+            "body": {"model": "iris", "inputs": [rows[i]]},
+        }
+        for i in range(0, 150, 5)
+    ]
+    lines[3]["body"]["inputs"] = [rows[15][:3]]  # a feature short: fails alone
+    batch = await server.submit(lines, endpoint="/v1/predictions")
+    done = await server.wait(batch["id"])
+    assert done["status"] == "completed", done
+    assert done["request_counts"] == {"total": 30, "completed": 29, "failed": 1}
+    out = {o["custom_id"]: o for o in await server.lines(done["output_file_id"])}
+    expected = saved.estimator.predict(saved.rows[::5]).tolist()
+    for i, label in enumerate(expected):
+        if i != 3:
+            assert out[f"flower-{i * 5}"]["response"]["body"]["predictions"] == [label]
+    [error] = await server.lines(done["error_file_id"])
+    assert error["custom_id"] == "flower-15"
+    assert error["response"]["body"]["error"]["param"] == "inputs[0]"
