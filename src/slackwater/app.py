@@ -31,6 +31,7 @@ from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.call_ledger import CallLedger
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.datasets import DatasetRunner
 from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService, UploadPace
@@ -158,6 +159,7 @@ def build(
         ),
         tiers=tiers,
         sessions=session_runner(settings, store, calls, clock, blobs, realtime),
+        datasets=DatasetRunner(store, engines, blobs, clock, lease_seconds=settings.lease_seconds),
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(

@@ -82,9 +82,7 @@ async def test_rows_by_feature_name(saved: classical.Saved) -> None:
     nan = saved.rows[:3].tolist()
     nan[1][2] = float("nan")
     refused = await predict("sklearn", saved.skops, {"inputs": nan}, features=saved.features)
-    assert refused.body["error"]["message"] == (
-        "inputs[1]: feature 'petal length (cm)' is NaN"
-    )
+    assert refused.body["error"]["message"] == ("inputs[1]: feature 'petal length (cm)' is NaN")
 
 
 async def test_bad_model_files_are_refused_naming_the_file(

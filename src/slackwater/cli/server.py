@@ -92,9 +92,13 @@ def worker(
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, drain)
+        stopping = asyncio.Event()
+        jobs = asyncio.create_task(services.datasets.run(stopping))
         try:
             await runner.run()
         finally:
+            stopping.set()
+            await jobs
             await services.engines.close()
             await services.store.close()
 

@@ -96,6 +96,22 @@ class ArrayEngine(ABC):
     async def close(self) -> None:
         return None
 
+    def predict_array(self, output: str, rows: np.ndarray) -> tuple[np.ndarray, list[Any] | None]:
+        """What a dataset job runs: a table's chunk, already in the model's column order."""
+        if output not in self.outputs():
+            known = ", ".join(sorted(self.outputs()))
+            raise ValueError(f"model {self.model.name} gives {known}, not {output}")
+        width = self.feature_count()
+        if rows.ndim != 2 or (width is not None and rows.shape[1] != width):
+            raise ValueError(f"rows have {rows.shape[-1]} features; the model takes {width}")
+        rows = rows.astype(self.dtype, copy=False)
+        if not self.allow_nan:
+            bad = np.argwhere(np.isnan(rows))
+            if len(bad):
+                row, column = (int(v) for v in bad[0])
+                raise ValueError(f"row {row}: feature {self._name(column)!r} is empty (NaN)")
+        return self.compute(output, rows)
+
     # The work.
     def predict_all(self, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(bodies)

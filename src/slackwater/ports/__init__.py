@@ -8,6 +8,7 @@ The records that cross them are in `ports.records`. Everything is re-exported he
 """
 
 from slackwater.ports.engine import (
+    ArrayPredictor,
     Between,
     BlobStore,
     Clock,
@@ -48,6 +49,7 @@ from slackwater.ports.store import (
     Lifecycle,
     MonitorStore,
     OutboxStore,
+    PredictionStore,
     ReportStore,
     SessionStore,
     Store,
@@ -57,6 +59,7 @@ from slackwater.ports.store import (
 __all__ = [
     "LEDGER_GROUPS",
     "AnsweredCall",
+    "ArrayPredictor",
     "BatchStore",
     "Between",
     "BlobStore",
@@ -84,6 +87,7 @@ __all__ = [
     "OutboxStore",
     "Page",
     "PoolState",
+    "PredictionStore",
     "PriceFeed",
     "QueuedCall",
     "ReportStore",

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome
@@ -26,6 +26,19 @@ class Engine(Protocol):
     async def start(self) -> None: ...
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ArrayPredictor(Protocol):
+    """An engine that predicts over a whole array of rows (a classical model): what a
+    dataset job runs, without JSON between the table and the model."""
+
+    features: list[str] | None  # the columns a row has, in order (None: not named)
+
+    def predict_array(self, output: str, rows: Any) -> tuple[Any, list[Any] | None]:
+        """Rows (a 2-D numpy array) -> (one output per row, class labels for
+        predict_proba); ValueError naming what is wrong with the rows. Blocking."""
+        ...
 
 
 # Awaited by a stepping engine between steps with the answer's text so far: a stream

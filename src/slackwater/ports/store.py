@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
 from slackwater.domain.keys import ApiKey
+from slackwater.domain.predictions import Chunk, JobStatus, Precomputed, PredictionJob
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.sessions import Entry, Session, SessionStatus, Waiting
 from slackwater.domain.webhooks import WebhookEndpoint
@@ -434,6 +435,38 @@ class SessionStore(_Ledger, Protocol):
         ...
 
 
+class PredictionStore(Protocol):
+    """Dataset jobs and precomputed predictions (store/predictions.py). A runner's writes
+    (`owner`) count only while it holds the job's lease."""
+
+    async def add_job(self, job: PredictionJob) -> None: ...
+    async def get_job(self, project: str | None, job_id: str) -> PredictionJob: ...
+    async def list_jobs(self, project: str, *, limit: int, after: str | None) -> Page: ...
+    async def claim_job(
+        self, owner: str, now: datetime, lease_seconds: float, models: Sequence[str]
+    ) -> PredictionJob | None: ...
+    async def hold_job(
+        self, job_id: str, owner: str, now: datetime, lease_seconds: float
+    ) -> bool: ...
+    async def recorded_chunks(self, job_id: str) -> set[int]: ...
+    async def record_chunk(
+        self, job: PredictionJob, owner: str, chunk: Chunk, now: datetime, lease_seconds: float
+    ) -> bool: ...
+    async def end_job(
+        self,
+        job: PredictionJob,
+        owner: str,
+        status: JobStatus,
+        now: datetime,
+        *,
+        total_rows: int | None = None,
+        result: str | None = None,
+        error: dict[str, Any] | None = None,
+    ) -> bool: ...
+    async def cancel_job(self, project: str, job_id: str, now: datetime) -> PredictionJob: ...
+    async def precomputed(self, model: str, key: str) -> Precomputed | None: ...
+
+
 class Store(
     Lifecycle,
     FileStore,
@@ -449,6 +482,7 @@ class Store(
     CallStore,
     EndpointStore,
     SessionStore,
+    PredictionStore,
     Protocol,
 ):
     """Everything durable: what a backend implements."""
@@ -466,6 +500,7 @@ __all__ = [
     "Lifecycle",
     "MonitorStore",
     "OutboxStore",
+    "PredictionStore",
     "ReportStore",
     "SessionStore",
     "Store",

@@ -13,6 +13,7 @@ from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.call_ledger import CallLedger
 from slackwater.runtime.calls import CallQueue
+from slackwater.runtime.datasets import DatasetRunner
 from slackwater.runtime.endpoints import WebhookEndpoints
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.files import FileService
@@ -55,6 +56,7 @@ class Services:
     responses: ResponseService
     tiers: dict[str, ServiceTier]
     sessions: SessionRunner
+    datasets: DatasetRunner
     workers: list[Worker] = field(default_factory=list)
     run_sessions: bool = False  # resume the sessions of its agents here
     webhooks: WebhookSender | None = None
@@ -79,6 +81,8 @@ class Services:
         loops.append(self.responses.run())
         if self.run_sessions:
             loops.append(self.sessions.run(self._stopping))
+        if self.workers:  # a process that runs models runs dataset jobs too
+            loops.append(self.datasets.run(self._stopping))
         for worker in self.workers:
             worker.on_recorded = worker.on_recorded or self._recorded
         self.calls.on_queued = self._queued

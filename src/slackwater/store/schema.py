@@ -345,3 +345,62 @@ session_events = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Index("ix_session_events_open", "session_id", "key", "taken"),
 )
+
+# Dataset jobs of classical models, their recorded chunks, and precomputed predictions
+# by key: each job writes a version of its model's predictions; `prediction_versions`
+# names the version readers see, switched when a job completes.
+prediction_jobs = Table(
+    "prediction_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("keep", Text, nullable=False),  # JSON list of columns
+    Column("output", String(32), nullable=False),
+    Column("chunk_rows", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("schedule_id", String(40)),
+    Column("rows_done", BigInteger, nullable=False, server_default="0"),
+    Column("chunks_done", Integer, nullable=False, server_default="0"),
+    Column("total_rows", BigInteger),
+    Column("compute_us", BigInteger, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("result", Text),
+    Column("owner", String(128)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("deadline", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Index("ix_prediction_jobs_due", "status", "deadline"),
+    Index("ix_prediction_jobs_project", "project", "id"),
+)
+
+prediction_chunks = Table(
+    "prediction_chunks",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("compute_us", BigInteger, nullable=False),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", String(40), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON
+)
+
+prediction_versions = Table(
+    "prediction_versions",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", String(40), nullable=False),
+    Column("computed_at", UtcDateTime, nullable=False),
+)

@@ -13,6 +13,7 @@ from slackwater.store.files import SqlFiles
 from slackwater.store.keys import SqlKeys
 from slackwater.store.ledger import SqlLedger
 from slackwater.store.outbox import SqlOutbox
+from slackwater.store.predictions import SqlPredictions
 from slackwater.store.queue import SqlQueue
 from slackwater.store.responses import SqlResponses
 from slackwater.store.results import SqlResults
@@ -34,6 +35,7 @@ class SqlStore(
     SqlResponses,
     SqlEndpoints,
     SqlSessions,
+    SqlPredictions,
 ):
     def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         super().__init__(url, echo=echo)

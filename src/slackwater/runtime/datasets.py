@@ -1,0 +1,267 @@
+"""Dataset jobs: a classical model over a CSV or Parquet table, chunk by chunk.
+
+Each chunk is read, predicted in one vectorised call, written as a part file and then
+recorded (its predictions by key, its progress) in one transaction; a job resumed after
+a crash reads past the chunks it recorded and redoes only the rest. When every chunk is
+recorded the parts are joined, in order, into the output table (the input's format,
+its key and kept columns, the predictions), and the job's predictions become the ones
+`GET /v1/predictions/{model}/{key}` answers from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from slackwater.domain.batch import Endpoint
+from slackwater.domain.errors import InvalidRequest
+from slackwater.domain.ids import new_id
+from slackwater.domain.predictions import Chunk, JobStatus, PredictionJob, TableFormat
+from slackwater.ports import ArrayPredictor, BlobStore, Clock, PredictionStore
+from slackwater.runtime import tables
+from slackwater.runtime.engines import EngineSet
+
+log = logging.getLogger(__name__)
+OUTPUTS = ("predict", "predict_proba", "embedding")
+
+
+class DatasetRunner:
+    def __init__(
+        self,
+        store: PredictionStore,
+        engines: EngineSet,
+        blobs: BlobStore,
+        clock: Clock,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.engines = engines
+        self.blobs = blobs
+        self.clock = clock
+        self.owner = owner or new_id("dataw")
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self._woken = asyncio.Event()
+        self._stopping = asyncio.Event()  # set: a job in hand stops between chunks
+        # Told after each recorded chunk (a progress bar): the job as it stands.
+        self.on_progress: Callable[[PredictionJob, int], None] | None = None
+
+    def models(self) -> list[str]:
+        return [m.name for m in self.engines.catalog.models if m.serves(Endpoint.PREDICTIONS)]
+
+    async def predictor(self, model: str) -> ArrayPredictor:
+        engine = await self.engines.engine(model)
+        if not isinstance(engine, ArrayPredictor):
+            raise InvalidRequest(
+                f"model {model} does not run over tables (its engine is {engine.model.engine})",
+                param="model",
+            )
+        return engine
+
+    async def submit(
+        self,
+        project: str,
+        model: str,
+        source: str,
+        key: str,
+        *,
+        output: str = "predict",
+        keep: Sequence[str] = (),
+        chunk_rows: int = 65_536,
+        window_seconds: float = 86_400,
+        schedule_id: str | None = None,
+    ) -> PredictionJob:
+        """A queued job, once its table and model are known to fit each other."""
+        path, fmt = await asyncio.to_thread(_located, source)
+        if output not in OUTPUTS:
+            raise InvalidRequest(f"output must be one of {', '.join(OUTPUTS)}", param="output")
+        if chunk_rows < 1:
+            raise InvalidRequest("chunk_rows must be at least 1", param="chunk_rows")
+        found = self.engines.model(model)
+        if not found.serves(Endpoint.PREDICTIONS):
+            raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
+        predictor = await self.predictor(found.name)
+        await asyncio.to_thread(self.check_columns, path, fmt, key, keep, predictor.features)
+        now = self.clock()
+        job = PredictionJob(
+            id=new_id("pjob"),
+            project=project,
+            model=found.name,
+            source=str(path),
+            format=fmt,
+            key=key,
+            keep=tuple(keep),
+            output=output,
+            chunk_rows=chunk_rows,
+            status=JobStatus.QUEUED,
+            created_at=now,
+            deadline=now + timedelta(seconds=window_seconds),
+            schedule_id=schedule_id,
+        )
+        await self.store.add_job(job)
+        self.wake()
+        return job
+
+    @staticmethod
+    def check_columns(
+        path: Path, fmt: TableFormat, key: str, keep: Sequence[str], features: Any
+    ) -> None:
+        if not features:
+            raise InvalidRequest(
+                "the model's features are not named: set options.features in its config",
+                param="model",
+            )
+        columns = set(tables.columns_of(path, fmt))
+        for name, param in [(key, "key"), *((k, "keep") for k in keep)]:
+            if name not in columns:
+                raise InvalidRequest(f"{path}: no column {name!r}", param=param)
+        missing = [f for f in features if f not in columns]
+        if missing:
+            raise InvalidRequest(
+                f"{path}: no column {missing[0]!r}, a feature of the model", param="dataset"
+            )
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    async def run_due(self) -> bool:
+        """Take a due job and run it to its end (or until another runner takes it)."""
+        models = self.models()
+        if not models:
+            return False
+        job = await self.store.claim_job(self.owner, self.clock(), self.lease_seconds, models)
+        if job is None:
+            return False
+        await self.run_job(job)
+        return True
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
+        while not stopping.is_set():
+            try:
+                ran = await self.run_due()
+            except Exception:  # a failing store must not end the loop
+                log.exception("running dataset jobs failed")
+                ran = False
+            if not ran:
+                self._woken.clear()
+                stop = asyncio.ensure_future(stopping.wait())
+                woken = asyncio.ensure_future(self._woken.wait())
+                await asyncio.wait(
+                    {stop, woken}, timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
+                )
+                for waiter in (stop, woken):
+                    waiter.cancel()
+
+    async def run_job(self, job: PredictionJob) -> None:
+        try:
+            await self._run(job)
+        except InvalidRequest as exc:  # the table does not fit the model: the job ends
+            error = {"message": exc.message, "param": exc.param, "file": job.source}
+            await self.store.end_job(job, self.owner, JobStatus.FAILED, self.clock(), error=error)
+
+    async def _run(self, job: PredictionJob) -> None:
+        predictor = await self.predictor(job.model)
+        features = list(predictor.features or [])
+        path = Path(job.source)
+        await asyncio.to_thread(self.check_columns, path, job.format, job.key, job.keep, features)
+        done = await self.store.recorded_chunks(job.id)
+        rows_seen = 0
+        seq = -1
+        reader = tables.chunks(
+            path,
+            job.format,
+            key=job.key,
+            keep=job.keep,
+            features=features,
+            chunk_rows=job.chunk_rows,
+        )
+        while (table := await asyncio.to_thread(next, reader, None)) is not None:
+            seq += 1
+            first = rows_seen
+            rows_seen += table.num_rows
+            if seq in done:
+                continue
+            if self._stopping.is_set():  # shutting down: another runner goes on at once
+                await self.store.hold_job(job.id, self.owner, self.clock(), 0)
+                return
+            started = time.perf_counter()
+            part, values = await asyncio.to_thread(self._predict, predictor, job, table, first)
+            key = self._part(job, seq)
+            await asyncio.to_thread(self._write, key, part, job.format)
+            chunk = Chunk(seq, table.num_rows, time.perf_counter() - started, values)
+            if not await self.store.record_chunk(
+                job, self.owner, chunk, self.clock(), self.lease_seconds
+            ):
+                log.info("dataset job %s was cancelled or taken over", job.id)
+                return
+            if self.on_progress is not None:
+                self.on_progress(job, rows_seen)
+        result = f"{job.id}.predictions.{job.format.value}"
+        await asyncio.to_thread(self._join, job, seq + 1, result)
+        if await self.store.end_job(
+            job, self.owner, JobStatus.COMPLETED, self.clock(), total_rows=rows_seen, result=result
+        ):
+            for n in range(seq + 1):
+                await self.blobs.delete(self._part(job, n))
+
+    def _predict(
+        self, predictor: ArrayPredictor, job: PredictionJob, table: Any, first: int
+    ) -> tuple[Any, list[tuple[str, str]]]:
+        features = list(predictor.features or [])
+        rows = tables.features_of(table, features)
+        try:
+            values, classes = predictor.predict_array(job.output, rows)
+        except ValueError as exc:
+            # Name the row in the table, not in the chunk.
+            message = str(exc)
+            if message.startswith("row "):
+                number, rest = message[4:].split(":", 1)
+                message = f"row {first + int(number) + 1}:{rest}"
+            raise InvalidRequest(f"{job.source}: {message}") from None
+        part = tables.with_outputs(table, job.key, job.keep, job.output, values, classes)
+        keys = table.column(job.key).to_pylist()
+        listed = values.tolist()
+        if job.output == "predict_proba":
+            labels = [str(c) for c in classes or range(values.shape[1])]
+            cached = [orjson.dumps(dict(zip(labels, v, strict=True))).decode() for v in listed]
+        else:
+            cached = [orjson.dumps(v).decode() for v in listed]
+        return part, [(str(k), v) for k, v in zip(keys, cached, strict=True) if k is not None]
+
+    @staticmethod
+    def _part(job: PredictionJob, seq: int) -> str:
+        return f"{job.id}.part-{seq:06d}.{job.format.value}"
+
+    def _write(self, key: str, table: Any, fmt: TableFormat) -> None:
+        with self.blobs.writer(key) as out:
+            tables.write(table, fmt, out)
+
+    def _join(self, job: PredictionJob, count: int, result: str) -> None:
+        parts = [self.blobs.open(self._part(job, n)) for n in range(count)]
+        try:
+            with self.blobs.writer(result) as out:
+                tables.join(parts, job.format, out)
+        finally:
+            for part in parts:
+                part.close()
+
+
+def _located(source: str) -> tuple[Path, TableFormat]:
+    path = Path(source).expanduser().resolve()
+    fmt = TableFormat.of(str(path))
+    if fmt is None:
+        raise InvalidRequest(f"{source}: a dataset is a .csv or .parquet file", param="dataset")
+    if not path.is_file():
+        raise InvalidRequest(f"{source}: no such file", param="dataset")
+    return path, fmt
