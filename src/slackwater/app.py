@@ -160,6 +160,7 @@ def build(
         tiers=tiers,
         sessions=session_runner(settings, store, calls, clock, blobs, realtime),
         datasets=DatasetRunner(store, engines, blobs, clock, lease_seconds=settings.lease_seconds),
+        datasets_dir=settings.datasets_dir or settings.data_dir / "datasets",
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(

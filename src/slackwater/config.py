@@ -268,6 +268,9 @@ class Settings(BaseSettings):
     # Agent sessions: "module:attribute" of the `slackwater.runtime.sessions.Agents` whose
     # sessions this process runs (none: it runs none, and starts none).
     agents_app: str | None = None
+    # Dataset jobs started over the API read tables from this directory only (the CLI
+    # reads any path) [default: <data_dir>/datasets].
+    datasets_dir: Path | None = None
     session_lease_seconds: float = Field(default=60.0, gt=0)
     session_poll_seconds: float = Field(default=0.2, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)

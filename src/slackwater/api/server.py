@@ -22,6 +22,7 @@ from slackwater.api import (
     errors,
     files,
     inference,
+    predictions,
     responses,
     sessions,
     webhooks,
@@ -65,6 +66,7 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(responses.router)
     app.include_router(webhooks.router)
     app.include_router(sessions.router)
+    app.include_router(predictions.router)
     app.include_router(anthropic.router)
     meta = [] if svc.open_meta else [Depends(project)]
 

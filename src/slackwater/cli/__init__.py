@@ -8,6 +8,7 @@
     keys      keys ...
     webhooks  webhooks ... (endpoints, their secrets)
     sessions  agents worker, sessions ... (durable agent runs)
+    predictions  predictions run|resume|jobs|get (classical models over tables)
 
 Commands build what they run through `slackwater.app`, never directly.
 """
@@ -26,6 +27,7 @@ from slackwater.domain.errors import SlackwaterError
 # Commands are listed in `slackwater --help` in the order they are registered.
 # isort: off
 from slackwater.cli import server, routing, capacity, client, models, keys, webhooks, sessions
+from slackwater.cli import predictions
 # isort: on
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "keys",
     "main",
     "models",
+    "predictions",
     "routing",
     "server",
     "sessions",

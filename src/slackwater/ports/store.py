@@ -443,7 +443,12 @@ class PredictionStore(Protocol):
     async def get_job(self, project: str | None, job_id: str) -> PredictionJob: ...
     async def list_jobs(self, project: str, *, limit: int, after: str | None) -> Page: ...
     async def claim_job(
-        self, owner: str, now: datetime, lease_seconds: float, models: Sequence[str]
+        self,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        models: Sequence[str],
+        job_id: str | None = None,
     ) -> PredictionJob | None: ...
     async def hold_job(
         self, job_id: str, owner: str, now: datetime, lease_seconds: float

@@ -134,12 +134,15 @@ class DatasetRunner:
     def wake(self) -> None:
         self._woken.set()
 
-    async def run_due(self) -> bool:
-        """Take a due job and run it to its end (or until another runner takes it)."""
+    async def run_due(self, job_id: str | None = None) -> bool:
+        """Take a due job (`job_id`, or the one due soonest) and run it to its end, or
+        until another runner takes it."""
         models = self.models()
         if not models:
             return False
-        job = await self.store.claim_job(self.owner, self.clock(), self.lease_seconds, models)
+        job = await self.store.claim_job(
+            self.owner, self.clock(), self.lease_seconds, models, job_id
+        )
         if job is None:
             return False
         await self.run_job(job)

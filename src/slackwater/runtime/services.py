@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from slackwater.domain.model import Catalog
 from slackwater.domain.tiers import ServiceTier
@@ -57,6 +58,7 @@ class Services:
     tiers: dict[str, ServiceTier]
     sessions: SessionRunner
     datasets: DatasetRunner
+    datasets_dir: Path  # where the API may read dataset jobs' tables from
     workers: list[Worker] = field(default_factory=list)
     run_sessions: bool = False  # resume the sessions of its agents here
     webhooks: WebhookSender | None = None

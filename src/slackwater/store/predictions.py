@@ -110,9 +110,15 @@ class SqlPredictions(Database):
         return await self.page(query, prediction_jobs.c.id, limit=limit, after=after, convert=_job)
 
     async def claim_job(
-        self, owner: str, now: datetime, lease_seconds: float, models: Sequence[str]
+        self,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        models: Sequence[str],
+        job_id: str | None = None,
     ) -> PredictionJob | None:
-        """The due job whose deadline is nearest (queued, or its runner's lease run out)."""
+        """The due job whose deadline is nearest (queued, or its runner's lease run out);
+        with `job_id`, that job if it is due."""
         due = (
             select(prediction_jobs.c.id)
             .where(
@@ -128,6 +134,8 @@ class SqlPredictions(Database):
             .order_by(prediction_jobs.c.deadline)
             .limit(1)
         )
+        if job_id is not None:
+            due = due.where(prediction_jobs.c.id == job_id)
         if self.skip_locked:
             due = due.with_for_update(skip_locked=True)
         async with self.writing() as conn:

@@ -1,0 +1,167 @@
+"""Dataset jobs (`/v1/prediction_jobs`) and precomputed predictions by key
+(`GET /v1/predictions/{model}/{key}`). Online predictions (`POST /v1/predictions`) are
+with the other inference endpoints (api/inference.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+
+from slackwater.api.deps import Project, services
+from slackwater.api.inference import JsonBody
+from slackwater.api.schemas import list_json
+from slackwater.domain.clock import parse_completion_window, to_unix
+from slackwater.domain.errors import InvalidRequest, NotFound
+from slackwater.domain.predictions import JobStatus, PredictionJob
+from slackwater.domain.text import shown
+from slackwater.runtime.services import Services
+
+router = APIRouter(prefix="/v1", tags=["predictions"])
+Svc = Annotated[Services, Depends(services)]
+MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def job_json(job: PredictionJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "object": "prediction_job",
+        "model": job.model,
+        "dataset": job.source,
+        "format": job.format.value,
+        "key": job.key,
+        "keep": list(job.keep),
+        "output": job.output,
+        "chunk_rows": job.chunk_rows,
+        "status": job.status.value,
+        "progress": {
+            "chunks": job.chunks_done,
+            "rows": job.rows_done,
+            "total_rows": job.total_rows,
+        },
+        "compute_seconds": round(job.compute_seconds, 6),
+        "error": job.error,
+        "schedule_id": job.schedule_id,
+        "created_at": to_unix(job.created_at),
+        "started_at": to_unix(job.started_at),
+        "finished_at": to_unix(job.finished_at),
+        "deadline": to_unix(job.deadline),
+        "output_url": f"/v1/prediction_jobs/{job.id}/output" if job.result else None,
+    }
+
+
+def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None:
+    value = body.get(field)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{field}' must be a non-empty string", param=field)
+    return value
+
+
+def dataset_path(svc: Services, name: str) -> str:
+    """A dataset the API may read: a file under the server's datasets directory."""
+    root = svc.datasets_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidRequest(
+            f"dataset {shown(name)!r} is outside the server's datasets directory", param="dataset"
+        )
+    return str(path)
+
+
+@router.post("/prediction_jobs")
+async def create_job(body: JsonBody, project: Project, svc: Svc) -> dict[str, Any]:
+    """Run a model over a table: `{"model", "dataset" (a file in the server's datasets
+    directory), "key" (the column naming each row), "output"?, "keep"?, "chunk_rows"?,
+    "completion_window"?}`."""
+    keep = body.get("keep") or []
+    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+        raise InvalidRequest("'keep' must be a list of column names", param="keep")
+    chunk_rows = body.get("chunk_rows", 65_536)
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool):
+        raise InvalidRequest("'chunk_rows' must be an integer", param="chunk_rows")
+    window = parse_completion_window(str(body.get("completion_window") or "24h"))
+    job = await svc.datasets.submit(
+        project,
+        str(_text(body, "model")),
+        dataset_path(svc, str(_text(body, "dataset"))),
+        str(_text(body, "key")),
+        output=_text(body, "output", required=False) or "predict",
+        keep=keep,
+        chunk_rows=chunk_rows,
+        window_seconds=window.total_seconds(),
+    )
+    return job_json(job)
+
+
+@router.get("/prediction_jobs")
+async def list_jobs(
+    project: Project,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> dict[str, Any]:
+    page = await svc.store.list_jobs(project, limit=limit, after=after)
+    return list_json(page, job_json)
+
+
+@router.get("/prediction_jobs/{job_id}")
+async def get_job(job_id: str, project: Project, svc: Svc) -> dict[str, Any]:
+    return job_json(await svc.store.get_job(project, job_id))
+
+
+@router.post("/prediction_jobs/{job_id}/cancel")
+async def cancel_job(job_id: str, project: Project, svc: Svc) -> dict[str, Any]:
+    return job_json(await svc.store.cancel_job(project, job_id, svc.clock()))
+
+
+@router.get("/prediction_jobs/{job_id}/output", response_model=None)
+async def job_output(job_id: str, project: Project, svc: Svc) -> FileResponse:
+    job = await svc.store.get_job(project, job_id)
+    if job.status is not JobStatus.COMPLETED or job.result is None:
+        raise InvalidRequest(
+            f"job {job_id} is {job.status.value}: its output comes when it completes",
+            param="job_id",
+        )
+    return FileResponse(
+        Path(svc.blobs.path(job.result)),
+        media_type=MEDIA[job.format.value],
+        filename=f"{job.id}.{job.format.value}",
+    )
+
+
+@router.get("/predictions/{model}/{key}")
+async def precomputed(
+    model: str,
+    key: str,
+    _: Project,
+    svc: Svc,
+    max_age: Annotated[float | None, Query(gt=0, description="Seconds; older is stale")] = None,
+) -> dict[str, Any]:
+    """The model's precomputed prediction for `key`, from its last completed job:
+    `status` is `present`, or `stale` when older than `max_age` seconds."""
+    found = svc.catalog.find(model)
+    if found is None:
+        raise NotFound(f"The model '{shown(model)}' does not exist", param="model")
+    hit = await svc.store.precomputed(found.name, key)
+    if hit is None:
+        raise NotFound(
+            f"No precomputed prediction of {found.name} for key '{shown(key)}'",
+            param="key",
+        )
+    age = svc.clock() - hit.computed_at
+    stale = max_age is not None and age > timedelta(seconds=max_age)
+    return {
+        "object": "precomputed_prediction",
+        "model": found.name,
+        "key": key,
+        "status": "stale" if stale else "present",
+        "prediction": hit.value,
+        "computed_at": to_unix(hit.computed_at),
+        "age_seconds": round(age.total_seconds(), 3),
+        "job_id": hit.version,
+    }
