@@ -147,7 +147,7 @@ class ArrayEngine(ABC):
         """The body's rows as one 2-D array in the model's feature order."""
         if not isinstance(inputs, list) or not inputs:
             raise RowError("inputs", "inputs must be a non-empty list of rows")
-        if isinstance(inputs[0], dict):
+        if any(isinstance(row, dict) for row in inputs):
             inputs = self._by_name(inputs)
         width = self.feature_count()
         try:
@@ -165,18 +165,19 @@ class ArrayEngine(ABC):
                 raise RowError(where, f"{where}: feature {self._name(column)!r} is NaN")
         return array
 
-    def _by_name(self, inputs: list[Any]) -> list[list[Any]]:
-        if self.features is None:
-            raise RowError(
-                "inputs[0]",
-                "this model has no feature names (set options.features): send rows as lists",
-            )
+    def _by_name(self, inputs: list[Any]) -> list[Any]:
+        """Rows sent as objects, in the model's feature order (rows sent as lists stay)."""
         names = self.features
         out = []
         for n, row in enumerate(inputs):
-            where = f"inputs[{n}]"
             if not isinstance(row, dict):
-                raise RowError(where, f"{where}: every row must be an object, like the first")
+                out.append(row)
+                continue
+            where = f"inputs[{n}]"
+            if names is None:
+                raise RowError(
+                    where, "this model has no feature names (set options.features): send lists"
+                )
             missing = [f for f in names if f not in row]
             if missing:
                 raise RowError(where, f"{where}: missing feature {missing[0]!r}")
