@@ -47,6 +47,7 @@ from slackwater.runtime.plugins import load_agents, load_checks
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
+from slackwater.runtime.schedules import Scheduler
 from slackwater.runtime.services import Services
 from slackwater.runtime.sessions import SessionRunner
 from slackwater.runtime.webhooks import WebhookSender
@@ -136,6 +137,14 @@ def build(
     engines.on_answered = call_ledger.add
     realtime = Realtime(catalog, router, admission)
     tiers = settings.tiers()
+    datasets = DatasetRunner(
+        store,
+        engines,
+        blobs,
+        clock,
+        lease_seconds=settings.lease_seconds,
+        price_per_hour=pool.price_per_hour,
+    )
     calls = CallQueue(store, clock, poll_seconds=settings.call_poll_seconds)
     return Services(
         store=store,
@@ -159,7 +168,8 @@ def build(
         ),
         tiers=tiers,
         sessions=session_runner(settings, store, calls, clock, blobs, realtime),
-        datasets=DatasetRunner(store, engines, blobs, clock, lease_seconds=settings.lease_seconds),
+        datasets=datasets,
+        scheduler=Scheduler(store, datasets, clock),
         datasets_dir=settings.datasets_dir or settings.data_dir / "datasets",
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),

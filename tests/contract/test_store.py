@@ -19,7 +19,9 @@ from slackwater.domain.errors import Conflict, IdempotencyMismatch, InvalidReque
 from slackwater.domain.files import FileObject
 from slackwater.domain.ids import new_id
 from slackwater.domain.keys import ApiKey, KeyScope
+from slackwater.domain.predictions import Chunk, JobStatus, PredictionJob, TableFormat
 from slackwater.domain.request import Charge, Outcome, RequestStatus, Result, Usage
+from slackwater.domain.schedules import Schedule
 from slackwater.domain.sessions import Entry, EntryKind, Session, SessionStatus, Waiting
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports import (
@@ -932,6 +934,109 @@ async def test_a_cancelled_session_cancels_the_calls_it_waits_for(store: Store) 
     state = (await store.call_states(["sess_x.0"]))["sess_x.0"]
     assert state.status is RequestStatus.CANCELLED
     assert await store.lease("w", ["m"], 5, NOW, 30) is None  # nothing left to run
+
+
+def prediction_job(job_id: str, model: str = "m", **extra: Any) -> PredictionJob:
+    return PredictionJob(
+        id=job_id,
+        project="p1",
+        model=model,
+        source="/data/t.csv",
+        format=TableFormat.CSV,
+        key="id",
+        output="predict",
+        chunk_rows=2,
+        status=JobStatus.QUEUED,
+        created_at=NOW,
+        **{"deadline": NOW + timedelta(hours=1), **extra},
+    )
+
+
+async def test_a_dataset_job_records_each_chunk_once_and_swaps_its_predictions_in(
+    store: Store,
+) -> None:
+    await store.add_job(prediction_job("pjob_1"))
+    await store.add_job(prediction_job("pjob_2", deadline=NOW + timedelta(minutes=5)))
+    assert [j.id for j in (await store.list_jobs("p1", limit=10, after=None)).items] == [
+        "pjob_2",
+        "pjob_1",
+    ]
+    # The nearest deadline first; a job held by a live lease is not taken again.
+    job = await store.claim_job("w1", NOW, 30, ["m"])
+    assert job is not None and job.id == "pjob_2" and job.status is JobStatus.RUNNING
+    assert await store.claim_job("w2", NOW, 30, ["m"], "pjob_2") is None
+    assert await store.claim_job("w2", NOW, 30, ["other-model"]) is None
+    first = Chunk(0, 2, 0.5, [("a", "1"), ("b", "2")])
+    assert await store.record_chunk(job, "w1", first, NOW, 30)
+    assert not await store.record_chunk(job, "w2", Chunk(1, 1, 0.1, [("c", "3")]), NOW, 30)
+    assert await store.recorded_chunks("pjob_2") == {0}
+    assert await store.hold_job("pjob_2", "w1", NOW, 30)
+    assert await store.precomputed("m", "a") is None  # not until the job completes
+    # Its lease runs out: another worker takes it over, and the first can write nothing.
+    later = NOW + timedelta(seconds=31)
+    taken = await store.claim_job("w2", later, 30, ["m"], "pjob_2")
+    assert taken is not None and taken.chunks_done == 1 and taken.rows_done == 2
+    assert not await store.hold_job("pjob_2", "w1", later, 30)
+    assert await store.record_chunk(taken, "w2", Chunk(1, 1, 0.1, [("c", "3")]), later, 30)
+    assert await store.end_job(
+        taken, "w2", JobStatus.COMPLETED, later, total_rows=3, result="out.csv"
+    )
+    done = await store.get_job("p1", "pjob_2")
+    assert (done.status, done.total_rows, done.chunks_done, done.result) == (
+        JobStatus.COMPLETED,
+        3,
+        2,
+        "out.csv",
+    )
+    assert done.compute_seconds == pytest.approx(0.6)
+    hit = await store.precomputed("m", "c")
+    assert hit is not None and (hit.value, hit.version, hit.computed_at) == (3, "pjob_2", later)
+    # The next job's predictions replace these whole when it completes, not before.
+    other = await store.claim_job("w1", later, 30, ["m"])
+    assert other is not None and other.id == "pjob_1"
+    assert await store.record_chunk(other, "w1", Chunk(0, 1, 0.1, [("a", "9")]), later, 30)
+    assert (await store.precomputed("m", "a")).value == 1  # type: ignore[union-attr]
+    assert await store.end_job(other, "w1", JobStatus.COMPLETED, later, total_rows=1)
+    assert (await store.precomputed("m", "a")).value == 9  # type: ignore[union-attr]
+    assert await store.precomputed("m", "c") is None  # the older version is gone
+    # Cancelled, a queued job is never taken; a failed job's rows are not served.
+    await store.add_job(prediction_job("pjob_3"))
+    cancelled = await store.cancel_job("p1", "pjob_3", later)
+    assert cancelled.status is JobStatus.CANCELLED
+    assert await store.claim_job("w1", later, 30, ["m"]) is None
+    with pytest.raises(NotFound):
+        await store.get_job("p2", "pjob_1")
+
+
+async def test_a_schedule_starts_each_run_once(store: Store) -> None:
+    schedule = Schedule(
+        id="sched_1",
+        project="p1",
+        model="m",
+        source="/data/t.csv",
+        key="id",
+        output="predict",
+        chunk_rows=10,
+        next_run_at=NOW,
+        created_at=NOW,
+        every_seconds=3600,
+    )
+    await store.add_schedule(schedule)
+    assert [s.id for s in (await store.list_schedules("p1", limit=5, after=None)).items] == [
+        "sched_1"
+    ]
+    assert await store.due_schedules(NOW - timedelta(seconds=1)) == []
+    [due] = await store.due_schedules(NOW)
+    runs = [prediction_job("pjob_r1", schedule_id="sched_1")]
+    assert await store.start_runs(due, NOW + timedelta(hours=1), runs)
+    assert not await store.start_runs(due, NOW + timedelta(hours=1), runs)  # started once
+    assert (await store.get_schedule("p1", "sched_1")).next_run_at == NOW + timedelta(hours=1)
+    assert [r.id for r in await store.schedule_runs("sched_1", 10)] == ["pjob_r1"]
+    await store.delete_schedule("p1", "sched_1")
+    with pytest.raises(NotFound):
+        await store.get_schedule("p1", "sched_1")
+    with pytest.raises(NotFound):
+        await store.delete_schedule("p1", "sched_1")
 
 
 def test_every_port_method_is_exercised() -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from slackwater.config import ModelConfig
@@ -20,6 +21,7 @@ from slackwater.domain.predictions import JobStatus
 from slackwater.engines import create_engine
 from slackwater.runtime.datasets import DatasetRunner
 from slackwater.runtime.engines import EngineSet
+from slackwater.runtime.schedules import Scheduler
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
 from tests.contract import classical
@@ -186,3 +188,73 @@ async def test_bad_tables_are_refused_naming_the_column_and_row(
     assert failed.error["message"].endswith("row 90: feature 'petal length (cm)' is empty (NaN)")
     with pytest.raises(InvalidRequest, match=r"a \.csv or \.parquet file"):
         await jobs.submit("p1", "iris", str(tmp_path / "iris.json"), "id")
+
+
+async def test_a_schedule_runs_on_its_window_and_shows_missed_and_failed_runs(
+    store: SqlStore, saved: classical.Saved, tmp_path: Path
+) -> None:
+    clock = Clock()
+    jobs = runner(store, saved, tmp_path, clock)
+    scheduler = Scheduler(store, jobs, clock)
+    table(tmp_path / "iris.csv", saved)
+    with pytest.raises(InvalidRequest, match="either an interval"):
+        await scheduler.create("p1", "iris", str(tmp_path / "iris.csv"), "id")
+    with pytest.raises(InvalidRequest, match="not a cron expression"):
+        await scheduler.create("p1", "iris", str(tmp_path / "iris.csv"), "id", cron="0 * *")
+    schedule = await scheduler.create(
+        "p1", "iris", str(tmp_path / "iris.csv"), "id", every_seconds=3600
+    )
+    start = clock.now
+    assert await scheduler.tick() == 1  # the first run is due at once
+    assert await scheduler.tick() == 0
+    [first] = await store.schedule_runs(schedule.id, 10)
+    assert first.status is JobStatus.QUEUED and first.deadline == start + timedelta(hours=1)
+    assert await jobs.run_due()
+    # Down for three and a half hours: the latest due run goes, the two before it are
+    # recorded as missed, and the next is on the hour after.
+    clock.now += timedelta(hours=3, minutes=30)
+    assert await scheduler.tick() == 1
+    runs = await store.schedule_runs(schedule.id, 10)
+    assert [r.status for r in runs] == [
+        JobStatus.QUEUED,
+        JobStatus.MISSED,
+        JobStatus.MISSED,
+        JobStatus.COMPLETED,
+    ]
+    assert runs[0].deadline == start + timedelta(hours=4)
+    moved = await store.get_schedule("p1", schedule.id)
+    assert moved.next_run_at == start + timedelta(hours=4)
+    # Two schedulers looking at the same due run: one starts it.
+    assert not await store.start_runs(schedule, moved.next_run_at, [])
+    # The table is gone at the next run: a failed run naming why, not silence.
+    await jobs.run_due()
+    (tmp_path / "iris.csv").unlink()
+    clock.now = start + timedelta(hours=4)
+    assert await scheduler.tick() == 0
+    failed = (await store.schedule_runs(schedule.id, 1))[0]
+    assert failed.status is JobStatus.FAILED and failed.error is not None
+    assert "no such file" in failed.error["message"]
+
+
+async def test_a_parquet_table_gives_a_parquet_output_with_probabilities(
+    store: SqlStore, saved: classical.Saved, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns: dict[str, Any] = {"id": [f"f{i}" for i in range(150)]}
+    columns.update({f: saved.rows[:, i] for i, f in enumerate(saved.features)})
+    pq.write_table(pa.table(columns), tmp_path / "iris.parquet", row_group_size=33)
+    jobs = runner(store, saved, tmp_path, Clock())
+    job = await jobs.submit(
+        "p1", "iris", str(tmp_path / "iris.parquet"), "id", output="predict_proba", chunk_rows=64
+    )
+    assert await jobs.run_due()
+    done = await store.get_job("p1", job.id)
+    assert done.status is JobStatus.COMPLETED and done.total_rows == 150, done.error
+    assert done.result is not None
+    out = pq.read_table(tmp_path / "files" / done.result)
+    assert out.column_names == ["id", "proba_0", "proba_1", "proba_2"]
+    expected = saved.estimator.predict_proba(saved.rows)
+    got = np.column_stack([out.column(f"proba_{c}").to_numpy() for c in range(3)])
+    assert np.allclose(got, expected) and out.column("id").to_pylist() == columns["id"]

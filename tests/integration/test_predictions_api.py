@@ -81,3 +81,67 @@ async def test_predictions_as_batch_lines(
     [error] = await server.lines(done["error_file_id"])
     assert error["custom_id"] == "flower-15"
     assert error["response"]["body"]["error"]["param"] == "inputs[0]"
+
+
+async def test_dataset_jobs_schedules_and_precomputed_answers_over_http(
+    server_factory: Callable[..., Any], saved: classical.Saved, tmp_path: Path
+) -> None:
+    data = tmp_path / "server"
+    (data / "datasets").mkdir(parents=True)
+    ids = write_table(data / "datasets" / "flowers.csv", saved)
+    server: Server = await server_factory(models=[iris(saved)], data_dir=data)
+    outside = await server.client.post(
+        "/v1/prediction_jobs", json={"model": "iris", "dataset": "../slackwater.db", "key": "id"}
+    )
+    assert outside.status_code == 400 and outside.json()["error"]["param"] == "dataset"
+    made = await server.client.post(
+        "/v1/prediction_jobs",
+        json={"model": "iris", "dataset": "flowers.csv", "key": "id", "chunk_rows": 64},
+    )
+    assert made.status_code == 200, made.text
+    job = made.json()
+    for _ in range(300):
+        job = (await server.client.get(f"/v1/prediction_jobs/{job['id']}")).json()
+        if job["status"] == "completed":
+            break
+        await asyncio.sleep(0.02)
+    assert job["status"] == "completed" and job["progress"]["rows"] == 150, job
+    assert job["progress"]["chunks"] == 3 and job["compute_seconds"] > 0
+    output = await server.client.get(job["output_url"])
+    assert output.status_code == 200
+    lines = output.text.splitlines()
+    assert lines[0] == '"id","prediction"' and len(lines) == 151
+    hit = await server.client.get(f"/v1/predictions/iris/{ids[120]}")
+    assert hit.status_code == 200, hit.text
+    answer = hit.json()
+    assert answer["status"] == "present" and answer["job_id"] == job["id"]
+    assert answer["prediction"] == saved.estimator.predict(saved.rows[120:121]).tolist()[0]
+    stale = await server.client.get(f"/v1/predictions/iris/{ids[120]}?max_age=0.000001")
+    assert stale.json()["status"] == "stale"
+    missing = await server.client.get("/v1/predictions/iris/nobody")
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "key"
+    # A schedule: its first run is due at once (started by whichever tick comes first,
+    # the server's or this one, and only once).
+    schedule = await server.client.post(
+        "/v1/prediction_schedules",
+        json={"model": "iris", "dataset": "flowers.csv", "key": "id", "every": "1h"},
+    )
+    assert schedule.status_code == 200, schedule.text
+    await server.services.scheduler.tick()
+    shown = (await server.client.get(f"/v1/prediction_schedules/{schedule.json()['id']}")).json()
+    assert len(shown["runs"]) == 1 and shown["missed_runs"] == 0
+    bad = await server.client.post(
+        "/v1/prediction_schedules",
+        json={"model": "iris", "dataset": "flowers.csv", "key": "id", "cron": "every hour"},
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "cron"
+
+
+def write_table(path: Path, saved: classical.Saved) -> list[str]:
+    ids = [f"flower-{i}" for i in range(len(saved.rows))]
+    lines = [",".join(["id", *saved.features])]
+    lines += [
+        ",".join([i, *map(str, row)]) for i, row in zip(ids, saved.rows.tolist(), strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return ids

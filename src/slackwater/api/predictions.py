@@ -5,6 +5,7 @@ with the other inference endpoints (api/inference.py)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,9 +15,10 @@ from fastapi.responses import FileResponse
 from slackwater.api.deps import Project, services
 from slackwater.api.inference import JsonBody
 from slackwater.api.schemas import list_json
-from slackwater.domain.clock import parse_completion_window, to_unix
+from slackwater.domain.clock import parse_completion_window, parse_duration, to_unix
 from slackwater.domain.errors import InvalidRequest, NotFound
 from slackwater.domain.predictions import JobStatus, PredictionJob
+from slackwater.domain.schedules import Schedule
 from slackwater.domain.text import shown
 from slackwater.runtime.services import Services
 
@@ -25,7 +27,12 @@ Svc = Annotated[Services, Depends(services)]
 MEDIA = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
-def job_json(job: PredictionJob) -> dict[str, Any]:
+def job_json(job: PredictionJob, cost: Decimal | None = None) -> dict[str, Any]:
+    duration = (
+        (job.finished_at - job.started_at).total_seconds()
+        if job.finished_at and job.started_at
+        else None
+    )
     return {
         "id": job.id,
         "object": "prediction_job",
@@ -43,6 +50,8 @@ def job_json(job: PredictionJob) -> dict[str, Any]:
             "total_rows": job.total_rows,
         },
         "compute_seconds": round(job.compute_seconds, 6),
+        "duration_seconds": round(duration, 3) if duration is not None else None,
+        "cost_usd": str(cost) if cost is not None else None,
         "error": job.error,
         "schedule_id": job.schedule_id,
         "created_at": to_unix(job.created_at),
@@ -95,7 +104,7 @@ async def create_job(body: JsonBody, project: Project, svc: Svc) -> dict[str, An
         chunk_rows=chunk_rows,
         window_seconds=window.total_seconds(),
     )
-    return job_json(job)
+    return job_json(job, svc.datasets.cost(job))
 
 
 @router.get("/prediction_jobs")
@@ -106,17 +115,19 @@ async def list_jobs(
     after: str | None = None,
 ) -> dict[str, Any]:
     page = await svc.store.list_jobs(project, limit=limit, after=after)
-    return list_json(page, job_json)
+    return list_json(page, lambda job: job_json(job, svc.datasets.cost(job)))
 
 
 @router.get("/prediction_jobs/{job_id}")
 async def get_job(job_id: str, project: Project, svc: Svc) -> dict[str, Any]:
-    return job_json(await svc.store.get_job(project, job_id))
+    job = await svc.store.get_job(project, job_id)
+    return job_json(job, svc.datasets.cost(job))
 
 
 @router.post("/prediction_jobs/{job_id}/cancel")
 async def cancel_job(job_id: str, project: Project, svc: Svc) -> dict[str, Any]:
-    return job_json(await svc.store.cancel_job(project, job_id, svc.clock()))
+    job = await svc.store.cancel_job(project, job_id, svc.clock())
+    return job_json(job, svc.datasets.cost(job))
 
 
 @router.get("/prediction_jobs/{job_id}/output", response_model=None)
@@ -165,3 +176,71 @@ async def precomputed(
         "age_seconds": round(age.total_seconds(), 3),
         "job_id": hit.version,
     }
+
+
+def schedule_json(schedule: Schedule, runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    shown_runs: dict[str, Any] = {}
+    if runs is not None:
+        shown_runs["runs"] = runs
+        shown_runs["missed_runs"] = sum(r["status"] == "missed" for r in runs)
+    return {
+        "id": schedule.id,
+        "object": "prediction_schedule",
+        "model": schedule.model,
+        "dataset": schedule.source,
+        "key": schedule.key,
+        "keep": list(schedule.keep),
+        "output": schedule.output,
+        "chunk_rows": schedule.chunk_rows,
+        "every_seconds": schedule.every_seconds,
+        "cron": schedule.cron,
+        "next_run_at": to_unix(schedule.next_run_at),
+        "created_at": to_unix(schedule.created_at),
+        **shown_runs,
+    }
+
+
+@router.post("/prediction_schedules")
+async def create_schedule(body: JsonBody, project: Project, svc: Svc) -> dict[str, Any]:
+    """A dataset job on a window: the job's fields, and `"every": "1h"` or `"cron":
+    "0 * * * *"`. Its first run is due at once."""
+    keep = body.get("keep") or []
+    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+        raise InvalidRequest("'keep' must be a list of column names", param="keep")
+    every = _text(body, "every", required=False)
+    schedule = await svc.scheduler.create(
+        project,
+        str(_text(body, "model")),
+        dataset_path(svc, str(_text(body, "dataset"))),
+        str(_text(body, "key")),
+        every_seconds=parse_duration(every, "every").total_seconds() if every else None,
+        cron=_text(body, "cron", required=False),
+        output=_text(body, "output", required=False) or "predict",
+        keep=keep,
+    )
+    return schedule_json(schedule)
+
+
+@router.get("/prediction_schedules")
+async def list_schedules(
+    project: Project,
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> dict[str, Any]:
+    page = await svc.store.list_schedules(project, limit=limit, after=after)
+    return list_json(page, schedule_json)
+
+
+@router.get("/prediction_schedules/{schedule_id}")
+async def get_schedule(schedule_id: str, project: Project, svc: Svc) -> dict[str, Any]:
+    """The schedule and its last runs (status, duration, cost; missed ones too)."""
+    schedule = await svc.store.get_schedule(project, schedule_id)
+    runs = await svc.store.schedule_runs(schedule.id, 50)
+    return schedule_json(schedule, [job_json(r, svc.datasets.cost(r)) for r in runs])
+
+
+@router.delete("/prediction_schedules/{schedule_id}")
+async def delete_schedule(schedule_id: str, project: Project, svc: Svc) -> dict[str, Any]:
+    await svc.store.delete_schedule(project, schedule_id)
+    return {"id": schedule_id, "object": "prediction_schedule.deleted", "deleted": True}

@@ -30,6 +30,11 @@ predictions_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(predictions_app, name="predictions")
+schedules_app = typer.Typer(
+    help="Dataset jobs on a window (every hour, a cron expression), run by the server.",
+    no_args_is_help=True,
+)
+app.add_typer(schedules_app, name="schedules")
 ProjectOpt = Annotated[str, typer.Option(help="The project the job belongs to.")]
 
 
@@ -75,7 +80,7 @@ async def _run_here(services: Any, job_id: str, out: Path | None, show: bool) ->
     job = await services.store.get_job(None, job_id)
     if out is not None and job.result is not None:
         await asyncio.to_thread(shutil.copyfile, services.blobs.path(job.result), out)
-    return job_json(job)
+    return job_json(job, services.datasets.cost(job))
 
 
 @predictions_app.command("run")
@@ -149,7 +154,7 @@ def jobs(
 
     async def work(services: Any) -> list[dict[str, Any]]:
         page = await services.store.list_jobs(project, limit=limit, after=None)
-        return [job_json(j) for j in page.items]
+        return [job_json(j, services.datasets.cost(j)) for j in page.items]
 
     _show(_with_services(config, data_dir, work))
 
@@ -177,3 +182,90 @@ def get(
         }
 
     _show(_with_services(config, data_dir, work))
+
+
+@schedules_app.command("create")
+def create_schedule(
+    model: Annotated[str, typer.Option(help="The model (serving /v1/predictions).")],
+    dataset: Annotated[Path, typer.Option(help="The table: a .csv or .parquet file.")],
+    key: Annotated[str, typer.Option(help="The column naming each row.")],
+    every: Annotated[str | None, typer.Option(help="An interval: 30m, 1h, 1d.")] = None,
+    cron: Annotated[str | None, typer.Option(help='A cron expression: "0 * * * *".')] = None,
+    output: Annotated[str, typer.Option(help="predict, predict_proba or embedding.")] = "predict",
+    keep: Annotated[
+        list[str] | None, typer.Option(help="A column to copy to the output (repeatable).")
+    ] = None,
+    project: ProjectOpt = "default",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Run a model over a table on a window; the server (`slackwater serve`) starts each
+    run as a dataset job whose deadline is the next run. The first run is due at once."""
+    from slackwater.api.predictions import schedule_json
+    from slackwater.domain.clock import parse_duration
+
+    async def work(services: Any) -> dict[str, Any]:
+        schedule = await services.scheduler.create(
+            project,
+            model,
+            str(dataset),
+            key,
+            every_seconds=parse_duration(every, "every").total_seconds() if every else None,
+            cron=cron,
+            output=output,
+            keep=keep or [],
+        )
+        return schedule_json(schedule)
+
+    _show(_with_services(config, data_dir, work))
+
+
+@schedules_app.command("list")
+def list_schedules(
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    project: ProjectOpt = "default",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The project's schedules and when each runs next."""
+    from slackwater.api.predictions import schedule_json
+
+    async def work(services: Any) -> list[dict[str, Any]]:
+        page = await services.store.list_schedules(project, limit=limit, after=None)
+        return [schedule_json(s) for s in page.items]
+
+    _show(_with_services(config, data_dir, work))
+
+
+@schedules_app.command("runs")
+def runs(
+    schedule_id: str,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    project: ProjectOpt = "default",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """A schedule's runs, newest first: status (missed ones too), duration, cost."""
+    from slackwater.api.predictions import job_json
+
+    async def work(services: Any) -> list[dict[str, Any]]:
+        await services.store.get_schedule(project, schedule_id)
+        found = await services.store.schedule_runs(schedule_id, limit)
+        return [job_json(j, services.datasets.cost(j)) for j in found]
+
+    _show(_with_services(config, data_dir, work))
+
+
+@schedules_app.command("delete")
+def delete_schedule(
+    schedule_id: str,
+    project: ProjectOpt = "default",
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Stop a schedule (its past runs and their outputs stay)."""
+
+    async def work(services: Any) -> None:
+        await services.store.delete_schedule(project, schedule_id)
+
+    _with_services(config, data_dir, work)

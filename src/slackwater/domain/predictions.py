@@ -22,10 +22,11 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    MISSED = "missed"  # a scheduled run whose time passed while no scheduler ran
 
     @property
     def ended(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self is not JobStatus.QUEUED and self is not JobStatus.RUNNING
 
 
 class TableFormat(enum.StrEnum):

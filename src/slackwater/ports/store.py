@@ -32,6 +32,7 @@ from slackwater.domain.files import FileObject
 from slackwater.domain.keys import ApiKey
 from slackwater.domain.predictions import Chunk, JobStatus, Precomputed, PredictionJob
 from slackwater.domain.request import RequestStatus
+from slackwater.domain.schedules import Schedule
 from slackwater.domain.sessions import Entry, Session, SessionStatus, Waiting
 from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports.records import (
@@ -472,6 +473,25 @@ class PredictionStore(Protocol):
     async def precomputed(self, model: str, key: str) -> Precomputed | None: ...
 
 
+class ScheduleStore(Protocol):
+    """Schedules of dataset jobs (store/schedules.py)."""
+
+    async def add_schedule(self, schedule: Schedule) -> None: ...
+    async def get_schedule(self, project: str | None, schedule_id: str) -> Schedule: ...
+    async def list_schedules(self, project: str, *, limit: int, after: str | None) -> Page: ...
+    async def delete_schedule(self, project: str, schedule_id: str) -> None: ...
+    async def due_schedules(self, now: datetime) -> list[Schedule]: ...
+    async def start_runs(
+        self, schedule: Schedule, next_run_at: datetime, jobs: Sequence[PredictionJob]
+    ) -> bool:
+        """Record the due runs and move the schedule on, if no one else did: one step."""
+        ...
+
+    async def schedule_runs(self, schedule_id: str, limit: int) -> list[PredictionJob]:
+        """The schedule's runs (jobs, missed ones too), newest first."""
+        ...
+
+
 class Store(
     Lifecycle,
     FileStore,
@@ -488,6 +508,7 @@ class Store(
     EndpointStore,
     SessionStore,
     PredictionStore,
+    ScheduleStore,
     Protocol,
 ):
     """Everything durable: what a backend implements."""
@@ -507,6 +528,7 @@ __all__ = [
     "OutboxStore",
     "PredictionStore",
     "ReportStore",
+    "ScheduleStore",
     "SessionStore",
     "Store",
     "WorkerStore",

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import orjson
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.ids import new_id
+from slackwater.domain.money import NANO
 from slackwater.domain.predictions import Chunk, JobStatus, PredictionJob, TableFormat
 from slackwater.ports import ArrayPredictor, BlobStore, Clock, PredictionStore
 from slackwater.runtime import tables
@@ -43,6 +45,7 @@ class DatasetRunner:
         owner: str | None = None,
         lease_seconds: float = 60.0,
         poll_seconds: float = 1.0,
+        price_per_hour: Decimal = Decimal(0),
     ) -> None:
         self.store = store
         self.engines = engines
@@ -51,10 +54,16 @@ class DatasetRunner:
         self.owner = owner or new_id("dataw")
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        self.price_per_hour = price_per_hour  # of the machine the jobs run on
         self._woken = asyncio.Event()
         self._stopping = asyncio.Event()  # set: a job in hand stops between chunks
         # Told after each recorded chunk (a progress bar): the job as it stands.
         self.on_progress: Callable[[PredictionJob, int], None] | None = None
+
+    def cost(self, job: PredictionJob) -> Decimal:
+        """What the job's compute cost on this machine's pool (billed by the hour)."""
+        seconds = Decimal(repr(job.compute_seconds))
+        return (self.price_per_hour * seconds / 3600).quantize(NANO)
 
     def models(self) -> list[str]:
         return [m.name for m in self.engines.catalog.models if m.serves(Endpoint.PREDICTIONS)]
@@ -79,9 +88,36 @@ class DatasetRunner:
         keep: Sequence[str] = (),
         chunk_rows: int = 65_536,
         window_seconds: float = 86_400,
-        schedule_id: str | None = None,
     ) -> PredictionJob:
         """A queued job, once its table and model are known to fit each other."""
+        job = await self.prepare(
+            project,
+            model,
+            source,
+            key,
+            output=output,
+            keep=keep,
+            chunk_rows=chunk_rows,
+            deadline=self.clock() + timedelta(seconds=window_seconds),
+        )
+        await self.store.add_job(job)
+        self.wake()
+        return job
+
+    async def prepare(
+        self,
+        project: str,
+        model: str,
+        source: str,
+        key: str,
+        *,
+        output: str,
+        keep: Sequence[str],
+        chunk_rows: int,
+        deadline: datetime,
+        schedule_id: str | None = None,
+    ) -> PredictionJob:
+        """The job (not stored yet), or InvalidRequest naming what does not fit."""
         path, fmt = await asyncio.to_thread(_located, source)
         if output not in OUTPUTS:
             raise InvalidRequest(f"output must be one of {', '.join(OUTPUTS)}", param="output")
@@ -92,8 +128,7 @@ class DatasetRunner:
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
         predictor = await self.predictor(found.name)
         await asyncio.to_thread(self.check_columns, path, fmt, key, keep, predictor.features)
-        now = self.clock()
-        job = PredictionJob(
+        return PredictionJob(
             id=new_id("pjob"),
             project=project,
             model=found.name,
@@ -104,13 +139,10 @@ class DatasetRunner:
             output=output,
             chunk_rows=chunk_rows,
             status=JobStatus.QUEUED,
-            created_at=now,
-            deadline=now + timedelta(seconds=window_seconds),
+            created_at=self.clock(),
+            deadline=deadline,
             schedule_id=schedule_id,
         )
-        await self.store.add_job(job)
-        self.wake()
-        return job
 
     @staticmethod
     def check_columns(
@@ -189,27 +221,33 @@ class DatasetRunner:
             features=features,
             chunk_rows=job.chunk_rows,
         )
-        while (table := await asyncio.to_thread(next, reader, None)) is not None:
-            seq += 1
-            first = rows_seen
-            rows_seen += table.num_rows
-            if seq in done:
-                continue
-            if self._stopping.is_set():  # shutting down: another runner goes on at once
-                await self.store.hold_job(job.id, self.owner, self.clock(), 0)
+        # One chunk is written and recorded while the next is read and predicted: the
+        # store's work hides behind the model's. A chunk is recorded only after its part.
+        keeping: asyncio.Task[bool] | None = None
+        try:
+            while (table := await asyncio.to_thread(next, reader, None)) is not None:
+                seq += 1
+                first = rows_seen
+                rows_seen += table.num_rows
+                if seq in done:
+                    continue
+                if self._stopping.is_set():  # shutting down: another runner goes on now
+                    if keeping is None or await keeping:
+                        await self.store.hold_job(job.id, self.owner, self.clock(), 0)
+                    return
+                started = time.perf_counter()
+                part, values = await asyncio.to_thread(self._predict, predictor, job, table, first)
+                spent = time.perf_counter() - started
+                if keeping is not None and not await keeping:
+                    return
+                chunk = Chunk(seq, table.num_rows, spent, values)
+                keeping = asyncio.create_task(self._keep(job, chunk, part, rows_seen))
+            if keeping is not None and not await keeping:
                 return
-            started = time.perf_counter()
-            part, values = await asyncio.to_thread(self._predict, predictor, job, table, first)
-            key = self._part(job, seq)
-            await asyncio.to_thread(self._write, key, part, job.format)
-            chunk = Chunk(seq, table.num_rows, time.perf_counter() - started, values)
-            if not await self.store.record_chunk(
-                job, self.owner, chunk, self.clock(), self.lease_seconds
-            ):
-                log.info("dataset job %s was cancelled or taken over", job.id)
-                return
-            if self.on_progress is not None:
-                self.on_progress(job, rows_seen)
+        finally:
+            if keeping is not None and not keeping.done():
+                keeping.cancel()
+                await asyncio.gather(keeping, return_exceptions=True)
         result = f"{job.id}.predictions.{job.format.value}"
         await asyncio.to_thread(self._join, job, seq + 1, result)
         if await self.store.end_job(
@@ -217,6 +255,21 @@ class DatasetRunner:
         ):
             for n in range(seq + 1):
                 await self.blobs.delete(self._part(job, n))
+
+    async def _keep(self, job: PredictionJob, chunk: Chunk, part: Any, rows_seen: int) -> bool:
+        """Write the chunk's part, then record it; False if the job is no longer ours."""
+        started = time.perf_counter()
+        await asyncio.to_thread(self._write, self._part(job, chunk.seq), part, job.format)
+        spent = chunk.compute_seconds + time.perf_counter() - started
+        kept = Chunk(chunk.seq, chunk.rows, spent, chunk.values)
+        if not await self.store.record_chunk(
+            job, self.owner, kept, self.clock(), self.lease_seconds
+        ):
+            log.info("dataset job %s was cancelled or taken over", job.id)
+            return False
+        if self.on_progress is not None:
+            self.on_progress(job, rows_seen)
+        return True
 
     def _predict(
         self, predictor: ArrayPredictor, job: PredictionJob, table: Any, first: int

@@ -27,6 +27,7 @@ from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter
+from slackwater.runtime.schedules import Scheduler
 from slackwater.runtime.sessions import SessionRunner
 from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
@@ -58,6 +59,7 @@ class Services:
     tiers: dict[str, ServiceTier]
     sessions: SessionRunner
     datasets: DatasetRunner
+    scheduler: Scheduler
     datasets_dir: Path  # where the API may read dataset jobs' tables from
     workers: list[Worker] = field(default_factory=list)
     run_sessions: bool = False  # resume the sessions of its agents here
@@ -85,6 +87,8 @@ class Services:
             loops.append(self.sessions.run(self._stopping))
         if self.workers:  # a process that runs models runs dataset jobs too
             loops.append(self.datasets.run(self._stopping))
+        if self.monitor is not None:  # the server starts scheduled runs
+            loops.append(self.scheduler.run(self._stopping))
         for worker in self.workers:
             worker.on_recorded = worker.on_recorded or self._recorded
         self.calls.on_queued = self._queued

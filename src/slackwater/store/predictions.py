@@ -37,9 +37,13 @@ from slackwater.store.schema import (
 )
 
 _LIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_CACHE_SQL = (
+    "INSERT INTO predictions (model, version, key, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (model, version, key) DO UPDATE SET value = excluded.value"
+)
 
 
-def _job(row: Any) -> PredictionJob:
+def job_of(row: Any) -> PredictionJob:
     return PredictionJob(
         id=row.id,
         project=row.project,
@@ -74,26 +78,32 @@ def _owned(job_id: str, owner: str) -> Any:
     )
 
 
+async def add_job(conn: AsyncConnection, job: PredictionJob) -> None:
+    await conn.execute(
+        insert(prediction_jobs).values(
+            id=job.id,
+            project=job.project,
+            model=job.model,
+            source=job.source,
+            format=job.format.value,
+            key=job.key,
+            keep=orjson.dumps(list(job.keep)).decode(),
+            output=job.output,
+            chunk_rows=job.chunk_rows,
+            status=job.status.value,
+            schedule_id=job.schedule_id,
+            error=orjson.dumps(job.error).decode() if job.error else None,
+            deadline=job.deadline,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+        )
+    )
+
+
 class SqlPredictions(Database):
     async def add_job(self, job: PredictionJob) -> None:
         async with self.writing() as conn:
-            await conn.execute(
-                insert(prediction_jobs).values(
-                    id=job.id,
-                    project=job.project,
-                    model=job.model,
-                    source=job.source,
-                    format=job.format.value,
-                    key=job.key,
-                    keep=orjson.dumps(list(job.keep)).decode(),
-                    output=job.output,
-                    chunk_rows=job.chunk_rows,
-                    status=job.status.value,
-                    schedule_id=job.schedule_id,
-                    deadline=job.deadline,
-                    created_at=job.created_at,
-                )
-            )
+            await add_job(conn, job)
 
     async def get_job(self, project: str | None, job_id: str) -> PredictionJob:
         query = select(prediction_jobs).where(prediction_jobs.c.id == job_id)
@@ -103,11 +113,13 @@ class SqlPredictions(Database):
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(f"No prediction job with id '{shown(job_id)}'", param="job_id")
-        return _job(row)
+        return job_of(row)
 
     async def list_jobs(self, project: str, *, limit: int, after: str | None) -> Page:
         query = select(prediction_jobs).where(prediction_jobs.c.project == project)
-        return await self.page(query, prediction_jobs.c.id, limit=limit, after=after, convert=_job)
+        return await self.page(
+            query, prediction_jobs.c.id, limit=limit, after=after, convert=job_of
+        )
 
     async def claim_job(
         self,
@@ -155,7 +167,7 @@ class SqlPredictions(Database):
             row = (
                 await conn.execute(select(prediction_jobs).where(prediction_jobs.c.id == found.id))
             ).one()
-        return _job(row)
+        return job_of(row)
 
     async def hold_job(self, job_id: str, owner: str, now: datetime, lease_seconds: float) -> bool:
         async with self.writing() as conn:
@@ -199,17 +211,12 @@ class SqlPredictions(Database):
                 )
             )
             if chunk.values:
-                # A key seen twice in a table keeps its last prediction.
-                write = self.upsert(predictions)
-                await conn.execute(
-                    write.on_conflict_do_update(
-                        index_elements=["model", "version", "key"],
-                        set_={"value": write.excluded.value},
-                    ),
-                    [
-                        {"model": job.model, "version": job.id, "key": key, "value": value}
-                        for key, value in chunk.values
-                    ],
+                # The driver's own executemany: a chunk is tens of thousands of rows. A
+                # key seen twice in a table keeps its last prediction.
+                await self.executemany(
+                    conn,
+                    _CACHE_SQL,
+                    [(job.model, job.id, key, value) for key, value in chunk.values],
                 )
         return True
 

@@ -377,6 +377,7 @@ prediction_jobs = Table(
     Column("finished_at", UtcDateTime),
     Index("ix_prediction_jobs_due", "status", "deadline"),
     Index("ix_prediction_jobs_project", "project", "id"),
+    Index("ix_prediction_jobs_schedule", "schedule_id", "id"),
 )
 
 prediction_chunks = Table(
@@ -403,4 +404,24 @@ prediction_versions = Table(
     Column("model", String(128), primary_key=True),
     Column("version", String(40), nullable=False),
     Column("computed_at", UtcDateTime, nullable=False),
+)
+
+# Dataset jobs run on a window: each due run is a job (`prediction_jobs.schedule_id`).
+prediction_schedules = Table(
+    "prediction_schedules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("keep", Text, nullable=False),  # JSON list of columns
+    Column("output", String(32), nullable=False),
+    Column("chunk_rows", Integer, nullable=False),
+    Column("every_seconds", Float),
+    Column("cron", String(128)),
+    Column("next_run_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_prediction_schedules_due", "next_run_at"),
+    Index("ix_prediction_schedules_project", "project", "id"),
 )

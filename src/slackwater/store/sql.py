@@ -17,6 +17,7 @@ from slackwater.store.predictions import SqlPredictions
 from slackwater.store.queue import SqlQueue
 from slackwater.store.responses import SqlResponses
 from slackwater.store.results import SqlResults
+from slackwater.store.schedules import SqlSchedules
 from slackwater.store.sessions import SqlSessions
 from slackwater.store.staging import SqlStaging
 from slackwater.store.workers import SqlWorkers
@@ -36,6 +37,7 @@ class SqlStore(
     SqlEndpoints,
     SqlSessions,
     SqlPredictions,
+    SqlSchedules,
 ):
     def __init__(self, url: str, *, echo: bool = False, webhooks: bool = False) -> None:
         super().__init__(url, echo=echo)
