@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,16 @@ import pytest
 from tests.conftest import free_port
 
 SLACKWATER = [sys.executable, "-m", "slackwater"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def docs_block(page: str, test: str) -> str:
+    """The bash block of docs/<page> marked as run as written by `test` (a test file)."""
+    marker = f"<!-- tutorial: tests/acceptance/{test} runs this block as written -->"
+    text = (ROOT / "docs" / page).read_text()
+    found = re.search(re.escape(marker) + r"\n```bash\n(.*?)\n```", text, re.S)
+    assert found, f"docs/{page} has lost its tutorial block"
+    return found.group(1)
 
 
 def run_cli(

@@ -6,32 +6,28 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.acceptance.conftest import docs_block
+
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-MARKER = (
-    "<!-- tutorial: tests/acceptance/test_predictions_tutorial.py runs this block as written -->"
-)
-
-
-def tutorial() -> str:
-    text = (ROOT / "docs" / "predictions.md").read_text()
-    found = re.search(re.escape(MARKER) + r"\n```bash\n(.*?)\n```", text, re.S)
-    assert found, "docs/predictions.md has lost its tutorial block"
-    return found.group(1)
 
 
 def test_the_predictions_tutorial_runs_as_written(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("SLACKWATER_DATA_DIR", None)
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", tutorial()],
+        [
+            "bash",
+            "-euo",
+            "pipefail",
+            "-c",
+            docs_block("predictions.md", "test_predictions_tutorial.py"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -4,23 +4,15 @@ local files on the real local chat model, from the server's start to its report.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.acceptance.conftest import ROOT, docs_block
+
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-MARKER = "<!-- tutorial: tests/acceptance/test_session_tutorial.py runs this block as written -->"
-
-
-def tutorial() -> str:
-    text = (ROOT / "docs" / "sessions.md").read_text()
-    found = re.search(re.escape(MARKER) + r"\n```bash\n(.*?)\n```", text, re.S)
-    assert found, "docs/sessions.md has lost its tutorial block"
-    return found.group(1)
 
 
 def test_the_sessions_tutorial_runs_as_written(tmp_path: Path) -> None:
@@ -33,7 +25,7 @@ def test_the_sessions_tutorial_runs_as_written(tmp_path: Path) -> None:
     }
     env.pop("SLACKWATER_DATA_DIR", None)
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", tutorial()],
+        ["bash", "-euo", "pipefail", "-c", docs_block("sessions.md", "test_session_tutorial.py")],
         cwd=tmp_path,
         env=env,
         capture_output=True,

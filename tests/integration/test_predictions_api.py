@@ -120,6 +120,23 @@ async def test_dataset_jobs_schedules_and_precomputed_answers_over_http(
     assert stale.json()["status"] == "stale"
     missing = await server.client.get("/v1/predictions/iris/nobody")
     assert missing.status_code == 404 and missing.json()["error"]["param"] == "key"
+    # Online with keys: rows the job predicted come from it, the others from the model.
+    rows = saved.rows.tolist()
+    expected = saved.estimator.predict(saved.rows).tolist()
+    both = {"model": "iris", "keys": [ids[7], "new-flower"], "inputs": [rows[7], rows[140]]}
+    mixed = (await server.client.post("/v1/predictions", json=both)).json()
+    assert mixed["sources"] == ["precomputed", "model"]
+    assert mixed["predictions"] == [expected[7], expected[140]]
+    assert mixed["usage"] == {"rows": 1, "precomputed_rows": 1}
+    proba = await server.client.post("/v1/predictions", json={**both, "output": "predict_proba"})
+    assert proba.json()["sources"] == ["model", "model"]  # the job predicted labels only
+    fresh = await server.client.post("/v1/predictions", json={**both, "max_age": 0.000001})
+    assert fresh.json()["sources"] == ["model", "model"]
+    bad = {"model": "iris", "keys": [ids[7], "x"], "inputs": [rows[7], [1.0, 2.0]]}
+    refused = await server.client.post("/v1/predictions", json=bad)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "inputs[1]"
+    unmatched = await server.client.post("/v1/predictions", json={**both, "keys": ["a"]})
+    assert unmatched.status_code == 400 and unmatched.json()["error"]["param"] == "keys"
     # A schedule: its first run is due at once (started by whichever tick comes first,
     # the server's or this one, and only once).
     schedule = await server.client.post(

@@ -20,6 +20,7 @@ from slackwater.domain.errors import BudgetExceeded, InvalidRequest, NotFound
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
 from slackwater.domain.tiers import ServiceTier, tier_named
+from slackwater.runtime.lookups import checked_keys, predict_with_cache
 from slackwater.runtime.services import Services
 
 router = APIRouter(prefix="/v1", tags=["realtime"])
@@ -178,8 +179,29 @@ async def predictions(
 ) -> Response:
     """Predictions of a classical model: `{"model": ..., "inputs": [rows], "output":
     "predict" | "predict_proba" | "embedding"}`; a row is a list of feature values in
-    the model's order, or an object by feature name."""
-    return await _answer(request, project, svc, Endpoint.PREDICTIONS, body)
+    the model's order, or an object by feature name. With `"keys"` (one per row), rows
+    the model's last dataset job predicted (fresher than `"max_age"` seconds, if given)
+    are answered from it and only the others go to the model."""
+    if "keys" not in body:
+        return await _answer(request, project, svc, Endpoint.PREDICTIONS, body)
+    keys = checked_keys(body)
+    model = svc.catalog.find(str(body.get("model")))
+    if model is None:
+        raise NotFound(f"The model '{shown(str(body.get('model')))}' does not exist", param="model")
+    hits = await svc.store.precomputed_many(model.name, keys)
+
+    async def online(rows: dict[str, Any]) -> Outcome:
+        ready = await svc.realtime.prepare(Endpoint.PREDICTIONS.value, rows)
+        [outcome] = await svc.engines.run(
+            ready.model.name, Endpoint.PREDICTIONS.value, [ready.body], realtime=True,
+            project=project,
+        )  # fmt: skip
+        return outcome
+
+    outcome = await predict_with_cache(body, hits, online, svc.clock())
+    if not outcome.ok:
+        return _plain(outcome)
+    return JSONResponse(outcome.body)
 
 
 @router.get("/models")

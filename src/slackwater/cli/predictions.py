@@ -83,6 +83,13 @@ async def _run_here(services: Any, job_id: str, out: Path | None, show: bool) ->
     return job_json(job, services.datasets.cost(job))
 
 
+def _finished(job: dict[str, Any]) -> None:
+    """Show the job; exit 1 unless it completed."""
+    _show(job)
+    if job["status"] != "completed":
+        raise typer.Exit(1)
+
+
 @predictions_app.command("run")
 def run(
     model: Annotated[str, typer.Option(help="The model (serving /v1/predictions).")],
@@ -114,10 +121,7 @@ def run(
         err_console.print(f"job {job.id}")
         return await _run_here(services, job.id, out, progress)
 
-    shown = _with_services(config, data_dir, work)
-    _show(shown)
-    if shown["status"] != "completed":
-        raise typer.Exit(1)
+    _finished(_with_services(config, data_dir, work))
 
 
 @predictions_app.command("resume")
@@ -136,10 +140,7 @@ def resume(
     async def work(services: Any) -> dict[str, Any]:
         return await _run_here(services, job_id, out, progress)
 
-    shown = _with_services(config, data_dir, work)
-    _show(shown)
-    if shown["status"] != "completed":
-        raise typer.Exit(1)
+    _finished(_with_services(config, data_dir, work))
 
 
 @predictions_app.command("jobs")

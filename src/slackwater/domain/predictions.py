@@ -86,3 +86,4 @@ class Precomputed:
     value: Any
     computed_at: datetime
     version: str  # the job that computed it
+    output: str = "predict"  # what it is: predict, predict_proba, embedding

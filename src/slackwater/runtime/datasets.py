@@ -29,6 +29,7 @@ from slackwater.domain.predictions import Chunk, JobStatus, PredictionJob, Table
 from slackwater.ports import ArrayPredictor, BlobStore, Clock, PredictionStore
 from slackwater.runtime import tables
 from slackwater.runtime.engines import EngineSet
+from slackwater.runtime.loops import run_until
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("predict", "predict_proba", "embedding")
@@ -182,21 +183,9 @@ class DatasetRunner:
 
     async def run(self, stopping: asyncio.Event) -> None:
         self._stopping = stopping
-        while not stopping.is_set():
-            try:
-                ran = await self.run_due()
-            except Exception:  # a failing store must not end the loop
-                log.exception("running dataset jobs failed")
-                ran = False
-            if not ran:
-                self._woken.clear()
-                stop = asyncio.ensure_future(stopping.wait())
-                woken = asyncio.ensure_future(self._woken.wait())
-                await asyncio.wait(
-                    {stop, woken}, timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
-                )
-                for waiter in (stop, woken):
-                    waiter.cancel()
+        await run_until(
+            stopping, self._woken, self.poll_seconds, self.run_due, "running dataset jobs"
+        )
 
     async def run_job(self, job: PredictionJob) -> None:
         try:

@@ -10,7 +10,6 @@ the schedule on are one step in the store.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,6 +22,7 @@ from slackwater.domain.predictions import JobStatus, PredictionJob, TableFormat
 from slackwater.domain.schedules import Schedule
 from slackwater.ports import Clock, ScheduleStore
 from slackwater.runtime.datasets import OUTPUTS, DatasetRunner
+from slackwater.runtime.loops import run_until
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,9 @@ class Scheduler:
         )
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.tick()
-            except Exception:  # a failing store must not end the loop
-                log.exception("starting scheduled runs failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.poll_seconds)
+        # Nothing wakes it early: a schedule's time is a clock's, looked at every poll.
+        idle = asyncio.Event()
+        await run_until(stopping, idle, self.poll_seconds, self._tick_idle, "starting runs")
+
+    async def _tick_idle(self) -> None:
+        await self.tick()  # then wait for the next poll, whatever it started

@@ -48,6 +48,7 @@ from slackwater.domain.sessions import (
 from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, SessionStore
 from slackwater.runtime.calls import ENDED, CallQueue, outcome_of
+from slackwater.runtime.loops import run_until
 from slackwater.runtime.realtime import Realtime
 
 log = logging.getLogger(__name__)
@@ -518,18 +519,4 @@ class SessionRunner:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Resume due sessions until `stopping` is set."""
-        while not stopping.is_set():
-            try:
-                ran = await self.run_due()
-            except Exception:  # a failing store must not end the loop; try again
-                log.exception("resuming sessions failed")
-                ran = 0
-            if not ran:
-                stop = asyncio.ensure_future(stopping.wait())
-                woken = asyncio.ensure_future(self._woken.wait())
-                await asyncio.wait(
-                    {stop, woken}, timeout=self.poll_seconds, return_when="FIRST_COMPLETED"
-                )
-                for waiter in (stop, woken):
-                    waiter.cancel()
-                self._woken.clear()
+        await run_until(stopping, self._woken, self.poll_seconds, self.run_due, "resuming sessions")

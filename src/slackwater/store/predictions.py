@@ -299,8 +299,20 @@ class SqlPredictions(Database):
 
     async def precomputed(self, model: str, key: str) -> Precomputed | None:
         """The model's current prediction for `key` (None: no current version has it)."""
+        return (await self.precomputed_many(model, [key])).get(key)
+
+    async def precomputed_many(self, model: str, keys: Sequence[str]) -> dict[str, Precomputed]:
+        """The model's current predictions for those of `keys` it has."""
+        if not keys:
+            return {}
         query = (
-            select(predictions.c.value, prediction_versions.c.computed_at, predictions.c.version)
+            select(
+                predictions.c.key,
+                predictions.c.value,
+                prediction_versions.c.computed_at,
+                predictions.c.version,
+                prediction_jobs.c.output,
+            )
             .select_from(
                 prediction_versions.join(
                     predictions,
@@ -308,12 +320,15 @@ class SqlPredictions(Database):
                         predictions.c.model == prediction_versions.c.model,
                         predictions.c.version == prediction_versions.c.version,
                     ),
-                )
+                ).join(prediction_jobs, prediction_jobs.c.id == predictions.c.version)
             )
-            .where(prediction_versions.c.model == model, predictions.c.key == key)
+            .where(prediction_versions.c.model == model, predictions.c.key.in_(list(set(keys))))
         )
         async with self.reading() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            return None
-        return Precomputed(model, key, orjson.loads(row.value), row.computed_at, row.version)
+            rows = (await conn.execute(query)).all()
+        return {
+            row.key: Precomputed(
+                model, row.key, orjson.loads(row.value), row.computed_at, row.version, row.output
+            )
+            for row in rows
+        }
