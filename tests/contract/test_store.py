@@ -991,6 +991,11 @@ async def test_a_dataset_job_records_each_chunk_once_and_swaps_its_predictions_i
     assert done.compute_seconds == pytest.approx(0.6)
     hit = await store.precomputed("m", "c")
     assert hit is not None and (hit.value, hit.version, hit.computed_at) == (3, "pjob_2", later)
+    many = await store.precomputed_many("m", ["a", "c", "nope"])
+    assert {k: (h.value, h.output) for k, h in many.items()} == {
+        "a": (1, "predict"),
+        "c": (3, "predict"),
+    }
     # The next job's predictions replace these whole when it completes, not before.
     other = await store.claim_job("w1", later, 30, ["m"])
     assert other is not None and other.id == "pjob_1"
