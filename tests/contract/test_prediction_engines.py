@@ -5,6 +5,7 @@ output; and bad model files are refused with the file named."""
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,23 @@ async def test_bad_model_files_are_refused_naming_the_file(
     assert trusted.status_code == 400 and "gives embedding" in trusted.body["error"]["message"]
     assert (await predict("sklearn", odd, {"inputs": [[1.0, 4.0]], "output": "embedding"},
                           trusted=untrusted)).body["predictions"] == [[2.0, 8.0]]  # fmt: skip
+
+
+async def test_neighbors_are_the_nearest_fitted_rows_by_label(
+    saved: classical.Saved, tmp_path: Path
+) -> None:
+    import skops.io
+    from sklearn.neighbors import KNeighborsClassifier
+
+    ids = [f"flower-{i}" for i in range(len(saved.rows))]
+    with warnings.catch_warnings():  # a label per row is the point here, not a mistake
+        warnings.simplefilter("ignore", UserWarning)
+        model = KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(saved.rows, ids)
+    skops.io.dump(model, tmp_path / "near.skops")
+    got = await predict(
+        "sklearn",
+        tmp_path / "near.skops",
+        {"inputs": saved.rows[:20].tolist(), "output": "neighbors"},
+    )
+    nearest = model.kneighbors(saved.rows[:20], return_distance=False)
+    assert got.body["predictions"] == [[ids[j] for j in row] for row in nearest]

@@ -73,7 +73,7 @@ class PredictionBody(TypedDict):
     model: Annotated[str, NonEmpty]
     # Rows: each a list of feature values in the model's order, or an object by name.
     inputs: Annotated[list[list[Feature] | dict[str, Feature]], NonEmpty]
-    output: NotRequired[Literal["predict", "predict_proba", "embedding"] | None]
+    output: NotRequired[Literal["predict", "predict_proba", "embedding", "neighbors"] | None]
 
 
 Body = ChatBody | CompletionBody | EmbeddingBody | PredictionBody

@@ -23,7 +23,7 @@ from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome, Usage
 
-PREDICT, PROBA, EMBEDDING = "predict", "predict_proba", "embedding"
+PREDICT, PROBA, EMBEDDING, NEIGHBORS = "predict", "predict_proba", "embedding", "neighbors"
 
 
 class RowError(ValueError):

@@ -23,7 +23,14 @@ import numpy as np
 
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Model
-from slackwater.engines.arrays import EMBEDDING, PREDICT, PROBA, ArrayEngine, not_a_model
+from slackwater.engines.arrays import (
+    EMBEDDING,
+    NEIGHBORS,
+    PREDICT,
+    PROBA,
+    ArrayEngine,
+    not_a_model,
+)
 
 PICKLES = (".pkl", ".pickle", ".joblib")
 
@@ -83,6 +90,8 @@ class SklearnEngine(ArrayEngine):
             found.add(PROBA)
         if hasattr(self.estimator, "transform"):
             found.add(EMBEDDING)
+        if hasattr(self.estimator, "kneighbors"):
+            found.add(NEIGHBORS)
         return frozenset(found)
 
     def feature_count(self) -> int | None:
@@ -102,7 +111,20 @@ class SklearnEngine(ArrayEngine):
                 return np.asarray(self.estimator.predict_proba(rows)), classes
             if output == EMBEDDING:
                 return np.asarray(self.estimator.transform(rows)), None
+            if output == NEIGHBORS:
+                return self._neighbors(rows), None
             return np.asarray(self.estimator.predict(rows)), None
+
+    def _neighbors(self, rows: np.ndarray) -> np.ndarray:
+        """The nearest of the rows the model was fitted on, nearest first: their labels
+        for a classifier (fitted with item ids as labels), else their row numbers."""
+        nearest = self.estimator.kneighbors(rows, return_distance=False)
+        labels = getattr(self.estimator, "classes_", None)
+        encoded = getattr(self.estimator, "_y", None)
+        if labels is None or encoded is None:
+            return np.asarray(nearest)
+        named: np.ndarray = np.asarray(labels)[np.asarray(encoded)[nearest]]
+        return named
 
 
 def _plain(value: Any) -> Any:

@@ -32,7 +32,7 @@ from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.loops import run_until
 
 log = logging.getLogger(__name__)
-OUTPUTS = ("predict", "predict_proba", "embedding")
+OUTPUTS = ("predict", "predict_proba", "embedding", "neighbors")
 
 
 class DatasetRunner:
@@ -128,7 +128,7 @@ class DatasetRunner:
         if not found.serves(Endpoint.PREDICTIONS):
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
         predictor = await self.predictor(found.name)
-        await asyncio.to_thread(self.check_columns, path, fmt, key, keep, predictor.features)
+        await asyncio.to_thread(self.features, path, fmt, key, keep, predictor.features)
         return PredictionJob(
             id=new_id("pjob"),
             project=project,
@@ -146,23 +146,23 @@ class DatasetRunner:
         )
 
     @staticmethod
-    def check_columns(
-        path: Path, fmt: TableFormat, key: str, keep: Sequence[str], features: Any
-    ) -> None:
-        if not features:
-            raise InvalidRequest(
-                "the model's features are not named: set options.features in its config",
-                param="model",
-            )
-        columns = set(tables.columns_of(path, fmt))
+    def features(
+        path: Path, fmt: TableFormat, key: str, keep: Sequence[str], named: Sequence[str] | None
+    ) -> list[str]:
+        """The columns the model reads: its named features, or (a model that names none)
+        every column of the table but the key and the kept ones, in the table's order."""
+        columns = tables.columns_of(path, fmt)
         for name, param in [(key, "key"), *((k, "keep") for k in keep)]:
             if name not in columns:
                 raise InvalidRequest(f"{path}: no column {name!r}", param=param)
-        missing = [f for f in features if f not in columns]
+        if not named:
+            return [c for c in columns if c != key and c not in keep]
+        missing = [f for f in named if f not in columns]
         if missing:
             raise InvalidRequest(
                 f"{path}: no column {missing[0]!r}, a feature of the model", param="dataset"
             )
+        return list(named)
 
     def wake(self) -> None:
         self._woken.set()
@@ -196,9 +196,10 @@ class DatasetRunner:
 
     async def _run(self, job: PredictionJob) -> None:
         predictor = await self.predictor(job.model)
-        features = list(predictor.features or [])
         path = Path(job.source)
-        await asyncio.to_thread(self.check_columns, path, job.format, job.key, job.keep, features)
+        features = await asyncio.to_thread(
+            self.features, path, job.format, job.key, job.keep, predictor.features
+        )
         done = await self.store.recorded_chunks(job.id)
         rows_seen = 0
         seq = -1
@@ -225,7 +226,9 @@ class DatasetRunner:
                         await self.store.hold_job(job.id, self.owner, self.clock(), 0)
                     return
                 started = time.perf_counter()
-                part, values = await asyncio.to_thread(self._predict, predictor, job, table, first)
+                part, values = await asyncio.to_thread(
+                    self._predict, predictor, features, job, table, first
+                )
                 spent = time.perf_counter() - started
                 if keeping is not None and not await keeping:
                     return
@@ -261,9 +264,13 @@ class DatasetRunner:
         return True
 
     def _predict(
-        self, predictor: ArrayPredictor, job: PredictionJob, table: Any, first: int
+        self,
+        predictor: ArrayPredictor,
+        features: list[str],
+        job: PredictionJob,
+        table: Any,
+        first: int,
     ) -> tuple[Any, list[tuple[str, str]]]:
-        features = list(predictor.features or [])
         rows = tables.features_of(table, features)
         try:
             values, classes = predictor.predict_array(job.output, rows)

@@ -149,10 +149,13 @@ def with_outputs(
     table: Any, key: str, keep: Sequence[str], output: str, values: np.ndarray, classes: Any
 ) -> Any:
     """The chunk's key and kept columns, and its predictions: `prediction`, a
-    `proba_<class>` column per class, or an `embedding` list column."""
+    `proba_<class>` column per class, an `embedding` list column, or a `neighbors` list
+    of labels."""
     pa = _pa()
     out = table.select(list(dict.fromkeys([key, *keep])))
-    if output == "predict_proba":
+    if output == "neighbors":
+        out = out.append_column("neighbors", pa.array(values.tolist()))
+    elif output == "predict_proba":
         for i, label in enumerate(classes or range(values.shape[1])):
             out = out.append_column(f"proba_{label}", pa.array(values[:, i]))
     elif values.ndim == 2:
