@@ -137,6 +137,27 @@ async def test_dataset_jobs_schedules_and_precomputed_answers_over_http(
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "inputs[1]"
     unmatched = await server.client.post("/v1/predictions", json={**both, "keys": ["a"]})
     assert unmatched.status_code == 400 and unmatched.json()["error"]["param"] == "keys"
+    # An uploaded table (purpose user_data) serves as well as one in the directory.
+    upload = await server.client.post(
+        "/v1/files",
+        data={"purpose": "user_data"},
+        files={"file": ("flowers.csv", (data / "datasets" / "flowers.csv").read_bytes())},
+    )
+    assert upload.status_code == 200, upload.text
+    uploaded = await server.client.post(
+        "/v1/prediction_jobs",
+        json={"model": "iris", "dataset": upload.json()["id"], "key": "id"},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json()["format"] == "csv"
+    batch_file = await server.client.post(
+        "/v1/files", data={"purpose": "batch"}, files={"file": ("x.jsonl", b"{}\n")}
+    )
+    not_table = await server.client.post(
+        "/v1/prediction_jobs",
+        json={"model": "iris", "dataset": batch_file.json()["id"], "key": "id"},
+    )
+    assert not_table.status_code == 400 and "is not a table" in not_table.text
     # A schedule: its first run is due at once (started by whichever tick comes first,
     # the server's or this one, and only once).
     schedule = await server.client.post(

@@ -17,7 +17,8 @@ from slackwater.api.inference import JsonBody
 from slackwater.api.schemas import list_json
 from slackwater.domain.clock import parse_completion_window, parse_duration, to_unix
 from slackwater.domain.errors import InvalidRequest, NotFound
-from slackwater.domain.predictions import JobStatus, PredictionJob
+from slackwater.domain.files import FilePurpose
+from slackwater.domain.predictions import JobStatus, PredictionJob, TableFormat
 from slackwater.domain.schedules import Schedule
 from slackwater.domain.text import shown
 from slackwater.runtime.services import Services
@@ -71,6 +72,22 @@ def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None
     return value
 
 
+async def dataset_of(svc: Services, project: str, name: str) -> tuple[str, TableFormat | None]:
+    """A table the API may read: a file the project uploaded (`file_…`, purpose
+    `user_data`, named .csv or .parquet), or one under the server's datasets directory."""
+    if name.startswith("file_"):
+        file = await svc.files.get(project, name)
+        fmt = TableFormat.of(file.filename)
+        if file.purpose != FilePurpose.USER_DATA or fmt is None:
+            raise InvalidRequest(
+                f"file {name} is not a table: upload a .csv or .parquet file with purpose "
+                "'user_data'",
+                param="dataset",
+            )
+        return svc.blobs.path(file.id), fmt
+    return dataset_path(svc, name), None
+
+
 def dataset_path(svc: Services, name: str) -> str:
     """A dataset the API may read: a file under the server's datasets directory."""
     root = svc.datasets_dir.resolve()
@@ -94,11 +111,13 @@ async def create_job(body: JsonBody, project: Project, svc: Svc) -> dict[str, An
     if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool):
         raise InvalidRequest("'chunk_rows' must be an integer", param="chunk_rows")
     window = parse_completion_window(str(body.get("completion_window") or "24h"))
+    source, fmt = await dataset_of(svc, project, str(_text(body, "dataset")))
     job = await svc.datasets.submit(
         project,
         str(_text(body, "model")),
-        dataset_path(svc, str(_text(body, "dataset"))),
+        source,
         str(_text(body, "key")),
+        fmt=fmt,
         output=_text(body, "output", required=False) or "predict",
         keep=keep,
         chunk_rows=chunk_rows,

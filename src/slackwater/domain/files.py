@@ -10,6 +10,7 @@ from enum import StrEnum
 class FilePurpose(StrEnum):
     BATCH = "batch"
     BATCH_OUTPUT = "batch_output"
+    USER_DATA = "user_data"  # any file (a dataset job's table, say); OpenAI's name
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class DatasetRunner:
         keep: Sequence[str] = (),
         chunk_rows: int = 65_536,
         window_seconds: float = 86_400,
+        fmt: TableFormat | None = None,
     ) -> PredictionJob:
         """A queued job, once its table and model are known to fit each other."""
         job = await self.prepare(
@@ -100,6 +101,7 @@ class DatasetRunner:
             keep=keep,
             chunk_rows=chunk_rows,
             deadline=self.clock() + timedelta(seconds=window_seconds),
+            fmt=fmt,
         )
         await self.store.add_job(job)
         self.wake()
@@ -117,9 +119,11 @@ class DatasetRunner:
         chunk_rows: int,
         deadline: datetime,
         schedule_id: str | None = None,
+        fmt: TableFormat | None = None,
     ) -> PredictionJob:
-        """The job (not stored yet), or InvalidRequest naming what does not fit."""
-        path, fmt = await asyncio.to_thread(_located, source)
+        """The job (not stored yet), or InvalidRequest naming what does not fit. `fmt`:
+        the table's format, when its path does not say (an uploaded file)."""
+        path, table_format = await asyncio.to_thread(_located, source, fmt)
         if output not in OUTPUTS:
             raise InvalidRequest(f"output must be one of {', '.join(OUTPUTS)}", param="output")
         if chunk_rows < 1:
@@ -128,13 +132,13 @@ class DatasetRunner:
         if not found.serves(Endpoint.PREDICTIONS):
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
         predictor = await self.predictor(found.name)
-        await asyncio.to_thread(self.features, path, fmt, key, keep, predictor.features)
+        await asyncio.to_thread(self.features, path, table_format, key, keep, predictor.features)
         return PredictionJob(
             id=new_id("pjob"),
             project=project,
             model=found.name,
             source=str(path),
-            format=fmt,
+            format=table_format,
             key=key,
             keep=tuple(keep),
             output=output,
@@ -309,9 +313,9 @@ class DatasetRunner:
                 part.close()
 
 
-def _located(source: str) -> tuple[Path, TableFormat]:
+def _located(source: str, fmt: TableFormat | None) -> tuple[Path, TableFormat]:
     path = Path(source).expanduser().resolve()
-    fmt = TableFormat.of(str(path))
+    fmt = fmt or TableFormat.of(str(path))
     if fmt is None:
         raise InvalidRequest(f"{source}: a dataset is a .csv or .parquet file", param="dataset")
     if not path.is_file():

@@ -21,7 +21,7 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.text import shown
 from slackwater.ports import BlobStore, Clock, FileStore, Page
 
-UPLOAD_PURPOSES = frozenset({FilePurpose.BATCH.value})
+UPLOAD_PURPOSES = frozenset({FilePurpose.BATCH.value, FilePurpose.USER_DATA.value})
 # How long after its creation a file may be set to expire (OpenAI's limits).
 MIN_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS = 3600, 30 * 86400
 
@@ -140,7 +140,9 @@ class FileService:
     ) -> FileObject:
         if purpose not in UPLOAD_PURPOSES:
             raise InvalidRequest(
-                f"purpose {purpose!r} is not supported; use 'batch'", param="purpose"
+                f"purpose {purpose!r} is not supported; use 'batch' (or 'user_data' for "
+                "a dataset job's table)",
+                param="purpose",
             )
         if upload.lines > self.max_lines:
             raise LimitExceeded(f"file has more than {self.max_lines} lines", param="file")
