@@ -144,6 +144,7 @@ def build(
         clock,
         lease_seconds=settings.lease_seconds,
         price_per_hour=pool.price_per_hour,
+        placement=placement,
     )
     calls = CallQueue(store, clock, poll_seconds=settings.call_poll_seconds)
     return Services(

@@ -970,6 +970,8 @@ async def test_a_dataset_job_records_each_chunk_once_and_swaps_its_predictions_i
     assert await store.record_chunk(job, "w1", first, NOW, 30)
     assert not await store.record_chunk(job, "w2", Chunk(1, 1, 0.1, [("c", "3")]), NOW, 30)
     assert await store.recorded_chunks("pjob_2") == {0}
+    sized = {j.id: (j.rows_left, j.seconds_per_row) for j in await store.open_jobs()}
+    assert sized == {"pjob_2": (1, 0.25), "pjob_1": (2, None)}  # measured from its chunk
     assert await store.hold_job("pjob_2", "w1", NOW, 30)
     assert await store.precomputed("m", "a") is None  # not until the job completes
     # Its lease runs out: another worker takes it over, and the first can write nothing.
@@ -1042,6 +1044,22 @@ async def test_a_schedule_starts_each_run_once(store: Store) -> None:
         await store.get_schedule("p1", "sched_1")
     with pytest.raises(NotFound):
         await store.delete_schedule("p1", "sched_1")
+
+
+async def test_the_migrations_build_the_schema_the_code_declares(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from slackwater.store.schema import metadata
+
+    engine = getattr(store, "engine", None)
+    if engine is None:
+        pytest.skip("not a SQL store")
+    async with engine.connect() as conn:
+        differences = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert differences == []
 
 
 def test_every_port_method_is_exercised() -> None:

@@ -8,9 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from slackwater.domain.pool import Pool, PoolKind
+from slackwater.domain.predictions import JobStatus
 from slackwater.feeds.static import StaticFeed
 from slackwater.policy.planner import SlackReserve
-from slackwater.runtime.placement import Placement
+from slackwater.runtime.placement import ROW_SHARE, Placement
 from slackwater.runtime.worker import Worker
 from tests.integration.conftest import Server, chat_line, fake_models
 
@@ -87,3 +88,37 @@ async def test_drain_gives_the_unfinished_chunk_back_at_once(server_factory: Any
     assert again is not None and len(again.requests) == 4
     got = (await server.client.get(f"/v1/batches/{batch['id']}")).json()
     assert got["request_counts"]["completed"] == 0
+
+
+async def test_dataset_jobs_are_placed_by_their_deadline_too(
+    server_factory: Any, tmp_path: Any
+) -> None:
+    from tests.contract import classical
+    from tests.integration.test_predictions_api import iris, write_table
+
+    saved = classical.build(tmp_path / "models")
+    server: Server = await server_factory(
+        run_worker_in_server=False, models=[*fake_models(), iris(saved)]
+    )
+    svc = server.services
+    table = tmp_path / "flowers.csv"
+    write_table(table, saved)
+    # Planned at 20 s a row (a slow model, until one is measured): 150 rows = 50 minutes;
+    # the tight job's slack (about 5 minutes) is under the reserve of 2 restarts of 5.
+    roomy = await svc.datasets.submit("p1", "iris", str(table), "id", window_seconds=86_400)
+    tight = await svc.datasets.submit("p1", "iris", str(table), "id", window_seconds=3_300)
+    assert 100 <= (tight.estimated_rows or 0) <= 200  # guessed from the CSV's size
+    await svc.store.worker_seen("spot-worker", "spot", "spot", server.clock())
+    slow = placement(server, ON_DEMAND, restart_seconds=300.0)
+    slow.default_seconds = 20 / ROW_SHARE
+    on_spot = placement(server, SPOT, restart_seconds=300.0)
+    on_spot.default_seconds = 20 / ROW_SHARE
+    # Spot is there, but the tight job cannot risk a preemption: it goes on-demand.
+    assert await slow.allowed() == [tight.id], slow.reasons
+    assert await on_spot.allowed() == [roomy.id], on_spot.reasons
+    # A runner on the on-demand pool takes the job the planner placed there, only.
+    svc.datasets.placement = slow
+    assert await svc.datasets.run_due()
+    assert (await svc.store.get_job("p1", tight.id)).status is JobStatus.COMPLETED
+    assert (await svc.store.get_job("p1", roomy.id)).status is JobStatus.QUEUED
+    assert not await svc.datasets.run_due()

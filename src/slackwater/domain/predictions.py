@@ -61,6 +61,7 @@ class PredictionJob:
     rows_done: int = 0
     chunks_done: int = 0
     total_rows: int | None = None  # known once read to its end (or from Parquet's footer)
+    estimated_rows: int | None = None  # at submission (exact for Parquet), for the planner
     compute_seconds: float = 0.0
     error: dict[str, Any] | None = None
     owner: str | None = None
@@ -77,6 +78,17 @@ class Chunk:
     rows: int
     compute_seconds: float
     values: list[tuple[str, str]] = field(default_factory=list)  # (key, JSON)
+
+
+@dataclass(frozen=True)
+class OpenJob:
+    """A dataset job not ended, as the planner sees it."""
+
+    id: str
+    model: str
+    deadline: datetime
+    rows_left: int
+    seconds_per_row: float | None  # measured: this job's chunks, else the model's past jobs
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from typing import Any, Protocol
 from slackwater.domain.batch import Batch, BatchStatus, LineError
 from slackwater.domain.files import FileObject
 from slackwater.domain.keys import ApiKey
-from slackwater.domain.predictions import Chunk, JobStatus, Precomputed, PredictionJob
+from slackwater.domain.predictions import (
+    Chunk,
+    JobStatus,
+    OpenJob,
+    Precomputed,
+    PredictionJob,
+)
 from slackwater.domain.request import RequestStatus
 from slackwater.domain.schedules import Schedule
 from slackwater.domain.sessions import Entry, Session, SessionStatus, Waiting
@@ -257,6 +263,10 @@ class _Ledger(Protocol):
 
 class CapacityStore(_Ledger, Protocol):
     async def open_work(self) -> list[OpenWork]: ...
+    async def open_jobs(self) -> list[OpenJob]:
+        """Dataset jobs not ended, sized for the planner."""
+        ...
+
     async def live_workers(self, kind: str, since: datetime) -> int: ...
 
 
@@ -450,7 +460,9 @@ class PredictionStore(Protocol):
         lease_seconds: float,
         models: Sequence[str],
         job_id: str | None = None,
+        among: Sequence[str] | None = None,
     ) -> PredictionJob | None: ...
+
     async def hold_job(
         self, job_id: str, owner: str, now: datetime, lease_seconds: float
     ) -> bool: ...

@@ -30,6 +30,7 @@ from slackwater.ports import ArrayPredictor, BlobStore, Clock, PredictionStore
 from slackwater.runtime import tables
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.loops import run_until
+from slackwater.runtime.placement import Placement
 
 log = logging.getLogger(__name__)
 OUTPUTS = ("predict", "predict_proba", "embedding", "neighbors")
@@ -47,6 +48,7 @@ class DatasetRunner:
         lease_seconds: float = 60.0,
         poll_seconds: float = 1.0,
         price_per_hour: Decimal = Decimal(0),
+        placement: Placement | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -56,6 +58,8 @@ class DatasetRunner:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.price_per_hour = price_per_hour  # of the machine the jobs run on
+        # On a spot or on-demand pool: the jobs the planner places on this pool now.
+        self.placement = placement
         self._woken = asyncio.Event()
         self._stopping = asyncio.Event()  # set: a job in hand stops between chunks
         # Told after each recorded chunk (a progress bar): the job as it stands.
@@ -133,6 +137,7 @@ class DatasetRunner:
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
         predictor = await self.predictor(found.name)
         await asyncio.to_thread(self.features, path, table_format, key, keep, predictor.features)
+        rows = await asyncio.to_thread(tables.estimated_rows, path, table_format)
         return PredictionJob(
             id=new_id("pjob"),
             project=project,
@@ -147,6 +152,7 @@ class DatasetRunner:
             created_at=self.clock(),
             deadline=deadline,
             schedule_id=schedule_id,
+            estimated_rows=rows,
         )
 
     @staticmethod
@@ -177,8 +183,9 @@ class DatasetRunner:
         models = self.models()
         if not models:
             return False
+        among = await self.placement.allowed() if self.placement is not None else None
         job = await self.store.claim_job(
-            self.owner, self.clock(), self.lease_seconds, models, job_id
+            self.owner, self.clock(), self.lease_seconds, models, job_id, among
         )
         if job is None:
             return False

@@ -1,4 +1,5 @@
-"""Placement: which batches a worker on a spot or on-demand pool may lease now.
+"""Placement: which batches (and dataset jobs) a worker on a spot or on-demand pool may
+lease now.
 
 Each open batch is a planner Job: its unfinished requests times the seconds a request
 takes (measured: the ledger's compute time per request of that model; until a model has
@@ -21,6 +22,9 @@ from slackwater.policy.planner import Action, Job, Market, Policy
 from slackwater.ports import CapacityStore, Clock, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
+# A table row of a classical model, until one has been measured, against a request's
+# `seconds_per_request`: rows are predicted thousands at a time.
+ROW_SHARE = 0.001
 
 
 class Placement:
@@ -77,6 +81,11 @@ class Placement:
             deadlines[work.batch_id] = min(
                 work.deadline, deadlines.get(work.batch_id, work.deadline)
             )
+        # Dataset jobs are placed as batches are: their rows left at their measured rate.
+        for table_job in await self.store.open_jobs():
+            per_row = table_job.seconds_per_row or self.default_seconds * ROW_SHARE
+            remaining[table_job.id] += table_job.rows_left * per_row
+            deadlines[table_job.id] = table_job.deadline
         allowed, reasons = [], {}
         for batch_id, seconds in remaining.items():
             job = Job(

@@ -22,6 +22,7 @@ from slackwater.domain.errors import NotFound
 from slackwater.domain.predictions import (
     Chunk,
     JobStatus,
+    OpenJob,
     Precomputed,
     PredictionJob,
     TableFormat,
@@ -61,6 +62,7 @@ def job_of(row: Any) -> PredictionJob:
         rows_done=row.rows_done,
         chunks_done=row.chunks_done,
         total_rows=row.total_rows,
+        estimated_rows=row.estimated_rows,
         compute_seconds=row.compute_us / 1_000_000,
         error=orjson.loads(row.error) if row.error else None,
         owner=row.owner,
@@ -93,6 +95,7 @@ async def add_job(conn: AsyncConnection, job: PredictionJob) -> None:
             status=job.status.value,
             schedule_id=job.schedule_id,
             error=orjson.dumps(job.error).decode() if job.error else None,
+            estimated_rows=job.estimated_rows,
             deadline=job.deadline,
             created_at=job.created_at,
             finished_at=job.finished_at,
@@ -128,9 +131,10 @@ class SqlPredictions(Database):
         lease_seconds: float,
         models: Sequence[str],
         job_id: str | None = None,
+        among: Sequence[str] | None = None,
     ) -> PredictionJob | None:
         """The due job whose deadline is nearest (queued, or its runner's lease run out);
-        with `job_id`, that job if it is due."""
+        with `job_id`, that job if it is due; with `among`, one of those."""
         due = (
             select(prediction_jobs.c.id)
             .where(
@@ -148,6 +152,8 @@ class SqlPredictions(Database):
         )
         if job_id is not None:
             due = due.where(prediction_jobs.c.id == job_id)
+        if among is not None:
+            due = due.where(prediction_jobs.c.id.in_(list(among)))
         if self.skip_locked:
             due = due.with_for_update(skip_locked=True)
         async with self.writing() as conn:
@@ -296,6 +302,42 @@ class SqlPredictions(Database):
                 )
             )
         return await self.get_job(project, job_id)
+
+    async def open_jobs(self) -> list[OpenJob]:
+        async with self.reading() as conn:
+            jobs = (
+                await conn.execute(
+                    select(prediction_jobs).where(prediction_jobs.c.status.in_(_LIVE))
+                )
+            ).all()
+            if not jobs:
+                return []
+            past = (
+                await conn.execute(
+                    select(
+                        prediction_jobs.c.model,
+                        func.sum(prediction_jobs.c.compute_us),
+                        func.sum(prediction_jobs.c.rows_done),
+                    )
+                    .where(prediction_jobs.c.status == JobStatus.COMPLETED.value)
+                    .group_by(prediction_jobs.c.model)
+                )
+            ).all()
+        measured = {m: us / 1e6 / rows for m, us, rows in past if rows}
+        out = []
+        for row in jobs:
+            size = row.total_rows or row.estimated_rows or row.chunk_rows
+            own = row.compute_us / 1e6 / row.rows_done if row.rows_done else None
+            out.append(
+                OpenJob(
+                    id=row.id,
+                    model=row.model,
+                    deadline=row.deadline,
+                    rows_left=max(size - row.rows_done, 1),
+                    seconds_per_row=own or measured.get(row.model),
+                )
+            )
+        return out
 
     async def precomputed(self, model: str, key: str) -> Precomputed | None:
         """The model's current prediction for `key` (None: no current version has it)."""

@@ -366,6 +366,7 @@ prediction_jobs = Table(
     Column("rows_done", BigInteger, nullable=False, server_default="0"),
     Column("chunks_done", Integer, nullable=False, server_default="0"),
     Column("total_rows", BigInteger),
+    Column("estimated_rows", BigInteger),  # at submission, for the planner
     Column("compute_us", BigInteger, nullable=False, server_default="0"),
     Column("error", Text),
     Column("result", Text),

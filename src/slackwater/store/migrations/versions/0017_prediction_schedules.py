@@ -1,4 +1,5 @@
-"""Schedules of dataset jobs (an interval or a cron expression).
+"""Schedules of dataset jobs (an interval or a cron expression); a job's estimated size,
+for the planner.
 
 Revision ID: 0017
 Revises: 0016
@@ -34,9 +35,13 @@ def upgrade() -> None:
     op.create_index("ix_prediction_schedules_due", "prediction_schedules", ["next_run_at"])
     op.create_index("ix_prediction_schedules_project", "prediction_schedules", ["project", "id"])
     op.create_index("ix_prediction_jobs_schedule", "prediction_jobs", ["schedule_id", "id"])
+    with op.batch_alter_table("prediction_jobs") as table:
+        table.add_column(sa.Column("estimated_rows", sa.BigInteger))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("prediction_jobs") as table:
+        table.drop_column("estimated_rows")
     op.drop_index("ix_prediction_jobs_schedule", "prediction_jobs")
     op.drop_index("ix_prediction_schedules_project", "prediction_schedules")
     op.drop_index("ix_prediction_schedules_due", "prediction_schedules")
