@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine and runs all of it:
 # lint, types, layer contracts, then unit, contract (SQLite and PostgreSQL),
-# integration and acceptance tests.
+# integration, acceptance and browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,13 @@ fi
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
   || createdb -h 127.0.0.1 -U postgres test
 export SLACKWATER_REQUIRE_PG=1
+
+# Chromium for the dashboard's browser tests: Debian's package (Playwright drives it;
+# Playwright's own browser download is not used).
+if [ ! -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    || echo "could not install chromium: the browser tests will be skipped" >&2
+fi
 
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench

@@ -11,6 +11,7 @@ from slackwater.ports import Clock, KeyStore
 from slackwater.runtime.keys import hash_key
 
 DEFAULT_PROJECT = "default"
+UI_COOKIE = "slackwater_key"  # read on /ui paths only: the API itself wants the header
 
 
 class KeyCheck:
@@ -33,6 +34,8 @@ class KeyCheck:
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer":
             secret = request.headers.get("x-api-key", "")  # as Anthropic's clients send it
+        if not secret and request.url.path.startswith("/ui"):
+            secret = request.cookies.get(UI_COOKIE, "")  # the dashboard's sign-in
         if not await self._required():
             return DEFAULT_PROJECT
         if not secret.strip():

@@ -10,7 +10,8 @@ from types import FrameType
 import uvicorn
 from fastapi import Depends, FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,6 +26,7 @@ from slackwater.api import (
     predictions,
     responses,
     sessions,
+    ui,
     webhooks,
 )
 from slackwater.api.auth import KeyCheck
@@ -66,6 +68,13 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(responses.router)
     app.include_router(webhooks.router)
     app.include_router(sessions.router)
+    app.include_router(ui.router)
+    app.mount("/static", StaticFiles(directory=str(ui.STATIC)), name="static")
+
+    @app.exception_handler(ui.SignIn)
+    async def sign_in(_: object, __: Exception) -> Response:
+        return RedirectResponse("/ui/login", status_code=303)
+
     app.include_router(predictions.router)
     app.include_router(anthropic.router)
     meta = [] if svc.open_meta else [Depends(project)]
@@ -82,7 +91,14 @@ def create_app(svc: Services, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False, dependencies=meta)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="slackwater API")
+        # Its scripts from this server, not a CDN: /docs works with no internet.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="slackwater API",
+            swagger_js_url=f"/static/vendor/{ui.SWAGGER_JS}",
+            swagger_css_url=f"/static/vendor/{ui.SWAGGER_CSS}",
+            swagger_favicon_url="data:,",
+        )
 
     @app.get("/health", tags=["meta"])
     async def health() -> dict[str, str]:

@@ -15,7 +15,13 @@ class KeyScope(StrEnum):
 
 # Paths a batch-scoped key may call (and nothing else but GET /v1/models): its work and
 # the webhooks that say when it is done.
-_BATCH_PATHS = ("/v1/files", "/v1/batches", "/v1/webhook_endpoints", "/v1/webhook_event_types")
+_BATCH_PATHS = (
+    "/v1/files",
+    "/v1/batches",
+    "/v1/webhook_endpoints",
+    "/v1/webhook_event_types",
+    "/ui",  # the dashboard: batches, their files, their cost
+)
 
 
 @dataclass(frozen=True)

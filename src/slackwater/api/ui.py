@@ -1,0 +1,243 @@
+"""The dashboard at /ui: server-rendered pages (Jinja2) kept live by htmx fragments
+(ADR 14). A browser signs in with an API key once; the key rides in a cookie read only
+on /ui paths, and every page shows the key's project only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from importlib.resources import files as package_files
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from slackwater.api.auth import UI_COOKIE as COOKIE
+from slackwater.api.deps import services
+from slackwater.api.schemas import cost_json
+from slackwater.domain.batch import Batch, BatchStatus
+from slackwater.domain.errors import AuthenticationError, PermissionDenied
+from slackwater.runtime.keys import hash_key
+from slackwater.runtime.services import Services
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+STATIC = package_files("slackwater.api") / "static"
+templates = Jinja2Templates(directory=str(package_files("slackwater.api") / "templates"))
+Svc = Annotated[Services, Depends(services)]
+PAGE = 50
+SWAGGER_JS, SWAGGER_CSS = "swagger-ui-bundle-5.35.0.js", "swagger-ui-5.35.0.css"
+
+
+class SignIn(Exception):
+    """The browser has no (valid) key: send it to the sign-in page."""
+
+
+async def ui_project(request: Request) -> str:
+    try:
+        project: str = await request.app.state.key_check(request)
+    except AuthenticationError as exc:  # a key's scope refusing a button is a 403
+        raise SignIn() from exc
+    return project
+
+
+Project = Annotated[str, Depends(ui_project)]
+
+
+def _same_origin(request: Request) -> None:
+    """A form posted from another site (cross-site request forgery) is refused."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+        raise PermissionDenied("the dashboard takes its forms from its own pages only")
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return ""
+    seconds = (when - now).total_seconds()
+    span = abs(seconds)
+    text = (
+        f"{span:.0f} s" if span < 120 else f"{span / 60:.0f} min" if span < 7200 else
+        f"{span / 3600:.1f} h"
+    )  # fmt: skip
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def batch_row(batch: Batch, now: datetime) -> dict[str, Any]:
+    counts = batch.request_counts
+    done = counts.completed + counts.failed
+    return {
+        "id": batch.id,
+        "status": batch.status.value,
+        "endpoint": batch.endpoint,
+        "model": batch.model or "mixed",
+        "total": counts.total,
+        "completed": counts.completed,
+        "failed": counts.failed,
+        "percent": round(100 * done / counts.total) if counts.total else 0,
+        "created": batch.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        "deadline": _ago(batch.expires_at, now) if not batch.status.is_terminal else "",
+        "cost": f"{batch.cost:.6f}",
+        "realtime": f"{batch.realtime_cost:.6f}",
+        "terminal": batch.status.is_terminal,
+        "output_file_id": batch.output_file_id,
+        "error_file_id": batch.error_file_id,
+        "retried_from": batch.retried_from,
+    }
+
+
+async def _batches(svc: Services, project: str, status: str, failed: bool) -> list[Batch]:
+    """The project's newest batches that pass the filters (a page of them)."""
+    found: list[Batch] = []
+    after = None
+    while len(found) < PAGE:
+        page = await svc.batches.list(project, limit=100, after=after)
+        for batch in page.items:
+            if status and batch.status.value != status:
+                continue
+            if failed and not batch.request_counts.failed:
+                continue
+            found.append(batch)
+        if not page.has_more or not page.items:
+            break
+        after = page.items[-1].id
+    return found[:PAGE]
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, error: str = "") -> Response:
+    return templates.TemplateResponse(request, "login.html", {"error": error})
+
+
+@router.post("/login")
+async def login(request: Request, svc: Svc, key: Annotated[str, Form()]) -> Response:
+    _same_origin(request)
+    found = await svc.store.key_for(hash_key(key.strip()), svc.clock())
+    if found is None:
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "That key is not valid."}, status_code=401
+        )
+    answer = RedirectResponse("/ui/batches", status_code=303)
+    answer.set_cookie(
+        COOKIE, key.strip(), httponly=True, samesite="strict", path="/ui", max_age=7 * 86400
+    )
+    return answer
+
+
+@router.get("/logout")
+async def logout() -> Response:
+    answer = RedirectResponse("/ui/login", status_code=303)
+    answer.delete_cookie(COOKIE, path="/ui")
+    return answer
+
+
+@router.get("")
+async def home() -> Response:
+    return RedirectResponse("/ui/batches", status_code=303)
+
+
+@router.get("/batches", response_class=HTMLResponse)
+async def batches_page(
+    request: Request,
+    project: Project,
+    svc: Svc,
+    status: str = "",
+    failed: bool = False,
+) -> Response:
+    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, status, failed)]
+    context = {
+        "project": project,
+        "rows": rows,
+        "status": status,
+        "failed": failed,
+        "statuses": [s.value for s in BatchStatus],
+        "page": "batches",
+    }
+    return templates.TemplateResponse(request, "batches.html", context)
+
+
+@router.get("/batches/rows", response_class=HTMLResponse)
+async def batch_rows(
+    request: Request, project: Project, svc: Svc, status: str = "", failed: bool = False
+) -> Response:
+    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, status, failed)]
+    return templates.TemplateResponse(request, "_batch_rows.html", {"rows": rows})
+
+
+@router.get("/batches/{batch_id}", response_class=HTMLResponse)
+async def batch_page(
+    request: Request,
+    batch_id: str,
+    project: Project,
+    svc: Svc,
+    custom_id: Annotated[str, Query(max_length=256)] = "",
+) -> Response:
+    batch = await svc.batches.get(project, batch_id)
+    entries = await svc.store.ledger_entries(batch.id, 1000)
+    if custom_id:
+        entries = [e for e in entries if custom_id in e.custom_id]
+    context = {
+        "project": project,
+        "batch": batch_row(batch, svc.clock()),
+        "errors": [e.message for e in batch.errors[:20]],
+        "entries": entries[:PAGE],
+        "custom_id": custom_id,
+        "page": "batches",
+    }
+    return templates.TemplateResponse(request, "batch.html", context)
+
+
+@router.get("/batches/{batch_id}/progress", response_class=HTMLResponse)
+async def batch_progress(request: Request, batch_id: str, project: Project, svc: Svc) -> Response:
+    batch = await svc.batches.get(project, batch_id)
+    row = batch_row(batch, svc.clock())
+    return templates.TemplateResponse(request, "_progress.html", {"batch": row})
+
+
+@router.post("/batches/{batch_id}/cancel")
+async def cancel(request: Request, batch_id: str, project: Project, svc: Svc) -> Response:
+    _same_origin(request)
+    await svc.batches.cancel(project, batch_id)
+    return RedirectResponse(f"/ui/batches/{batch_id}", status_code=303)
+
+
+@router.post("/batches/{batch_id}/retry")
+async def retry(request: Request, batch_id: str, project: Project, svc: Svc) -> Response:
+    _same_origin(request)
+    again = await svc.batches.retry(project, batch_id)
+    return RedirectResponse(f"/ui/batches/{again.id}", status_code=303)
+
+
+@router.get("/files/{file_id}")
+async def download(file_id: str, project: Project, svc: Svc) -> Response:
+    file = await svc.files.get(project, file_id)
+    return FileResponse(
+        svc.blobs.path(file.id), media_type="application/jsonl", filename=file.filename
+    )
+
+
+@router.get("/cost", response_class=HTMLResponse)
+async def cost_page(request: Request, project: Project, svc: Svc) -> Response:
+    """Spend by model, tier and day, against the same work at realtime prices."""
+    groups = {}
+    for by in ("model", "tier", "day"):
+        rows = await svc.store.ledger(by, project)
+        groups[by] = [
+            {"key": r.key, "requests": r.requests, **cost_json(r.cost, r.realtime_cost)}
+            for r in rows
+        ]
+    total_cost = sum((Decimal(r["cost_usd"]) for r in groups["model"]), Decimal(0))
+    total_realtime = sum((Decimal(r["realtime_cost_usd"]) for r in groups["model"]), Decimal(0))
+    context = {
+        "project": project,
+        "groups": groups,
+        "total": cost_json(total_cost, total_realtime),
+        "ratio": f"{total_realtime / total_cost:.1f}x" if total_cost else "-",
+        "chart": {
+            "days": [r["key"] for r in groups["day"]],
+            "cost": [float(r["cost_usd"]) for r in groups["day"]],
+            "realtime": [float(r["realtime_cost_usd"]) for r in groups["day"]],
+        },
+        "page": "cost",
+    }
+    return templates.TemplateResponse(request, "cost.html", context)

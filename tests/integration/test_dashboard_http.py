@@ -1,0 +1,42 @@
+"""The dashboard's sign-in and its guards, over HTTP (the pages themselves are driven in
+a real browser by tests/browser): the cookie opens /ui only, a bad key is refused, a
+form from another site is refused, a read-only key cannot press the buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.integration.conftest import Server, chat_line
+
+
+async def test_sign_in_opens_the_dashboard_and_only_the_dashboard(
+    server_factory: Callable[..., Any],
+) -> None:
+    server: Server = await server_factory()
+    key, _ = await server.services.keys.create("team-a")
+    reader, _ = await server.services.keys.create("team-a", scope="read")
+    batch = await server.submit([chat_line(0)], headers={"Authorization": f"Bearer {key}"})
+    client = server.client
+    unsigned = await client.get("/ui/batches")
+    assert unsigned.status_code == 303 and unsigned.headers["location"] == "/ui/login"
+    bad = await client.post("/ui/login", data={"key": "sk-nope"})
+    assert bad.status_code == 401 and "not valid" in bad.text
+    good = await client.post("/ui/login", data={"key": key})
+    assert good.status_code == 303 and "httponly" in good.headers["set-cookie"].lower()
+    cookie = {"cookie": f"slackwater_key={key}"}
+    page = await client.get("/ui/batches", headers=cookie)
+    assert page.status_code == 200 and batch["id"] in page.text
+    # The cookie is the dashboard's: the API itself still wants the header.
+    api = await client.get("/v1/batches", headers=cookie)
+    assert api.status_code == 401
+    # A form posted from another site is refused; a read-only key cannot press buttons.
+    forged = await client.post(
+        f"/ui/batches/{batch['id']}/cancel", headers={**cookie, "origin": "https://evil"}
+    )
+    assert forged.status_code == 403
+    read_only = await client.post(
+        f"/ui/batches/{batch['id']}/cancel", headers={"cookie": f"slackwater_key={reader}"}
+    )
+    assert read_only.status_code == 403
+    assert (await client.get("/static/vendor/htmx-2.0.11.min.js")).status_code == 200
