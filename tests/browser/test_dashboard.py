@@ -163,7 +163,7 @@ def test_a_batch_appears_and_finishes_without_a_reload(page: Any, site: Any) -> 
     # Its page: progress, requests with their cost, the output to download.
     row.locator("a").click()
     page.wait_for_selector("#progress[data-status='completed']")
-    assert page.locator("tbody tr").count() == 12
+    assert page.locator("#requests tbody tr[data-status='succeeded']").count() == 12
     assert page.locator("text=Download output").count() == 1
     shot(page, "batch")
 
@@ -187,6 +187,12 @@ def test_a_failed_batch_is_found_by_its_filter_and_retried(page: Any, site: Any)
     assert batch["id"] in shown
     assert all(int(rows.nth(i).locator("td").nth(4).inner_text()) > 0 for i in range(rows.count()))
     page.click(f"a[href='/ui/batches/{batch['id']}']")
+    page.check("#requests ~ form input[name=failed], form.filters input[name=failed]")
+    page.click("form.filters button")
+    failed = page.locator("#requests tbody tr[data-status='failed']")
+    assert failed.count() == state["request_counts"]["failed"]
+    assert all(failed.nth(i).locator("td.error").inner_text() for i in range(failed.count()))
+    shot(page, "failed")
     page.click("#retry")
     page.wait_for_selector(f"a[href='/ui/batches/{batch['id']}']")  # "a retry of ..."
     assert page.url.rsplit("/", 1)[1] != batch["id"]

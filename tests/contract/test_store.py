@@ -245,6 +245,8 @@ async def test_reads_do_not_wait_for_a_writer(store: Store, backend: StoreBacken
             store.batch_outcomes(),
             store.queue_depth(),
             store.outcomes(),
+            store.open_jobs(),
+            store.batch_requests(batch.id, after_line=1, limit=5),
         ]
         answers = await asyncio.wait_for(asyncio.gather(*reads), timeout=5)
         finished = await asyncio.wait_for(_collect(store.finished(batch.id)), timeout=5)
@@ -253,6 +255,11 @@ async def test_reads_do_not_wait_for_a_writer(store: Store, backend: StoreBacken
     assert [f.id for f in files.items] == [file.id] and [b.id for b in listed.items] == [batch.id]
     assert ids == [batch.id] and [w.requests for w in work] == [3]
     assert [r.line for r in finished] == [1, 2, 3]
+    lines = answers[-1]
+    assert [(r.line, r.status, r.error) for r in lines] == [
+        (2, "pending", None),
+        (3, "pending", None),
+    ]
 
 
 async def _collect(rows: AsyncIterator[Any]) -> list[Any]:

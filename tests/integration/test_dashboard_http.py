@@ -27,6 +27,8 @@ async def test_sign_in_opens_the_dashboard_and_only_the_dashboard(
     cookie = {"cookie": f"slackwater_key={key}"}
     page = await client.get("/ui/batches", headers=cookie)
     assert page.status_code == 200 and batch["id"] in page.text
+    one = await client.get(f"/ui/batches/{batch['id']}", headers=cookie)
+    assert one.status_code == 200 and 'id="requests"' in one.text, one.text[-2000:]
     # The cookie is the dashboard's: the API itself still wants the header.
     api = await client.get("/v1/batches", headers=cookie)
     assert api.status_code == 401

@@ -9,6 +9,7 @@ from decimal import Decimal
 from importlib.resources import files as package_files
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -18,6 +19,7 @@ from slackwater.api.deps import services
 from slackwater.api.schemas import cost_json
 from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import AuthenticationError, PermissionDenied
+from slackwater.ports import RequestView
 from slackwater.runtime.keys import hash_key
 from slackwater.runtime.services import Services
 
@@ -83,6 +85,23 @@ def batch_row(batch: Batch, now: datetime) -> dict[str, Any]:
         "output_file_id": batch.output_file_id,
         "error_file_id": batch.error_file_id,
         "retried_from": batch.retried_from,
+    }
+
+
+def request_row(request: RequestView) -> dict[str, Any]:
+    route = orjson.loads(request.route) if request.route else None
+    return {
+        "line": request.line,
+        "custom_id": request.custom_id,
+        "model": request.model,
+        "status": request.status,
+        "attempts": request.attempts,
+        "pool": request.pool or "",
+        "route": route["reason"] if route else "",
+        "escalations": len(route.get("attempts", [])) if route else 0,
+        "error": request.error or "",
+        "cost": f"{request.cost:.6f}" if request.cost is not None else "",
+        "realtime": f"{request.realtime_cost:.6f}" if request.realtime_cost is not None else "",
     }
 
 
@@ -171,17 +190,21 @@ async def batch_page(
     project: Project,
     svc: Svc,
     custom_id: Annotated[str, Query(max_length=256)] = "",
+    failed: bool = False,
+    after: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     batch = await svc.batches.get(project, batch_id)
-    entries = await svc.store.ledger_entries(batch.id, 1000)
-    if custom_id:
-        entries = [e for e in entries if custom_id in e.custom_id]
+    found = await svc.store.batch_requests(
+        batch.id, after_line=after, limit=PAGE + 1, custom_id=custom_id, failed_only=failed
+    )
     context = {
         "project": project,
         "batch": batch_row(batch, svc.clock()),
         "errors": [e.message for e in batch.errors[:20]],
-        "entries": entries[:PAGE],
+        "requests": [request_row(r) for r in found[:PAGE]],
+        "next_after": found[PAGE - 1].line if len(found) > PAGE else None,
         "custom_id": custom_id,
+        "failed": failed,
         "page": "batches",
     }
     return templates.TemplateResponse(request, "batch.html", context)

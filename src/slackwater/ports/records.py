@@ -155,6 +155,24 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class RequestView:
+    """One line of a batch as the dashboard shows it: where it stands, why it ran where
+    it did, what went wrong, what it cost."""
+
+    line: int
+    custom_id: str
+    model: str
+    status: str
+    attempts: int
+    status_code: int | None
+    error: str | None  # the error's message, for a failed line
+    route: str | None  # the router's record (JSON), for a routed line
+    pool: str | None
+    cost: Decimal | None
+    realtime_cost: Decimal | None
+
+
+@dataclass(frozen=True)
 class OpenWork:
     """A batch's unfinished requests of one model, as the planner sees them."""
 

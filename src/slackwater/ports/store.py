@@ -53,6 +53,7 @@ from slackwater.ports.records import (
     OpenWork,
     Page,
     QueuedCall,
+    RequestView,
     Settlement,
     StagedRequest,
     StoredResponse,
@@ -272,6 +273,19 @@ class CapacityStore(_Ledger, Protocol):
 
 class ReportStore(_Ledger, Protocol):
     async def ledger_entries(self, batch_id: str, limit: int) -> list[LedgerEntry]: ...
+    async def batch_requests(
+        self,
+        batch_id: str,
+        *,
+        after_line: int = 0,
+        limit: int = 50,
+        custom_id: str | None = None,
+        failed_only: bool = False,
+    ) -> list[RequestView]:
+        """A batch's lines in order from `after_line` (those whose custom_id contains
+        `custom_id`; failed or retrying ones only, if asked)."""
+        ...
+
     async def batch_outcomes(self, project: str | None = None) -> dict[str, int]: ...
     async def queue_depth(self) -> dict[tuple[str, str], int]:
         """Requests not finished, per (model, status)."""

@@ -7,10 +7,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, case, func, literal, select
 
 from slackwater.domain.money import from_nano
-from slackwater.ports import LEDGER_GROUPS, LedgerEntry, LedgerRow
+from slackwater.domain.request import RequestStatus
+from slackwater.ports import LEDGER_GROUPS, LedgerEntry, LedgerRow, RequestView
 from slackwater.store.database import Database
 from slackwater.store.schema import requests
 
@@ -124,3 +126,67 @@ class SqlLedger(Database):
             )
             for r in rows
         ]
+
+    async def batch_requests(
+        self,
+        batch_id: str,
+        *,
+        after_line: int = 0,
+        limit: int = 50,
+        custom_id: str | None = None,
+        failed_only: bool = False,
+    ) -> list[RequestView]:
+        query = (
+            select(
+                requests.c.line,
+                requests.c.custom_id,
+                requests.c.model,
+                requests.c.status,
+                requests.c.attempts,
+                requests.c.status_code,
+                requests.c.response,
+                requests.c.route,
+                requests.c.pool,
+                requests.c.cost_nano,
+                requests.c.realtime_nano,
+            )
+            .where(requests.c.batch_id == batch_id, requests.c.line > after_line)
+            .order_by(requests.c.line)
+            .limit(limit)
+        )
+        if custom_id:
+            query = query.where(requests.c.custom_id.contains(custom_id, autoescape=True))
+        if failed_only:
+            query = query.where(
+                requests.c.status.in_([RequestStatus.FAILED.value, RequestStatus.RETRYING.value])
+            )
+        async with self.reading() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            RequestView(
+                line=r.line,
+                custom_id=r.custom_id,
+                model=r.model,
+                status=r.status,
+                attempts=r.attempts,
+                status_code=r.status_code,
+                error=_error_message(r.response)
+                if r.status_code and r.status_code >= 400
+                else None,
+                route=r.route,
+                pool=r.pool,
+                cost=from_nano(r.cost_nano) if r.cost_nano is not None else None,
+                realtime_cost=from_nano(r.realtime_nano) if r.realtime_nano is not None else None,
+            )
+            for r in rows
+        ]
+
+
+def _error_message(response: str | None) -> str | None:
+    if not response:
+        return None
+    try:
+        error = orjson.loads(response).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        return response[:200]
+    return str(error.get("message") or error)[:500]
