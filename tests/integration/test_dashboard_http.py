@@ -4,6 +4,7 @@ form from another site is refused, a read-only key cannot press the buttons."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -42,3 +43,20 @@ async def test_sign_in_opens_the_dashboard_and_only_the_dashboard(
     )
     assert read_only.status_code == 403
     assert (await client.get("/static/vendor/htmx-2.0.11.min.js")).status_code == 200
+
+
+async def test_the_sessions_and_predictions_pages(server_factory: Callable[..., Any]) -> None:
+    server: Server = await server_factory(
+        agents_app="tests.integration.agents_app:agents", session_poll_seconds=0.02
+    )
+    session = await server.services.sessions.start("default", "summarise", {"texts": ["a"]})
+    for _ in range(200):
+        if (await server.services.store.get_session(None, session.id)).waiting is not None:
+            break
+        await asyncio.sleep(0.02)
+    page = await server.client.get("/ui/sessions")
+    assert page.status_code == 200
+    assert f'data-session="{session.id}"' in page.text and "event &#39;go&#39;" in page.text
+    assert "1 waiting" in page.text
+    jobs = await server.client.get("/ui/predictions")
+    assert jobs.status_code == 200 and "No dataset jobs." in jobs.text

@@ -264,3 +264,73 @@ async def cost_page(request: Request, project: Project, svc: Svc) -> Response:
         "page": "cost",
     }
     return templates.TemplateResponse(request, "cost.html", context)
+
+
+@router.get("/sessions", response_class=HTMLResponse)
+async def sessions_page(request: Request, project: Project, svc: Svc) -> Response:
+    """Agent sessions: running against waiting (holding no compute), active seconds
+    against wall-clock seconds."""
+    page = await svc.store.list_sessions(project, limit=PAGE, after=None)
+    now = svc.clock()
+    rows = []
+    for session in page.items:
+        end = session.finished_at or now
+        waiting = session.waiting
+        rows.append(
+            {
+                "id": session.id,
+                "agent": session.agent,
+                "status": session.status.value,
+                "steps": session.steps,
+                "waits_for": (
+                    f"event {waiting.event!r}" if waiting and waiting.event
+                    else f"a timer ({_ago(waiting.until, now)})" if waiting and waiting.until
+                    else "its inferences" if session.status.value == "waiting" else ""
+                ),
+                "active": f"{session.active_seconds:.2f}",
+                "wall": f"{(end - session.created_at).total_seconds():.0f}",
+            }
+        )  # fmt: skip
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    context = {"project": project, "rows": rows, "counts": counts, "page": "sessions"}
+    return templates.TemplateResponse(request, "sessions.html", context)
+
+
+@router.get("/predictions", response_class=HTMLResponse)
+async def predictions_page(request: Request, project: Project, svc: Svc) -> Response:
+    """Dataset jobs and schedules: status, progress, duration, cost; missed runs."""
+    jobs = (await svc.store.list_jobs(project, limit=PAGE, after=None)).items
+    schedules = (await svc.store.list_schedules(project, limit=PAGE, after=None)).items
+    now = svc.clock()
+    context = {
+        "project": project,
+        "jobs": [
+            {
+                "id": j.id,
+                "model": j.model,
+                "status": j.status.value,
+                "rows": j.rows_done,
+                "total": j.total_rows or j.estimated_rows,
+                "percent": round(100 * j.rows_done / (j.total_rows or j.estimated_rows or 1)),
+                "compute": f"{j.compute_seconds:.2f}",
+                "cost": str(svc.datasets.cost(j)),
+                "schedule": j.schedule_id or "",
+                "error": (j.error or {}).get("message", ""),
+            }
+            for j in jobs
+        ],
+        "schedules": [
+            {
+                "id": s.id,
+                "model": s.model,
+                "period": s.period,
+                "next": _ago(s.next_run_at, now),
+                "dataset": s.source,
+            }
+            for s in schedules
+        ],
+        "page": "predictions",
+    }
+    return templates.TemplateResponse(request, "predictions.html", context)
