@@ -60,3 +60,17 @@ async def test_the_sessions_and_predictions_pages(server_factory: Callable[..., 
     assert "1 waiting" in page.text
     jobs = await server.client.get("/ui/predictions")
     assert jobs.status_code == 200 and "No dataset jobs." in jobs.text
+
+
+async def test_the_capacity_page_shows_pools_queue_and_placement(
+    server_factory: Callable[..., Any],
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    batch = await server.submit([chat_line(i) for i in range(5)])
+    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    page = await server.client.get("/ui/capacity")
+    assert page.status_code == 200
+    assert "<td>local</td>" in page.text  # the default pool
+    queue = page.text.split('id="queue"')[1].split("</table>")[0]
+    assert "<td>echo</td><td>5</td>" in queue  # five waiting, nothing has run
+    assert batch["id"] in page.text.split('id="placement"')[1]

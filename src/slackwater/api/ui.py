@@ -4,7 +4,7 @@ on /ui paths, and every page shows the key's project only."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib.resources import files as package_files
 from typing import Annotated, Any
@@ -334,3 +334,68 @@ async def predictions_page(request: Request, project: Project, svc: Svc) -> Resp
         "page": "predictions",
     }
     return templates.TemplateResponse(request, "predictions.html", context)
+
+
+@router.get("/capacity", response_class=HTMLResponse)
+async def capacity_page(request: Request, project: Project, svc: Svc) -> Response:
+    """Pools and their workers, queue depth against throughput per model, the planner's
+    decision for each of the project's open batches, and deadlines at risk."""
+    now = svc.clock()
+    since = now - timedelta(seconds=svc.alive_seconds)
+    pools = [
+        {
+            "name": pool.name,
+            "kind": pool.kind.value,
+            "price": f"${pool.price_per_hour}/hour" if pool.hourly else "the model's price",
+            "feed": pool.feed,
+            "workers": await svc.store.live_workers(pool.kind.value, since),
+        }
+        for pool in svc.pools
+    ]
+    depth = await svc.store.queue_depth()
+    speed = {
+        r.key: r.compute_seconds / r.requests for r in await svc.store.ledger("model") if r.requests
+    }
+    models = []
+    for name in sorted({m for m, _ in depth}):
+        waiting = sum(n for (m, state), n in depth.items() if m == name)
+        per = speed.get(name)
+        models.append(
+            {
+                "model": name,
+                "pending": depth.get((name, "pending"), 0),
+                "leased": depth.get((name, "leased"), 0),
+                "retrying": depth.get((name, "retrying"), 0),
+                "per_second": f"{1 / per:.1f}" if per else "not measured",
+                "drain": f"{waiting * per / 60:.1f} min" if per else "",
+            }
+        )
+    reasons: dict[str, str] = {}
+    for worker in svc.workers:
+        if worker.placement is not None:
+            reasons.update(worker.placement.reasons)
+    mine = [b for b in await _batches(svc, project, "", False) if not b.status.is_terminal]
+    open_work = {w.batch_id: w for w in await svc.store.open_work()}
+    batches_view = []
+    for batch in mine:
+        work = open_work.get(batch.id)
+        per = speed.get(work.model, svc.default_seconds_per_request) if work else None
+        left = (batch.expires_at - now).total_seconds()
+        needs = work.requests * per if work and per else 0.0
+        batches_view.append(
+            {
+                "id": batch.id,
+                "deadline": _ago(batch.expires_at, now),
+                "needs": f"{needs / 60:.1f} min",
+                "at_risk": needs > 0.8 * left,
+                "decision": reasons.get(batch.id, "no planner here (local pool)"),
+            }
+        )
+    context = {
+        "project": project,
+        "pools": pools,
+        "models": models,
+        "batches": batches_view,
+        "page": "capacity",
+    }
+    return templates.TemplateResponse(request, "capacity.html", context)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slackwater.domain.model import Catalog
+from slackwater.domain.pool import Pool
 from slackwater.domain.tiers import ServiceTier
 from slackwater.ports import BlobStore, Clock, Store
 from slackwater.runtime.admission import Admission
@@ -62,6 +63,10 @@ class Services:
     scheduler: Scheduler
     datasets_dir: Path  # where the API may read dataset jobs' tables from
     workers: list[Worker] = field(default_factory=list)
+    pools: list[Pool] = field(default_factory=list)  # as configured, for the dashboard
+    # A worker seen within this is alive; a model not measured yet takes this a request.
+    alive_seconds: float = 60.0
+    default_seconds_per_request: float = 1.0
     run_sessions: bool = False  # resume the sessions of its agents here
     webhooks: WebhookSender | None = None
     metrics: Metrics = field(default_factory=Metrics)
