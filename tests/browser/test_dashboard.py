@@ -253,7 +253,7 @@ def test_the_api_page_works_offline(page: Any, site: Any) -> None:
 def test_every_page_loads_with_nothing_from_off_this_machine(page: Any, site: Any) -> None:
     server, (key_a, _), _ = site
     sign_in(page, server, key_a)
-    for name in ("capacity", "sessions", "predictions"):
+    for name in ("capacity", "router", "sessions", "predictions"):
         answer = page.goto(f"{server.url}/ui/{name}")
         assert answer is not None and answer.status == 200
         assert page.locator("nav a.here").inner_text().lower().startswith(name[:5])

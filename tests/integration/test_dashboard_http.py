@@ -74,3 +74,23 @@ async def test_the_capacity_page_shows_pools_queue_and_placement(
     queue = page.text.split('id="queue"')[1].split("</table>")[0]
     assert "<td>echo</td><td>5</td>" in queue  # five waiting, nothing has run
     assert batch["id"] in page.text.split('id="placement"')[1]
+
+
+async def test_the_router_page_shows_the_mix_escalations_and_quality(
+    server_factory: Callable[..., Any],
+) -> None:
+    from tests.integration.test_cascade import SCHEMA, models
+
+    server: Server = await server_factory(models=models())
+    wants_json = {"type": "json_schema", "json_schema": {"name": "echo", "schema": SCHEMA}}
+    lines = [chat_line(0, model="auto", response_format=wants_json), chat_line(1, model="auto")]
+    done = await server.wait((await server.submit(lines))["id"])
+    assert done["status"] == "completed"
+    page = (await server.client.get("/ui/router")).text
+    assert "1 of the last 2 routed requests" in page
+    reasons = page.split('id="reasons"')[1].split("</table>")[0]
+    assert "prose: invalid JSON" in reasons
+    mix = page.split('id="mix"')[1].split("</table>")[0]
+    assert "<td>json</td><td>1</td><td>50.0%</td>" in mix
+    quality = page.split('id="quality"')[1].split("</table>")[0]
+    assert "<td>prose</td><td>default</td><td>0.70</td>" in quality

@@ -28,6 +28,7 @@ STATIC = package_files("slackwater.api") / "static"
 templates = Jinja2Templates(directory=str(package_files("slackwater.api") / "templates"))
 Svc = Annotated[Services, Depends(services)]
 PAGE = 50
+ROUTES = 2000  # routed requests the router page looks back over
 SWAGGER_JS, SWAGGER_CSS = "swagger-ui-bundle-5.35.0.js", "swagger-ui-5.35.0.css"
 
 
@@ -399,3 +400,53 @@ async def capacity_page(request: Request, project: Project, svc: Svc) -> Respons
         "page": "capacity",
     }
     return templates.TemplateResponse(request, "capacity.html", context)
+
+
+@router.get("/router", response_class=HTMLResponse)
+async def router_page(request: Request, project: Project, svc: Svc) -> Response:
+    """The model mix, escalations and their reasons (the latest routed requests), and
+    each model's evaluated quality against the checks its answers passed."""
+    mix = await svc.store.ledger("model", project)
+    total = sum(r.requests for r in mix) or 1
+    routes = [orjson.loads(r) for r in await svc.store.recent_routes(project, ROUTES)]
+    reasons: dict[str, int] = {}
+    escalated = 0
+    for route in routes:
+        attempts = route.get("attempts") or []
+        escalated += bool(attempts)
+        for attempt in attempts:
+            why = str(attempt.get("failed_check", "")).split(":")[0]
+            key = f"{attempt.get('model')}: {why}"
+            reasons[key] = reasons.get(key, 0) + 1
+    observed = await svc.store.outcomes()
+    quality = []
+    for (model, task), (passed, failed) in sorted(observed.items()):
+        found = svc.catalog.find(model)
+        evaluated = found.quality_for(task or None) if found else None
+        quality.append(
+            {
+                "model": model,
+                "task": task or "default",
+                "evaluated": f"{evaluated:.2f}" if evaluated is not None else "",
+                "observed": f"{passed / (passed + failed):.2f}" if passed + failed else "",
+                "checked": passed + failed,
+            }
+        )
+    context = {
+        "project": project,
+        "mix": [
+            {
+                "model": r.key,
+                "requests": r.requests,
+                "share": f"{100 * r.requests / total:.1f}%",
+                "cost": f"{r.cost:.6f}",
+            }
+            for r in mix
+        ],
+        "routed": len(routes),
+        "escalated": escalated,
+        "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]),
+        "quality": quality,
+        "page": "router",
+    }
+    return templates.TemplateResponse(request, "router.html", context)

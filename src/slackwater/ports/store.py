@@ -273,6 +273,10 @@ class CapacityStore(_Ledger, Protocol):
 
 class ReportStore(_Ledger, Protocol):
     async def ledger_entries(self, batch_id: str, limit: int) -> list[LedgerEntry]: ...
+    async def recent_routes(self, project: str, limit: int) -> list[str]:
+        """The router's records (JSON) of the project's latest routed requests."""
+        ...
+
     async def batch_requests(
         self,
         batch_id: str,

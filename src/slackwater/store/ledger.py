@@ -181,6 +181,16 @@ class SqlLedger(Database):
             for r in rows
         ]
 
+    async def recent_routes(self, project: str, limit: int) -> list[str]:
+        query = (
+            select(requests.c.route)
+            .where(requests.c.project == project, requests.c.route.is_not(None))
+            .order_by(requests.c.id.desc())
+            .limit(limit)
+        )
+        async with self.reading() as conn:
+            return [route for (route,) in (await conn.execute(query)).all()]
+
 
 def _error_message(response: str | None) -> str | None:
     if not response:
