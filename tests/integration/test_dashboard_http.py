@@ -28,6 +28,14 @@ async def test_sign_in_opens_the_dashboard_and_only_the_dashboard(
     cookie = {"cookie": f"slackwater_key={key}"}
     page = await client.get("/ui/batches", headers=cookie)
     assert page.status_code == 200 and batch["id"] in page.text
+    # Filters: by model (known once the batch is validated), by age; the live rows keep
+    # them.
+    await server.wait(batch["id"], headers={"Authorization": f"Bearer {key}"})
+    other = await client.get("/ui/batches?model=slow&hours=1", headers=cookie)
+    assert batch["id"] not in other.text and "match these filters" in other.text
+    assert 'hx-get="/ui/batches/rows?model=slow&amp;hours=1.0"' in other.text
+    same = await client.get("/ui/batches/rows?model=echo&hours=24", headers=cookie)
+    assert batch["id"] in same.text
     one = await client.get(f"/ui/batches/{batch['id']}", headers=cookie)
     assert one.status_code == 200 and 'id="requests"' in one.text, one.text[-2000:]
     # The cookie is the dashboard's: the API itself still wants the header.

@@ -4,10 +4,12 @@ on /ui paths, and every page shows the key's project only."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from importlib.resources import files as package_files
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -106,18 +108,41 @@ def request_row(request: RequestView) -> dict[str, Any]:
     }
 
 
-async def _batches(svc: Services, project: str, status: str, failed: bool) -> list[Batch]:
-    """The project's newest batches that pass the filters (a page of them)."""
+@dataclass(frozen=True)
+class Filters:
+    """What the batches page shows: the query string's filters."""
+
+    status: str = ""
+    failed: bool = False  # only batches with failed lines
+    model: str = ""
+    hours: float = 0  # only batches made within this many hours (0: any time)
+
+    def keep(self, batch: Batch, now: datetime) -> bool:
+        return (
+            (not self.status or batch.status.value == self.status)
+            and (not self.failed or batch.request_counts.failed > 0)
+            and (not self.model or batch.model == self.model)
+            and (not self.hours or now - batch.created_at <= timedelta(hours=self.hours))
+        )
+
+    def query(self) -> str:
+        shown = {k: v for k, v in asdict(self).items() if v}
+        return urlencode({k: "true" if v is True else v for k, v in shown.items()})
+
+
+async def _batches(svc: Services, project: str, filters: Filters = Filters()) -> list[Batch]:
+    """The project's newest batches that pass the filters (a page of them). Batches are
+    listed newest first, so a time filter stops the scan at the first one too old."""
     found: list[Batch] = []
     after = None
+    now = svc.clock()
     while len(found) < PAGE:
         page = await svc.batches.list(project, limit=100, after=after)
         for batch in page.items:
-            if status and batch.status.value != status:
-                continue
-            if failed and not batch.request_counts.failed:
-                continue
-            found.append(batch)
+            if filters.hours and now - batch.created_at > timedelta(hours=filters.hours):
+                return found
+            if filters.keep(batch, now):
+                found.append(batch)
         if not page.has_more or not page.items:
             break
         after = page.items[-1].id
@@ -161,16 +186,16 @@ async def batches_page(
     request: Request,
     project: Project,
     svc: Svc,
-    status: str = "",
-    failed: bool = False,
+    filters: Annotated[Filters, Depends()],
 ) -> Response:
-    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, status, failed)]
+    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, filters)]
     context = {
         "project": project,
         "rows": rows,
-        "status": status,
-        "failed": failed,
+        "filters": filters,
+        "filtered": bool(filters.query()),
         "statuses": [s.value for s in BatchStatus],
+        "models": [m.name for m in svc.catalog.models],
         "page": "batches",
     }
     return templates.TemplateResponse(request, "batches.html", context)
@@ -178,10 +203,11 @@ async def batches_page(
 
 @router.get("/batches/rows", response_class=HTMLResponse)
 async def batch_rows(
-    request: Request, project: Project, svc: Svc, status: str = "", failed: bool = False
+    request: Request, project: Project, svc: Svc, filters: Annotated[Filters, Depends()]
 ) -> Response:
-    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, status, failed)]
-    return templates.TemplateResponse(request, "_batch_rows.html", {"rows": rows})
+    rows = [batch_row(b, svc.clock()) for b in await _batches(svc, project, filters)]
+    context = {"rows": rows, "filtered": bool(filters.query())}
+    return templates.TemplateResponse(request, "_batch_rows.html", context)
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
@@ -375,7 +401,7 @@ async def capacity_page(request: Request, project: Project, svc: Svc) -> Respons
     for worker in svc.workers:
         if worker.placement is not None:
             reasons.update(worker.placement.reasons)
-    mine = [b for b in await _batches(svc, project, "", False) if not b.status.is_terminal]
+    mine = [b for b in await _batches(svc, project) if not b.status.is_terminal]
     open_work = {w.batch_id: w for w in await svc.store.open_work()}
     batches_view = []
     for batch in mine:
