@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from slackwater.api.deps import Project, services
 from slackwater.api.inference import JsonBody
-from slackwater.api.schemas import list_json
+from slackwater.api.schemas import list_json, optional_text, text_field
 from slackwater.domain.clock import parse_completion_window, parse_duration, to_unix
 from slackwater.domain.errors import InvalidRequest, NotFound
 from slackwater.domain.files import FilePurpose
@@ -63,13 +63,12 @@ def job_json(job: PredictionJob, cost: Decimal | None = None) -> dict[str, Any]:
     }
 
 
-def _text(body: dict[str, Any], field: str, required: bool = True) -> str | None:
-    value = body.get(field)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{field}' must be a non-empty string", param=field)
-    return value
+def _columns(body: dict[str, Any]) -> list[str]:
+    """The body's `keep`: columns copied to a job's output."""
+    keep = body.get("keep") or []
+    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+        raise InvalidRequest("'keep' must be a list of column names", param="keep")
+    return keep
 
 
 async def dataset_of(svc: Services, project: str, name: str) -> tuple[str, TableFormat | None]:
@@ -104,21 +103,19 @@ async def create_job(body: JsonBody, project: Project, svc: Svc) -> dict[str, An
     """Run a model over a table: `{"model", "dataset" (a file in the server's datasets
     directory), "key" (the column naming each row), "output"?, "keep"?, "chunk_rows"?,
     "completion_window"?}`."""
-    keep = body.get("keep") or []
-    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
-        raise InvalidRequest("'keep' must be a list of column names", param="keep")
+    keep = _columns(body)
     chunk_rows = body.get("chunk_rows", 65_536)
     if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool):
         raise InvalidRequest("'chunk_rows' must be an integer", param="chunk_rows")
     window = parse_completion_window(str(body.get("completion_window") or "24h"))
-    source, fmt = await dataset_of(svc, project, str(_text(body, "dataset")))
+    source, fmt = await dataset_of(svc, project, text_field(body, "dataset"))
     job = await svc.datasets.submit(
         project,
-        str(_text(body, "model")),
+        text_field(body, "model"),
         source,
-        str(_text(body, "key")),
+        text_field(body, "key"),
         fmt=fmt,
-        output=_text(body, "output", required=False) or "predict",
+        output=optional_text(body, "output") or "predict",
         keep=keep,
         chunk_rows=chunk_rows,
         window_seconds=window.total_seconds(),
@@ -223,18 +220,16 @@ def schedule_json(schedule: Schedule, runs: list[dict[str, Any]] | None = None) 
 async def create_schedule(body: JsonBody, project: Project, svc: Svc) -> dict[str, Any]:
     """A dataset job on a window: the job's fields, and `"every": "1h"` or `"cron":
     "0 * * * *"`. Its first run is due at once."""
-    keep = body.get("keep") or []
-    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
-        raise InvalidRequest("'keep' must be a list of column names", param="keep")
-    every = _text(body, "every", required=False)
+    keep = _columns(body)
+    every = optional_text(body, "every")
     schedule = await svc.scheduler.create(
         project,
-        str(_text(body, "model")),
-        dataset_path(svc, str(_text(body, "dataset"))),
-        str(_text(body, "key")),
+        text_field(body, "model"),
+        dataset_path(svc, text_field(body, "dataset")),
+        text_field(body, "key"),
         every_seconds=parse_duration(every, "every").total_seconds() if every else None,
-        cron=_text(body, "cron", required=False),
-        output=_text(body, "output", required=False) or "predict",
+        cron=optional_text(body, "cron"),
+        output=optional_text(body, "output") or "predict",
         keep=keep,
     )
     return schedule_json(schedule)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from slackwater.domain.batch import Batch
 from slackwater.domain.clock import to_unix
+from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.files import FileObject
 from slackwater.domain.model import Model
 from slackwater.ports import Page
@@ -121,3 +122,16 @@ def list_json(page: Page, render: Any) -> dict[str, Any]:
         "last_id": data[-1]["id"] if data else None,
         "has_more": page.has_more,
     }
+
+
+def text_field(body: dict[str, Any], field: str) -> str:
+    """A required non-empty string field of a JSON body, or InvalidRequest naming it."""
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{field}' must be a non-empty string", param=field)
+    return value
+
+
+def optional_text(body: dict[str, Any], field: str) -> str | None:
+    """An optional string field: absent (None), or as `text_field` checks it."""
+    return None if body.get(field) is None else text_field(body, field)

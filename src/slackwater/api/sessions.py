@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query
 
 from slackwater.api.deps import Project, services
 from slackwater.api.inference import JsonBody
-from slackwater.api.schemas import list_json
+from slackwater.api.schemas import list_json, text_field
 from slackwater.domain.clock import to_unix
 from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.sessions import Entry, Session
@@ -51,18 +51,11 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
-def _text(body: dict[str, Any], field: str) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{field}' must be a non-empty string", param=field)
-    return value
-
-
 @router.post("")
 async def start_session(body: JsonBody, project: Project, svc: Svc) -> dict[str, Any]:
     """Start a session of an agent: `{"agent": name, "arguments": {...}}`."""
     arguments = body.get("arguments", {})
-    session = await svc.sessions.start(project, _text(body, "agent"), arguments)
+    session = await svc.sessions.start(project, text_field(body, "agent"), arguments)
     return session_json(session)
 
 
@@ -92,7 +85,7 @@ async def get_session(
 @router.post("/{session_id}/events")
 async def send_event(session_id: str, body: JsonBody, project: Project, svc: Svc) -> dict[str, Any]:
     """An event for the session: `{"key": ..., "payload": ...}`."""
-    await svc.sessions.send(project, session_id, _text(body, "key"), body.get("payload"))
+    await svc.sessions.send(project, session_id, text_field(body, "key"), body.get("payload"))
     return session_json(await svc.store.get_session(project, session_id))
 
 
