@@ -222,7 +222,9 @@ def test_the_cost_page_agrees_with_the_report(page: Any, site: Any) -> None:
         page.wait_for_timeout(250)
     sign_in(page, server, key_a)
     page.goto(server.url + "/ui/cost")
-    page.wait_for_function("document.querySelector('canvas#by-day').width > 0")
+    for chart in ("by-day", "by-model"):
+        page.wait_for_function(f"document.querySelector('canvas#{chart}').width > 0")
+    assert page.locator("h2", has_text="By pool").count() == 1
     shot(page, "cost")
     report = run_cli(
         "report", "--json", "--by", "model", "--project", "team-a",

@@ -575,6 +575,68 @@ async def test_ledger_sums_charges_exactly_by_every_grouping(store: Store) -> No
         await store.ledger("colour")
 
 
+async def test_the_ledgers_rollup_changes_no_report_and_keeps_deleted_spend(
+    store: Store,
+) -> None:
+    def charge(cost: str) -> Charge:
+        return Charge("spot", 1.0, Decimal(cost), Decimal("1"), engine="fake", price="$1/h")
+
+    async def settle(model: str, when: datetime, costs: list[str], retry: str = "") -> None:
+        lease = await store.lease("w", [model], 10, when, 30)
+        assert lease is not None
+        done = lease.requests[: len(costs)]
+        results = [
+            Result(r.id, Outcome(200, {}, Usage(2, 3)), charge(c))
+            for r, c in zip(done, costs, strict=True)
+        ]
+        retries = [
+            Retry(r.id, when + timedelta(days=30), Decimal(retry))
+            for r in lease.requests[len(costs) :]
+        ]
+        await record(store, lease.id, results, retries=retries, now=when)
+
+    async def reports() -> list[Any]:
+        groups = ("day", "model", "tier", "pool", "engine", "project")
+        daily = [await store.ledger(by, daily=True) for by in ("model", "pool")]
+        return [
+            await store.ledger(by, project) for by in groups for project in (None, "p1", "p2")
+        ] + daily
+
+    old = await make_batch(store, 3, model="m")
+    await settle("m", NOW, ["0.001", "0.002", "0.003"])
+    await make_batch(store, 3, model="n", project="p2")
+    # Two finished a day later, one charged for a failed attempt and waiting to retry.
+    await settle("n", NOW + timedelta(days=1), ["0.01", "0.02"], retry="0.5")
+    before = await reports()
+    # The rollup passes the first day only: the reports are the same.
+    assert await store.roll_up_ledger(NOW + timedelta(hours=12)) == 3
+    assert await reports() == before
+    assert await store.roll_up_ledger(NOW + timedelta(hours=12)) == 0  # nothing added twice
+    # Past the second day too; the waiting request, not finished, stays out of it.
+    assert await store.roll_up_ledger(NOW + timedelta(days=5)) == 2
+    assert await reports() == before
+    [day_one, day_two, unfinished] = await store.ledger("day")
+    assert (day_one.key, day_one.requests, day_one.cost) == ("2026-01-01", 3, Decimal("0.006"))
+    assert (day_two.key, day_two.requests) == ("2026-01-02", 2)
+    assert (unfinished.key, unfinished.cost) == ("None", Decimal("0.5"))
+    by_model = [(r.day, r.key, r.requests) for r in await store.ledger("model", daily=True)]
+    assert by_model == [("2026-01-01", "m", 3), ("2026-01-02", "n", 2), ("None", "n", 1)]
+    # A deleted batch's spend stays in the totals, rolled up or not.
+    later = await make_batch(store, 1, model="m")
+    await settle("m", NOW + timedelta(days=6), ["0.1"])
+    totals = await store.ledger("project")
+    for ended in (old, later):
+        await store.move_batch(ended.id, BatchStatus.CANCELLING, NOW)
+        await store.move_batch(ended.id, BatchStatus.CANCELLED, NOW)
+        await store.delete_batch("p1", ended.id)
+    assert await store.ledger("project") == totals
+    assert {r.key for r in await store.ledger("batch")} == {
+        b.id for b in (await store.list_batches("p2", limit=10, after=None)).items
+    }
+    assert await store.roll_up_ledger(NOW + timedelta(days=30)) == 0  # deleted: folded once
+    assert await store.ledger("project") == totals
+
+
 async def test_open_work_and_live_workers(store: Store) -> None:
     batch = await make_batch(store, 3)
     await make_batch(store, 2, activate=False)  # staged: not open work yet

@@ -132,6 +132,7 @@ class LedgerRow:
     compute_seconds: float
     cost: Decimal
     realtime_cost: Decimal
+    day: str | None = None  # asked for `daily`: the day (UTC) its requests finished
 
     @property
     def saving(self) -> Decimal:

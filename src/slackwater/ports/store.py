@@ -219,6 +219,11 @@ class MonitorStore(_BatchReads, _BatchMoves, Protocol):
         """Requests of the batch that are queued or running."""
         ...
 
+    async def roll_up_ledger(self, now: datetime) -> int:
+        """Sum the ledger's older requests into its rollup (reports read the sums and the
+        few requests after them); how many requests it added."""
+        ...
+
 
 class FinalizerStore(_FileRecords, _BatchMoves, _Finished, Protocol):
     pass
@@ -256,9 +261,11 @@ class _Ledger(Protocol):
         since: datetime | None = None,
         *,
         session: str | None = None,
+        daily: bool = False,
     ) -> list[LedgerRow]:
         """Requests' costs summed by batch, project, pool, model, engine, tier, session or
-        day (`session`: that session's inferences only)."""
+        day (`session`: that session's inferences only; `daily`: and by day, in order of
+        day)."""
         ...
 
 

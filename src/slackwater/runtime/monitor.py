@@ -48,7 +48,8 @@ class Monitor:
         self.interval = interval
         self.glance = glance
         self.metrics = metrics
-        # Files past their `expires_at` are deleted every `expiry_seconds`.
+        # Files past their `expires_at` are deleted, and the ledger rolled up, every
+        # `expiry_seconds`.
         self.files = files
         self.expiry_seconds = expiry_seconds
         self._expired_at = float("-inf")
@@ -124,10 +125,15 @@ class Monitor:
             await self._guard(self._cancelling, batch_id)
         for batch_id in await self.store.batch_ids_in(BatchStatus.FINALIZING):
             await self._guard(self._finalize, batch_id)
-        if self.files is not None and time.monotonic() - self._expired_at >= self.expiry_seconds:
+        if time.monotonic() - self._expired_at >= self.expiry_seconds:
             self._expired_at = time.monotonic()
-            if deleted := await self.files.delete_expired():
-                log.info("deleted %d expired files", deleted)
+            await self._housekeeping()
+
+    async def _housekeeping(self) -> None:
+        """Work that may wait a minute: expired files go; the ledger's rollup catches up."""
+        if self.files is not None and (deleted := await self.files.delete_expired()):
+            log.info("deleted %d expired files", deleted)
+        await self.store.roll_up_ledger(self.clock())
 
     def _ingested(self, task: asyncio.Task[Batch]) -> None:
         for batch_id, running in list(self._ingesting.items()):

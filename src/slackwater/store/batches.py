@@ -28,7 +28,7 @@ from slackwater.domain.request import RequestStatus
 from slackwater.domain.text import shown
 from slackwater.domain.webhooks import BATCH_EVENTS
 from slackwater.ports import Page
-from slackwater.store import outbox, queue
+from slackwater.store import ledger, outbox, queue
 from slackwater.store.database import Database
 from slackwater.store.schema import batches, files, requests
 
@@ -259,6 +259,8 @@ class SqlBatches(Database):
                 raise Conflict(
                     f"batch {batch_id} is {batch.status.value}; cancel it, then delete it"
                 )
+            # What it cost stays in the ledger's totals.
+            await ledger.fold_unrolled(conn, requests.c.batch_id == batch_id)
             await conn.execute(delete(requests).where(requests.c.batch_id == batch_id))
             await conn.execute(delete(batches).where(batches.c.id == batch_id))
         return batch

@@ -18,15 +18,19 @@ async def state(conn: AsyncConnection, name: str) -> int:
     return int((await conn.execute(query)).scalar() or 0)
 
 
+async def set_state(conn: AsyncConnection, name: str, value: int) -> None:
+    statement = upsert(conn.dialect.name, scheduler_state).values(name=name, value=value)
+    await conn.execute(
+        statement.on_conflict_do_update(index_elements=["name"], set_={"value": value})
+    )
+
+
 async def virtual_time(conn: AsyncConnection) -> int:
     return await state(conn, VIRTUAL_TIME)
 
 
 async def set_virtual_time(conn: AsyncConnection, value: int) -> None:
-    statement = upsert(conn.dialect.name, scheduler_state).values(name=VIRTUAL_TIME, value=value)
-    await conn.execute(
-        statement.on_conflict_do_update(index_elements=["name"], set_={"value": value})
-    )
+    await set_state(conn, VIRTUAL_TIME, value)
 
 
 async def project_next(conn: AsyncConnection, project: str) -> int:

@@ -25,7 +25,7 @@ from slackwater.domain.text import shown
 from slackwater.domain.webhooks import RESPONSE_EVENTS
 from slackwater.policy import fairness
 from slackwater.ports import AnsweredCall, CallState, QueuedCall, StoredResponse
-from slackwater.store import fair, outbox
+from slackwater.store import fair, ledger, outbox
 from slackwater.store.database import Database
 from slackwater.store.schema import requests, responses
 
@@ -238,4 +238,6 @@ class SqlResponses(Database):
                     f"Response with id '{shown(response_id)}' not found.", param="response_id"
                 )
             # Its queued request goes too; a worker running it records nothing.
+            # What it cost stays in the ledger's totals.
+            await ledger.fold_unrolled(conn, requests.c.batch_id == response_id)
             await conn.execute(delete(requests).where(requests.c.batch_id == response_id))

@@ -173,6 +173,14 @@ requests = Table(
         sqlite_where=text("lease_id IS NOT NULL"),
         postgresql_where=text("lease_id IS NOT NULL"),
     ),
+    # The ledger's requests not yet in `ledger_rollup`: finished after its watermark, or
+    # charged for attempts and not finished.
+    Index(
+        "ix_requests_charged",
+        "finished_at",
+        sqlite_where=text("cost_nano IS NOT NULL"),
+        postgresql_where=text("cost_nano IS NOT NULL"),
+    ),
 )
 
 api_keys = Table(
@@ -202,6 +210,26 @@ scheduler_state = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+# The ledger summed by day and its groups, for requests finished before the watermark
+# in scheduler_state (docs/decisions/0015): reports add the few requests after it, so
+# they read thousands of rows, not millions. '' stands for a missing pool, engine or day.
+ledger_rollup = Table(
+    "ledger_rollup",
+    metadata,
+    Column("project", String(128), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("tier", String(32), primary_key=True),
+    Column("pool", String(64), primary_key=True),
+    Column("engine", String(64), primary_key=True),
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("compute_us", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False),
+    Column("realtime_nano", BigInteger, nullable=False),
 )
 
 result_cache = Table(
