@@ -44,6 +44,7 @@ from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
 from slackwater.runtime.placement import Placement
 from slackwater.runtime.plugins import load_agents, load_checks
+from slackwater.runtime.prices import PriceRecorder
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter, TokenCounter, lazy_counter
@@ -172,6 +173,19 @@ def build(
         datasets=datasets,
         scheduler=Scheduler(store, datasets, clock),
         pools=[p.to_pool() for p in settings.pools],
+        prices=PriceRecorder(
+            store,
+            {
+                p.name: open_feed(p.feed, p.price_per_hour, clock())
+                for p in settings.pools
+                if p.to_pool().hourly
+            },
+            clock,
+            every_seconds=settings.price_sample_seconds,
+            keep=timedelta(days=settings.price_history_days),
+        )
+        if monitor
+        else None,
         alive_seconds=2 * settings.lease_seconds,
         default_seconds_per_request=settings.seconds_per_request,
         datasets_dir=settings.datasets_dir or settings.data_dir / "datasets",

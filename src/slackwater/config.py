@@ -298,6 +298,10 @@ class Settings(BaseSettings):
     max_spot_price: Decimal | None = None
     # A request's compute time until the ledger has measured its model.
     seconds_per_request: float = Field(default=1.0, ge=0)
+    # How often the server samples each instance pool's feed (price, availability) for
+    # the dashboard's history, and how long samples are kept.
+    price_sample_seconds: float = Field(default=60.0, gt=0)
+    price_history_days: float = Field(default=30.0, gt=0)
     # A spot worker's notice (SIGTERM, AWS's two-minute warning): finish the chunk in
     # hand if it fits, else give the rest back to the queue.
     drain_seconds: float = Field(default=120.0, gt=0)

@@ -27,6 +27,7 @@ from slackwater.domain.webhooks import WebhookEndpoint
 from slackwater.ports import (
     AnsweredCall,
     Escalation,
+    PoolSample,
     QueuedCall,
     Retry,
     Settlement,
@@ -635,6 +636,26 @@ async def test_the_ledgers_rollup_changes_no_report_and_keeps_deleted_spend(
     }
     assert await store.roll_up_ledger(NOW + timedelta(days=30)) == 0  # deleted: folded once
     assert await store.ledger("project") == totals
+
+
+async def test_pool_samples_are_kept_once_listed_by_pool_and_forgotten(store: Store) -> None:
+    samples = [
+        PoolSample(pool, NOW + timedelta(minutes=m), m != 1, Decimal("0.912345"))
+        for m in range(3)
+        for pool in ("spot", "od")
+    ]
+    await store.add_pool_samples(samples)
+    await store.add_pool_samples(samples[:2])  # the same instant again: kept once
+    listed = await store.pool_samples(NOW + timedelta(minutes=1))
+    assert [(s.pool, s.at - NOW, s.available) for s in listed] == [
+        ("od", timedelta(minutes=1), False),
+        ("od", timedelta(minutes=2), True),
+        ("spot", timedelta(minutes=1), False),
+        ("spot", timedelta(minutes=2), True),
+    ]
+    assert {s.price_per_hour for s in listed} == {Decimal("0.912345")}
+    assert await store.forget_pool_samples(NOW + timedelta(minutes=2)) == 4
+    assert len(await store.pool_samples(NOW)) == 2
 
 
 async def test_open_work_and_live_workers(store: Store) -> None:

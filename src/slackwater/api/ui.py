@@ -31,6 +31,7 @@ templates = Jinja2Templates(directory=str(package_files("slackwater.api") / "tem
 Svc = Annotated[Services, Depends(services)]
 PAGE = 50
 ROUTES = 2000  # routed requests the router page looks back over
+HISTORY = timedelta(hours=24)  # the capacity page's prices and availability
 SWAGGER_JS, SWAGGER_CSS = "swagger-ui-bundle-5.35.0.js", "swagger-ui-5.35.0.css"
 
 
@@ -429,9 +430,28 @@ async def capacity_page(request: Request, project: Project, svc: Svc) -> Respons
         "pools": pools,
         "models": models,
         "batches": batches_view,
+        "history": await _pool_history(svc, now - HISTORY),
         "page": "capacity",
     }
     return templates.TemplateResponse(request, "capacity.html", context)
+
+
+async def _pool_history(svc: Services, since: datetime) -> dict[str, Any]:
+    """The pools' sampled prices and availability, for a chart: one time axis (the
+    server samples every pool at once), a series per pool."""
+    samples = await svc.store.pool_samples(since)
+    times = sorted({s.at for s in samples})
+    at = {moment: i for i, moment in enumerate(times)}
+    prices: dict[str, list[float | None]] = {}
+    available: dict[str, list[int | None]] = {}
+    for s in samples:
+        prices.setdefault(s.pool, [None] * len(times))[at[s.at]] = float(s.price_per_hour)
+        available.setdefault(s.pool, [None] * len(times))[at[s.at]] = int(s.available)
+    return {
+        "times": [t.strftime("%m-%d %H:%M") for t in times],
+        "prices": prices,
+        "available": available,
+    }
 
 
 @router.get("/router", response_class=HTMLResponse)

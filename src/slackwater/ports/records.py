@@ -140,6 +140,16 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
+class PoolSample:
+    """A pool's price and availability at one moment, as its feed gave them."""
+
+    pool: str
+    at: datetime
+    available: bool
+    price_per_hour: Decimal
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     """One request's line in the ledger."""
 

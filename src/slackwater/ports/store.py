@@ -52,6 +52,7 @@ from slackwater.ports.records import (
     LedgerRow,
     OpenWork,
     Page,
+    PoolSample,
     QueuedCall,
     RequestView,
     Settlement,
@@ -276,6 +277,15 @@ class CapacityStore(_Ledger, Protocol):
         ...
 
     async def live_workers(self, kind: str, since: datetime) -> int: ...
+
+
+class PoolHistoryStore(Protocol):
+    async def add_pool_samples(self, samples: Sequence[PoolSample]) -> None: ...
+    async def pool_samples(self, since: datetime) -> list[PoolSample]:
+        """Every pool's samples since `since`, by pool, oldest first."""
+        ...
+
+    async def forget_pool_samples(self, before: datetime) -> int: ...
 
 
 class ReportStore(_Ledger, Protocol):
@@ -541,6 +551,7 @@ class Store(
     OutboxStore,
     KeyStore,
     CapacityStore,
+    PoolHistoryStore,
     ReportStore,
     CallStore,
     EndpointStore,
@@ -564,6 +575,7 @@ __all__ = [
     "Lifecycle",
     "MonitorStore",
     "OutboxStore",
+    "PoolHistoryStore",
     "PredictionStore",
     "ReportStore",
     "ScheduleStore",

@@ -25,6 +25,7 @@ from slackwater.runtime.keys import KeyService
 from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
+from slackwater.runtime.prices import PriceRecorder
 from slackwater.runtime.realtime import Realtime
 from slackwater.runtime.responses import ResponseService
 from slackwater.runtime.routing import AutoRouter
@@ -64,6 +65,7 @@ class Services:
     datasets_dir: Path  # where the API may read dataset jobs' tables from
     workers: list[Worker] = field(default_factory=list)
     pools: list[Pool] = field(default_factory=list)  # as configured, for the dashboard
+    prices: PriceRecorder | None = None  # the server samples the pools' feeds
     # A worker seen within this is alive; a model not measured yet takes this a request.
     alive_seconds: float = 60.0
     default_seconds_per_request: float = 1.0
@@ -94,6 +96,8 @@ class Services:
             loops.append(self.datasets.run(self._stopping))
         if self.monitor is not None:  # the server starts scheduled runs
             loops.append(self.scheduler.run(self._stopping))
+            if self.prices is not None:
+                loops.append(self.prices.run(self._stopping))
         for worker in self.workers:
             worker.on_recorded = worker.on_recorded or self._recorded
         self.calls.on_queued = self._queued

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -230,6 +231,16 @@ ledger_rollup = Table(
     Column("compute_us", BigInteger, nullable=False),
     Column("cost_nano", BigInteger, nullable=False),
     Column("realtime_nano", BigInteger, nullable=False),
+)
+
+# Each pool's price and availability as its feed gave them, sampled by the server.
+pool_samples = Table(
+    "pool_samples",
+    metadata,
+    Column("pool", String(64), primary_key=True),
+    Column("at", UtcDateTime, primary_key=True),
+    Column("available", Boolean, nullable=False),
+    Column("price_per_hour", String(32), nullable=False),  # a decimal, exact
 )
 
 result_cache = Table(

@@ -13,6 +13,7 @@ from slackwater.store.files import SqlFiles
 from slackwater.store.keys import SqlKeys
 from slackwater.store.ledger import SqlLedger
 from slackwater.store.outbox import SqlOutbox
+from slackwater.store.pools import SqlPools
 from slackwater.store.predictions import SqlPredictions
 from slackwater.store.queue import SqlQueue
 from slackwater.store.responses import SqlResponses
@@ -33,6 +34,7 @@ class SqlStore(
     SqlOutbox,
     SqlKeys,
     SqlWorkers,
+    SqlPools,
     SqlResponses,
     SqlEndpoints,
     SqlSessions,

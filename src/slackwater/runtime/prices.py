@@ -1,0 +1,57 @@
+"""Prices: the server samples each instance pool's feed (price and availability) every
+`every_seconds` into the store, so the dashboard can show them over time; samples older
+than `keep` go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+
+from slackwater.ports import Clock, PoolHistoryStore, PoolSample, PriceFeed
+
+log = logging.getLogger(__name__)
+
+
+class PriceRecorder:
+    def __init__(
+        self,
+        store: PoolHistoryStore,
+        feeds: Mapping[str, PriceFeed],
+        clock: Clock,
+        *,
+        every_seconds: float = 60.0,
+        keep: timedelta = timedelta(days=30),
+    ) -> None:
+        self.store = store
+        self.feeds = feeds
+        self.clock = clock
+        self.every_seconds = every_seconds
+        self.keep = keep
+
+    async def sample(self) -> list[PoolSample]:
+        """Read every feed once and record what they say; a feed that fails (a cloud's
+        price API out of reach) is skipped this time."""
+        now = self.clock()
+        samples = []
+        for pool, feed in self.feeds.items():
+            try:
+                state = await feed.state(now)
+            except Exception:
+                log.warning("the feed of pool %s could not be read", pool, exc_info=True)
+                continue
+            samples.append(PoolSample(pool, now, state.available, state.price_per_hour))
+        await self.store.add_pool_samples(samples)
+        await self.store.forget_pool_samples(now - self.keep)
+        return samples
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.sample()
+            except Exception:  # a failing store must not end the loop
+                log.exception("sampling the pools' feeds failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.every_seconds)
