@@ -117,6 +117,12 @@ async def test_auto_lines_follow_the_learned_predictions(
     assert out["req-2"]["model"] == "cheap"
     assert out["req-3"]["model"] == "dear"
     assert "under dear's" in out["req-3"]["passed_over"]["cheap"]
+    # The router page: the predictions, by the model each request was sent to.
+    page = (await server.client.get("/ui/router")).text
+    predicted = page.split('id="predicted"')[1].split("</table>")[0]
+    mean = (easy["predicted_quality"]["cheap"] + out["req-2"]["predicted_quality"]["cheap"]) / 2
+    assert f"<td>cheap</td><td>2</td><td>{mean:.2f}</td><td>1.00</td>" in predicted
+    assert "<td>dear</td><td>2</td>" in predicted
 
     # A router embedded from other prompt lengths than the server's is refused at start.
     with pytest.raises(ConfigError, match=r"first 256 tokens .* router_max_tokens is 128"):

@@ -21,6 +21,7 @@ from slackwater.api.deps import services
 from slackwater.api.schemas import cost_json
 from slackwater.domain.batch import Batch, BatchStatus
 from slackwater.domain.errors import AuthenticationError, PermissionDenied
+from slackwater.domain.route import RouteRecord
 from slackwater.ports import RequestView
 from slackwater.runtime.keys import hash_key
 from slackwater.runtime.services import Services
@@ -460,15 +461,13 @@ async def router_page(request: Request, project: Project, svc: Svc) -> Response:
     each model's evaluated quality against the checks its answers passed."""
     mix = await svc.store.ledger("model", project)
     total = sum(r.requests for r in mix) or 1
-    routes = [orjson.loads(r) for r in await svc.store.recent_routes(project, ROUTES)]
+    routes = [RouteRecord.from_json(r) for r in await svc.store.recent_routes(project, ROUTES)]
     reasons: dict[str, int] = {}
     escalated = 0
     for route in routes:
-        attempts = route.get("attempts") or []
-        escalated += bool(attempts)
-        for attempt in attempts:
-            why = str(attempt.get("failed_check", "")).split(":")[0]
-            key = f"{attempt.get('model')}: {why}"
+        escalated += bool(route.attempts)
+        for attempt in route.attempts:
+            key = f"{attempt.model}: {attempt.failed_check.split(':')[0]}"
             reasons[key] = reasons.get(key, 0) + 1
     observed = await svc.store.outcomes()
     quality = []
@@ -499,6 +498,31 @@ async def router_page(request: Request, project: Project, svc: Svc) -> Response:
         "escalated": escalated,
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]),
         "quality": quality,
+        "predicted": _predicted(routes),
         "page": "router",
     }
     return templates.TemplateResponse(request, "router.html", context)
+
+
+def _predicted(routes: list[RouteRecord]) -> list[dict[str, Any]]:
+    """The learned router judged on the latest routed requests it predicted for: per
+    model first tried, the requests, its mean predicted quality on them, and the share
+    whose answer kept (failed no check, so did not climb to a stronger model)."""
+    tally: dict[str, list[float]] = {}  # model -> [requests, predicted sum, kept]
+    for route in routes:
+        first = route.attempts[0].model if route.attempts else route.model
+        if first not in route.predicted_quality:
+            continue
+        counts = tally.setdefault(first, [0, 0.0, 0])
+        counts[0] += 1
+        counts[1] += route.predicted_quality[first]
+        counts[2] += not route.attempts
+    return [
+        {
+            "model": model,
+            "requests": int(n),
+            "predicted": f"{total / n:.2f}",
+            "kept": f"{kept / n:.2f}",
+        }
+        for model, (n, total, kept) in sorted(tally.items())
+    ]

@@ -84,7 +84,10 @@ class RouteRecord:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> RouteRecord:
-        data = orjson.loads(raw)
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouteRecord:
         return cls(
             requested=data.get("requested", "auto"),
             model=data["model"],
