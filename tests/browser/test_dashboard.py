@@ -27,11 +27,18 @@ CHROMIUM = next(
 )
 CONFIG = """
 max_batch_wait_seconds = 0
+price_sample_seconds = 1
 
 [[pools]]
 name = "box"
 kind = "local"
 price_per_hour = 0.05
+
+[[pools]]
+name = "spot-a"
+kind = "spot"
+price_per_hour = 0.02
+feed = "trace:{trace}"
 
 [[models]]
 name = "echo"
@@ -94,7 +101,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, list
     root = tmp_path_factory.mktemp("dashboard")
     data = root / "data"
     config = root / "slackwater.toml"
-    config.write_text(CONFIG.format())
+    trace = root / "spot.json"  # spot comes and goes every few seconds
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3}, "data": [1, 1, 0, 1, 0, 0]}))
+    config.write_text(CONFIG.format(trace=trace))
     keys = []
     for project in ("team-a", "team-b"):
         made = run_cli("keys", "create", "--project", project, "--data-dir", str(data))
@@ -262,4 +271,6 @@ def test_every_page_loads_with_nothing_from_off_this_machine(page: Any, site: An
         answer = page.goto(f"{server.url}/ui/{name}")
         assert answer is not None and answer.status == 200
         assert page.locator("nav a.here").inner_text().lower().startswith(name[:5])
+        if name == "capacity":  # the sampled prices, drawn by the vendored Chart.js
+            page.wait_for_function("document.querySelector('canvas#pool-history').width > 0")
         shot(page, name)
