@@ -120,6 +120,41 @@ async def test_bad_model_files_are_refused_naming_the_file(
                           trusted=untrusted)).body["predictions"] == [[2.0, 8.0]]  # fmt: skip
 
 
+async def test_a_vetted_skops_file_loads_from_its_copy_and_trust_is_not_widened(
+    saved: classical.Saved, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    from slackwater.engines.sklearn import SklearnEngine
+
+    cache = tmp_path / "cache"
+    rows = {"inputs": saved.rows[:3].tolist()}
+    first = await predict("sklearn", saved.skops, rows, cache_dir=str(cache))
+    [copy] = (cache / "sklearn").glob("*.joblib")
+    # Loaded again, the copy is read: skops (its slow vetting) is not asked.
+    vetted = SklearnEngine._vet
+    monkeypatch.setattr(SklearnEngine, "_vet", lambda self: pytest.fail("vetted again"))
+    again = await predict("sklearn", saved.skops, rows, cache_dir=str(cache))
+    assert again.body == first.body
+    # A file with types not trusted by default: its copy is made under the trusted list
+    # it loaded with, so a load without that list is still refused.
+    monkeypatch.setattr(SklearnEngine, "_vet", vetted)
+    odd = tmp_path / "odd.skops"
+    skops.io.dump(FunctionTransformer(double), odd)
+    untrusted = skops.io.get_untrusted_types(file=odd)
+    body = {"inputs": [[1.0, 4.0]], "output": "embedding"}
+    loaded = await predict("sklearn", odd, body, trusted=untrusted, cache_dir=str(cache))
+    assert loaded.body["predictions"] == [[2.0, 8.0]]
+    assert len(list((cache / "sklearn").glob("*.joblib"))) == 2
+    with pytest.raises(ConfigError, match="holds types not trusted"):
+        await predict("sklearn", odd, body, cache_dir=str(cache))
+    # A copy that does not load (cut short) is dropped and the file vetted again.
+    copy.write_bytes(b"cut sh")
+    assert (await predict("sklearn", saved.skops, rows, cache_dir=str(cache))).body == first.body
+    assert copy.stat().st_size > 6
+
+
 async def test_neighbors_are_the_nearest_fitted_rows_by_label(
     saved: classical.Saved, tmp_path: Path
 ) -> None:

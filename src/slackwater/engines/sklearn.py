@@ -7,6 +7,13 @@ file (`skops.io.get_untrusted_types`), else loading is refused with their names.
 pickle or joblib file (`.pkl`, `.joblib`) runs code as it loads, so it is refused unless
 `options.allow_pickle = true` says the file is trusted.
 
+skops lists the types it trusts by importing every scikit-learn estimator (seconds, and
+hundreds of MB when torch is installed beside it), so a cold start paid that on each
+load. Once a file has loaded through skops, the estimator is kept in `model_cache_dir`
+as a joblib file named by the file's hash, the trusted types and the library versions;
+later loads of that same file read the copy. The copy is as trusted as the cache
+directory (write access to it is write access to what the server runs, like its code).
+
     [[models]]
     name = "iris"
     engine = "sklearn"
@@ -16,10 +23,15 @@ pickle or joblib file (`.pkl`, `.joblib`) runs code as it loads, so it is refuse
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Model
@@ -65,6 +77,38 @@ class SklearnEngine(ArrayEngine):
             raise not_a_model(self.model, self.path, f"a {kind}, with no predict or transform")
 
     def _skops(self) -> Any:
+        import joblib
+
+        vetted = self._vetted_copy()
+        if vetted is None:
+            return self._vet()
+        if vetted.exists():
+            try:
+                return joblib.load(vetted)
+            except Exception:  # a copy cut short or from elsewhere: vet the file again
+                vetted.unlink(missing_ok=True)
+        estimator = self._vet()
+        vetted.parent.mkdir(parents=True, exist_ok=True)
+        partial = vetted.with_suffix(f".{os.getpid()}.part")
+        joblib.dump(estimator, partial)
+        partial.replace(vetted)
+        return estimator
+
+    def _vetted_copy(self) -> Path | None:
+        """Where a copy of this file, as vetted with these trusted types, is kept (None:
+        the process has no model cache)."""
+        cache = self.model.options.get("cache_dir")
+        if not cache:
+            return None
+        digest = hashlib.sha256()
+        with self.path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        libraries = [version(name) for name in ("scikit-learn", "skops", "numpy")]
+        digest.update(orjson.dumps([sorted(self.trusted), libraries]))
+        return Path(str(cache)) / "sklearn" / f"{digest.hexdigest()}.joblib"
+
+    def _vet(self) -> Any:
         from skops import io as skops_io
 
         try:
