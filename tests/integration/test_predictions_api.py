@@ -137,6 +137,12 @@ async def test_dataset_jobs_schedules_and_precomputed_answers_over_http(
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "inputs[1]"
     unmatched = await server.client.post("/v1/predictions", json={**both, "keys": ["a"]})
     assert unmatched.status_code == 400 and unmatched.json()["error"]["param"] == "keys"
+    # The dashboard counts where the rows asked by key were answered from: precomputed
+    # (the lookup, the stale lookup, one online row), run on the model (1 + 2 + 2 rows),
+    # and the lookup of a key with nothing precomputed.
+    page = (await server.client.get("/ui/predictions")).text
+    lookups = page.split('id="lookups"')[1].split("</table>")[0]
+    assert "<td>iris</td><td>3</td><td>5</td><td>1</td><td>33.3%</td>" in lookups
     # An uploaded table (purpose user_data) serves as well as one in the directory.
     upload = await server.client.post(
         "/v1/files",

@@ -201,6 +201,8 @@ async def predictions(
     outcome = await predict_with_cache(body, hits, online, svc.clock())
     if not outcome.ok:
         return _plain(outcome)
+    usage = outcome.body["usage"]
+    svc.metrics.looked_up(model.name, usage["precomputed_rows"], usage["rows"])
     return JSONResponse(outcome.body)
 
 

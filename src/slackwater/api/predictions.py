@@ -175,6 +175,8 @@ async def precomputed(
     if found is None:
         raise NotFound(f"The model '{shown(model)}' does not exist", param="model")
     hit = await svc.store.precomputed(found.name, key)
+    svc.metrics.looked_up(found.name, precomputed=int(hit is not None), online=0,
+                          missing=int(hit is None))  # fmt: skip
     if hit is None:
         raise NotFound(
             f"No precomputed prediction of {found.name} for key '{shown(key)}'",

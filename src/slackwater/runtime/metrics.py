@@ -55,6 +55,30 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.prediction_rows = Counter(
+            "slackwater_prediction_rows",
+            "Rows asked of a classical model by key, per model and where the answer came"
+            " from: precomputed (a dataset job's), model (not precomputed or stale: run"
+            " online), missing (a lookup of a key with no precomputed prediction).",
+            ["model", "source"],
+            registry=self.registry,
+        )
+
+    def looked_up(self, model: str, precomputed: int, online: int, missing: int = 0) -> None:
+        for source, rows in (("precomputed", precomputed), ("model", online), ("missing", missing)):
+            if rows:
+                self.prediction_rows.labels(model, source).inc(rows)
+
+    def lookups(self) -> dict[str, dict[str, int]]:
+        """Rows asked by key since this process started: model -> source -> rows."""
+        found: dict[str, dict[str, int]] = {}
+        for metric in self.prediction_rows.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    model, source = sample.labels["model"], sample.labels["source"]
+                    found.setdefault(model, {})[source] = int(sample.value)
+        return found
+
     def recorded(self, model: str, results: list[Result]) -> None:
         success = sum(1 for r in results if r.outcome.ok)
         if success:

@@ -41,6 +41,16 @@ async def predictions_page(request: Request, project: Project, svc: Svc) -> Resp
             }
             for s in schedules
         ],
+        "lookups": [
+            {
+                "model": model,
+                "precomputed": rows.get("precomputed", 0),
+                "online": rows.get("model", 0),
+                "missing": rows.get("missing", 0),
+                "hit_rate": f"{rows.get('precomputed', 0) / sum(rows.values()):.1%}",
+            }
+            for model, rows in sorted(svc.metrics.lookups().items())
+        ],
         "page": "predictions",
     }
     return templates.TemplateResponse(request, "predictions.html", context)
