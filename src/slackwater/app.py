@@ -189,6 +189,7 @@ def build(
         alive_seconds=2 * settings.lease_seconds,
         default_seconds_per_request=settings.seconds_per_request,
         datasets_dir=settings.datasets_dir or settings.data_dir / "datasets",
+        dataset_uris=settings.dataset_uris,
         run_sessions=settings.agents_app is not None,
         keys=KeyService(store, clock),
         endpoints=WebhookEndpoints(

@@ -271,6 +271,9 @@ class Settings(BaseSettings):
     # Dataset jobs started over the API read tables from this directory only (the CLI
     # reads any path) [default: <data_dir>/datasets].
     datasets_dir: Path | None = None
+    # ...and from objects under these prefixes (e.g. "s3://acme-tables/daily/"), read with
+    # the server's own credentials and endpoint (AWS_* in its environment).
+    dataset_uris: list[str] = Field(default_factory=list)
     session_lease_seconds: float = Field(default=60.0, gt=0)
     session_poll_seconds: float = Field(default=0.2, gt=0)
     models: list[ModelConfig] = Field(default_factory=default_models)

@@ -88,7 +88,16 @@ async def dataset_of(svc: Services, project: str, name: str) -> tuple[str, Table
 
 
 def dataset_path(svc: Services, name: str) -> str:
-    """A dataset the API may read: a file under the server's datasets directory."""
+    """A dataset the API may read: a file under the server's datasets directory, or an
+    object under one of its `dataset_uris` prefixes."""
+    if "://" in name:
+        allowed = any(name.startswith(prefix) for prefix in svc.dataset_uris)
+        # A query string could point the server's credentials at another endpoint.
+        if not allowed or "?" in name or "/../" in name:
+            raise InvalidRequest(
+                f"dataset {shown(name)!r} is not under the server's dataset_uris", param="dataset"
+            )
+        return name
     root = svc.datasets_dir.resolve()
     path = (root / name).resolve()
     if not path.is_relative_to(root):

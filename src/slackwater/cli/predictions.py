@@ -93,7 +93,10 @@ def _finished(job: dict[str, Any]) -> None:
 @predictions_app.command("run")
 def run(
     model: Annotated[str, typer.Option(help="The model (serving /v1/predictions).")],
-    dataset: Annotated[Path, typer.Option(help="The table: a .csv or .parquet file.")],
+    dataset: Annotated[
+        str,
+        typer.Option(help="The table: a .csv or .parquet file, or an object (s3://bucket/key)."),
+    ],
     key: Annotated[str, typer.Option(help="The column naming each row.")],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write the output table here too.")
@@ -116,7 +119,7 @@ def run(
 
     async def work(services: Any) -> dict[str, Any]:
         job = await services.datasets.submit(
-            project, model, str(dataset), key, output=output, keep=keep or [], chunk_rows=chunk_rows
+            project, model, dataset, key, output=output, keep=keep or [], chunk_rows=chunk_rows
         )
         err_console.print(f"job {job.id}")
         return await _run_here(services, job.id, out, progress)
@@ -188,7 +191,10 @@ def get(
 @schedules_app.command("create")
 def create_schedule(
     model: Annotated[str, typer.Option(help="The model (serving /v1/predictions).")],
-    dataset: Annotated[Path, typer.Option(help="The table: a .csv or .parquet file.")],
+    dataset: Annotated[
+        str,
+        typer.Option(help="The table: a .csv or .parquet file, or an object (s3://bucket/key)."),
+    ],
     key: Annotated[str, typer.Option(help="The column naming each row.")],
     every: Annotated[str | None, typer.Option(help="An interval: 30m, 1h, 1d.")] = None,
     cron: Annotated[str | None, typer.Option(help='A cron expression: "0 * * * *".')] = None,
@@ -209,7 +215,7 @@ def create_schedule(
         schedule = await services.scheduler.create(
             project,
             model,
-            str(dataset),
+            dataset,
             key,
             every_seconds=parse_duration(every, "every").total_seconds() if every else None,
             cron=cron,

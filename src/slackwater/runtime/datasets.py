@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -127,7 +126,7 @@ class DatasetRunner:
     ) -> PredictionJob:
         """The job (not stored yet), or InvalidRequest naming what does not fit. `fmt`:
         the table's format, when its path does not say (an uploaded file)."""
-        path, table_format = await asyncio.to_thread(_located, source, fmt)
+        table, table_format = await asyncio.to_thread(tables.located, source, fmt)
         if output not in OUTPUTS:
             raise InvalidRequest(f"output must be one of {', '.join(OUTPUTS)}", param="output")
         if chunk_rows < 1:
@@ -136,13 +135,13 @@ class DatasetRunner:
         if not found.serves(Endpoint.PREDICTIONS):
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
         predictor = await self.predictor(found.name)
-        await asyncio.to_thread(self.features, path, table_format, key, keep, predictor.features)
-        rows = await asyncio.to_thread(tables.estimated_rows, path, table_format)
+        await asyncio.to_thread(self.features, table, table_format, key, keep, predictor.features)
+        rows = await asyncio.to_thread(tables.estimated_rows, table, table_format)
         return PredictionJob(
             id=new_id("pjob"),
             project=project,
             model=found.name,
-            source=str(path),
+            source=str(table),
             format=table_format,
             key=key,
             keep=tuple(keep),
@@ -157,20 +156,24 @@ class DatasetRunner:
 
     @staticmethod
     def features(
-        path: Path, fmt: TableFormat, key: str, keep: Sequence[str], named: Sequence[str] | None
+        table: tables.TableFile,
+        fmt: TableFormat,
+        key: str,
+        keep: Sequence[str],
+        named: Sequence[str] | None,
     ) -> list[str]:
         """The columns the model reads: its named features, or (a model that names none)
         every column of the table but the key and the kept ones, in the table's order."""
-        columns = tables.columns_of(path, fmt)
+        columns = tables.columns_of(table, fmt)
         for name, param in [(key, "key"), *((k, "keep") for k in keep)]:
             if name not in columns:
-                raise InvalidRequest(f"{path}: no column {name!r}", param=param)
+                raise InvalidRequest(f"{table}: no column {name!r}", param=param)
         if not named:
             return [c for c in columns if c != key and c not in keep]
         missing = [f for f in named if f not in columns]
         if missing:
             raise InvalidRequest(
-                f"{path}: no column {missing[0]!r}, a feature of the model", param="dataset"
+                f"{table}: no column {missing[0]!r}, a feature of the model", param="dataset"
             )
         return list(named)
 
@@ -207,15 +210,15 @@ class DatasetRunner:
 
     async def _run(self, job: PredictionJob) -> None:
         predictor = await self.predictor(job.model)
-        path = Path(job.source)
+        source = tables.TableFile(job.source)
         features = await asyncio.to_thread(
-            self.features, path, job.format, job.key, job.keep, predictor.features
+            self.features, source, job.format, job.key, job.keep, predictor.features
         )
         done = await self.store.recorded_chunks(job.id)
         rows_seen = 0
         seq = -1
         reader = tables.chunks(
-            path,
+            source,
             job.format,
             key=job.key,
             keep=job.keep,
@@ -318,13 +321,3 @@ class DatasetRunner:
         finally:
             for part in parts:
                 part.close()
-
-
-def _located(source: str, fmt: TableFormat | None) -> tuple[Path, TableFormat]:
-    path = Path(source).expanduser().resolve()
-    fmt = fmt or TableFormat.of(str(path))
-    if fmt is None:
-        raise InvalidRequest(f"{source}: a dataset is a .csv or .parquet file", param="dataset")
-    if not path.is_file():
-        raise InvalidRequest(f"{source}: no such file", param="dataset")
-    return path, fmt

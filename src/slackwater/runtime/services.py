@@ -63,6 +63,8 @@ class Services:
     datasets: DatasetRunner
     scheduler: Scheduler
     datasets_dir: Path  # where the API may read dataset jobs' tables from
+    # ...and the object-store prefixes it may read them from.
+    dataset_uris: list[str] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     pools: list[Pool] = field(default_factory=list)  # as configured, for the dashboard
     prices: PriceRecorder | None = None  # the server samples the pools' feeds

@@ -1,11 +1,14 @@
 """Tables in and out of dataset jobs (CSV and Parquet, with pyarrow): read in chunks of
 a fixed number of rows, the same chunks every time the same file is read (so a resumed
 job skips exactly the chunks it recorded), holding one chunk and one read block in
-memory at a time."""
+memory at a time. A table is a local file or an object in a store pyarrow reads
+(`s3://bucket/key`, `gs://bucket/key`), with the credentials and endpoint of the
+environment (`AWS_*`, `AWS_ENDPOINT_URL`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -15,6 +18,7 @@ from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.predictions import TableFormat
 
 BLOCK_BYTES = 4 << 20  # a CSV is parsed this much at a time
+OBJECT_STORES = ("s3://", "gs://")
 
 
 def _pa() -> Any:
@@ -23,38 +27,92 @@ def _pa() -> Any:
     return pyarrow
 
 
-def columns_of(path: Path, fmt: TableFormat) -> list[str]:
+@dataclass(frozen=True)
+class TableFile:
+    """Where a table is: a local path, or an object store's URI."""
+
+    location: str
+
+    def __str__(self) -> str:
+        return self.location
+
+    @property
+    def remote(self) -> bool:
+        return self.location.startswith(OBJECT_STORES)
+
+    def _fs(self) -> tuple[Any, str]:
+        import pyarrow.fs as pafs
+
+        if self.remote:
+            fs, path = pafs.FileSystem.from_uri(self.location)
+            return fs, str(path)
+        return pafs.LocalFileSystem(), self.location
+
+    def open(self) -> Any:
+        """The table's bytes, random access (a pyarrow NativeFile; close it)."""
+        fs, path = self._fs()
+        return fs.open_input_file(path)
+
+    def size(self) -> int:
+        fs, path = self._fs()
+        return int(fs.get_file_info(path).size)
+
+
+def located(source: str, fmt: TableFormat | None) -> tuple[TableFile, TableFormat]:
+    """The table `source` names, if it is there, and its format (from its name unless
+    given), or InvalidRequest saying what is wrong."""
+    if source.startswith(OBJECT_STORES):
+        table = TableFile(source)
+        name = source.split("?", 1)[0]
+    else:
+        name = str(Path(source).expanduser().resolve())
+        table = TableFile(name)
+    fmt = fmt or TableFormat.of(name)
+    if fmt is None:
+        raise InvalidRequest(f"{source}: a dataset is a .csv or .parquet file", param="dataset")
+    try:
+        fs, inside = table._fs()
+        info = fs.get_file_info(inside)
+    except (OSError, ValueError, _pa().ArrowException) as exc:
+        raise InvalidRequest(f"{source}: cannot be reached ({exc})", param="dataset") from None
+    if info.type.name != "File":
+        raise InvalidRequest(f"{source}: no such file", param="dataset")
+    return table, fmt
+
+
+def columns_of(table: TableFile, fmt: TableFormat) -> list[str]:
     """The table's column names (its header), or InvalidRequest naming the file."""
     try:
+        with table.open() as source:
+            if fmt is TableFormat.PARQUET:
+                import pyarrow.parquet as pq
+
+                return list(pq.read_schema(source).names)
+            import pyarrow.csv as pcsv
+
+            reader = pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES))
+            names = list(reader.schema.names)
+            reader.close()
+            return names
+    except (OSError, _pa().ArrowException) as exc:
+        raise InvalidRequest(f"{table}: cannot be read as {fmt.value} ({exc})") from None
+
+
+def estimated_rows(table: TableFile, fmt: TableFormat) -> int:
+    """Rows in the table: Parquet's footer says; a CSV's are guessed from its size and
+    the lines in its first megabyte (a plan's estimate, not a count)."""
+    with table.open() as source:
         if fmt is TableFormat.PARQUET:
             import pyarrow.parquet as pq
 
-            return list(pq.read_schema(path).names)
-        import pyarrow.csv as pcsv
-
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES))
-        names = list(reader.schema.names)
-        reader.close()
-        return names
-    except (OSError, _pa().ArrowException) as exc:
-        raise InvalidRequest(f"{path}: cannot be read as {fmt.value} ({exc})") from None
-
-
-def estimated_rows(path: Path, fmt: TableFormat) -> int:
-    """Rows in the table: Parquet's footer says; a CSV's are guessed from its size and
-    the lines in its first megabyte (a plan's estimate, not a count)."""
-    if fmt is TableFormat.PARQUET:
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(path).metadata.num_rows)
-    with path.open("rb") as table:
-        head = table.read(1 << 20)
+            return int(pq.ParquetFile(source).metadata.num_rows)
+        head: bytes = source.read(1 << 20)
     lines = max(head.count(b"\n"), 1)
-    return max(round(path.stat().st_size / (len(head) / lines)) - 1, 0)
+    return max(round(table.size() / (len(head) / lines)) - 1, 0)
 
 
 def chunks(
-    path: Path,
+    table: TableFile,
     fmt: TableFormat,
     *,
     key: str,
@@ -69,13 +127,13 @@ def chunks(
     wanted = list(dict.fromkeys([key, *keep, *features]))
     buffered: list[Any] = []
     held = 0
-    for batch in _batches(path, fmt, wanted, features, key):
+    for batch in _batches(table, fmt, wanted, features, key):
         buffered.append(batch)
         held += batch.num_rows
         while held >= chunk_rows:
-            table = pa.Table.from_batches(buffered)
-            yield table.slice(0, chunk_rows)
-            rest = table.slice(chunk_rows)
+            joined = pa.Table.from_batches(buffered)
+            yield joined.slice(0, chunk_rows)
+            rest = joined.slice(chunk_rows)
             buffered = rest.to_batches()
             held = rest.num_rows
     if held:
@@ -83,34 +141,35 @@ def chunks(
 
 
 def _batches(
-    path: Path, fmt: TableFormat, wanted: list[str], features: Sequence[str], key: str
+    table: TableFile, fmt: TableFormat, wanted: list[str], features: Sequence[str], key: str
 ) -> Iterator[Any]:
     pa = _pa()
     try:
-        if fmt is TableFormat.PARQUET:
-            import pyarrow.parquet as pq
+        with table.open() as source:
+            if fmt is TableFormat.PARQUET:
+                import pyarrow.parquet as pq
 
-            source = pq.ParquetFile(path)
-            for batch in source.iter_batches(batch_size=65_536, columns=wanted):
-                yield _typed(batch, features, key, path)
-            return
-        import pyarrow.csv as pcsv
+                parquet = pq.ParquetFile(source)
+                for batch in parquet.iter_batches(batch_size=65_536, columns=wanted):
+                    yield _typed(batch, features, key, table)
+                return
+            import pyarrow.csv as pcsv
 
-        types = {f: pa.float64() for f in features} | {key: pa.string()}
-        reader = pcsv.open_csv(
-            path,
-            read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
-            convert_options=pcsv.ConvertOptions(include_columns=wanted, column_types=types),
-        )
-        try:
-            yield from reader
-        finally:
-            reader.close()
+            types = {f: pa.float64() for f in features} | {key: pa.string()}
+            reader = pcsv.open_csv(
+                source,
+                read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES),
+                convert_options=pcsv.ConvertOptions(include_columns=wanted, column_types=types),
+            )
+            try:
+                yield from reader
+            finally:
+                reader.close()
     except pa.ArrowInvalid as exc:
-        raise InvalidRequest(f"{path}: {_named(str(exc), path, fmt)}") from None
+        raise InvalidRequest(f"{table}: {_named(str(exc), table, fmt)}") from None
 
 
-def _typed(batch: Any, features: Sequence[str], key: str, path: Path) -> Any:
+def _typed(batch: Any, features: Sequence[str], key: str, table: TableFile) -> Any:
     pa = _pa()
     arrays, names = [], []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
@@ -119,7 +178,7 @@ def _typed(batch: Any, features: Sequence[str], key: str, path: Path) -> Any:
                 column = column.cast(pa.float64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise InvalidRequest(
-                    f"{path}: column {name!r} is {column.type}, not numbers ({exc})", param=name
+                    f"{table}: column {name!r} is {column.type}, not numbers ({exc})", param=name
                 ) from None
         elif name == key:
             column = column.cast(pa.string())
@@ -128,14 +187,14 @@ def _typed(batch: Any, features: Sequence[str], key: str, path: Path) -> Any:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def _named(message: str, path: Path, fmt: TableFormat) -> str:
+def _named(message: str, table: TableFile, fmt: TableFormat) -> str:
     """pyarrow's CSV errors count columns from 0: name the column too."""
     import re
 
     found = re.search(r"CSV column #(\d+)", message)
     if found is None:
         return message
-    names = columns_of(path, fmt)
+    names = columns_of(table, fmt)
     index = int(found.group(1))
     if index < len(names):
         return message.replace(found.group(0), f"CSV column {names[index]!r}")
