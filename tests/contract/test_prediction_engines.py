@@ -72,6 +72,22 @@ async def test_torch_gives_the_networks_own_output(saved: classical.Saved) -> No
     assert labels.body["predictions"] == names
 
 
+@pytest.mark.gpu
+async def test_on_the_gpu_the_answers_are_the_cpus(saved: classical.Saved) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    rows = {"inputs": saved.rows.tolist()}
+    cpu = await predict("torch", saved.torch, rows, device="cpu")
+    gpu = await predict("torch", saved.torch, rows, device="cuda")
+    assert np.allclose(gpu.body["predictions"], cpu.body["predictions"], atol=1e-4)
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        labels = await predict("onnx", saved.onnx, rows)
+        assert labels.body["predictions"] == saved.estimator.predict(saved.rows).tolist()
+
+
 async def test_rows_by_feature_name(saved: classical.Saved) -> None:
     named = [dict(zip(saved.features, row, strict=True)) for row in saved.rows[:5].tolist()]
     got = await predict("sklearn", saved.skops, {"inputs": named}, features=saved.features)
