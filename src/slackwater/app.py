@@ -64,14 +64,18 @@ def build(
     workers: int | None = None,
     worker_models: list[str] | None = None,
     clock: Clock = utcnow,
+    ray: bool = False,
 ) -> Services:
     """Everything one process runs. `workers` defaults to one when the settings say the
-    server runs its own worker, else none."""
+    server runs its own worker, else none. `ray`: engines run as actors on the Ray
+    cluster this process has joined (`ray_engine`)."""
     store = open_store(settings)
     blobs = LocalBlobStore(settings.data_dir / "files")
     catalog = Catalog(settings.catalog())
 
     def engine_for(model: Model) -> Engine:
+        if ray:
+            return ray_engine(settings, model)
         return create_engine(placed(model, settings))
 
     engines = EngineSet(
@@ -252,6 +256,35 @@ def build(
             for _ in range(count)
         ],
     )
+
+
+def ray_engine(settings: Settings, model: Model) -> Engine:
+    """The model's engine as Ray actors, sized by its `[models.ray]` table and placed on
+    the nodes of this process's pool (its `ray_resources`)."""
+    from slackwater.engines.ray import Actors, RayEngine
+
+    config = next(m.ray for m in settings.models if m.name == model.name)
+    pool = next(p for p in settings.pools if p.name == settings.pool_named().name)
+    actors = Actors(
+        num_cpus=config.num_cpus,
+        num_gpus=config.num_gpus,
+        min_actors=config.min_actors,
+        max_actors=config.max_actors,
+        idle_seconds=config.idle_seconds,
+        resources=dict(pool.ray_resources),
+    )
+    return RayEngine(placed(model, settings), actors)
+
+
+def ray_workers(settings: Settings, models: list[str] | None = None) -> int:
+    """Chunks a Ray worker process runs at once: one per actor its models may have."""
+    return sum(m.ray.max_actors for m in settings.models if not models or m.name in models)
+
+
+def join_ray(address: str) -> None:
+    from slackwater.engines.ray import connect
+
+    connect(address)
 
 
 def placed(model: Model, settings: Settings) -> Model:

@@ -50,6 +50,25 @@ class PriceConfig(BaseModel):
     output: Decimal = Decimal(0)
 
 
+class RayConfig(BaseModel):
+    """A `[models.ray]` table: how the model runs on Ray (`slackwater worker --ray`), as
+    actors that each hold a loaded engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    min_actors: int = Field(default=1, ge=0)
+    max_actors: int = Field(default=1, ge=1)
+    idle_seconds: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sized(self) -> RayConfig:
+        if self.min_actors > self.max_actors:
+            raise ValueError(f"min_actors ({self.min_actors}) is over max_actors")
+        return self
+
+
 class ModelConfig(BaseModel):
     """One `[[models]]` table of the config file."""
 
@@ -68,6 +87,7 @@ class ModelConfig(BaseModel):
     tier_prices: dict[str, PriceConfig] = Field(default_factory=dict)
     features: list[str] = Field(default_factory=list)
     quality: dict[str, float] = Field(default_factory=dict)
+    ray: RayConfig = RayConfig()
 
     @field_validator("quality")
     @classmethod
@@ -108,6 +128,9 @@ class PoolConfig(BaseModel):
     price_per_hour: Decimal = Field(default=Decimal(0), ge=0)
     feed: str = "static"  # static | trace:PATH | aws:TYPE@ZONE | a plug-in feed
     models: list[str] = Field(default_factory=list)
+    # On Ray: custom resources the pool's actors need, so they land on its nodes (e.g.
+    # {"spot": 0.01} for nodes started with `--resources '{"spot": 100}'`).
+    ray_resources: dict[str, float] = Field(default_factory=dict)
 
     def to_pool(self) -> Pool:
         return Pool(

@@ -142,6 +142,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async def make(**settings: Any) -> Server:
         options = settings.pop("engine_options", {})
         workers = settings.pop("workers", None)
+        ray = settings.pop("ray", False)
         clock = Clock()
         config = Settings.load(
             data_dir=settings.pop("data_dir", tmp_path / f"data{len(started)}"),
@@ -149,7 +150,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             poll_seconds=0.02,
             **settings,
         )
-        services = build(config, clock=clock, workers=workers)
+        services = build(config, clock=clock, workers=workers, ray=ray)
         if services.monitor:
             services.monitor.interval = 0.02
         await services.start()

@@ -66,28 +66,42 @@ def worker(
         str | None,
         typer.Option(help="The configured pool this worker runs on [default: the pool setting]."),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the engines as actors on a Ray cluster: auto (the cluster this machine "
+            "is in), its address, or local (start one here). Needs slackwater[ray]."
+        ),
+    ] = None,
 ) -> None:
     """Run a worker against the same store as a server.
 
     SIGTERM is a preemption notice: the worker leases nothing more, finishes the chunk in
     hand if it can within `drain_seconds` (AWS gives two minutes), else gives the rest
     back to the queue. Workers on spot and on-demand pools lease what the planner
-    places there.
+    places there. With --ray, it leases a chunk per actor its models may have (their
+    `[models.ray]` max_actors) and runs them on the cluster.
     """
-    from slackwater.app import build
+    from slackwater.app import build, join_ray, ray_workers
 
     loaded = settings(config, data_dir=data_dir, pool=pool)
     setup_logging()
 
     async def main() -> None:
-        services = build(loaded, monitor=False, workers=1, worker_models=models or None)
+        if ray is not None:
+            join_ray(ray)
+        count = ray_workers(loaded, models) if ray is not None else 1
+        services = build(
+            loaded, monitor=False, workers=count, worker_models=models or None, ray=ray is not None
+        )
         await services.store.migrate()
-        [runner] = services.workers
+        runners = services.workers
         tune_collector()
         loop = asyncio.get_running_loop()
 
         def drain() -> None:
-            runner.drain(loaded.drain_seconds)
+            for runner in runners:
+                runner.drain(loaded.drain_seconds)
             exit_after(loaded.drain_seconds + 2)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,7 +109,7 @@ def worker(
         stopping = asyncio.Event()
         jobs = asyncio.create_task(services.datasets.run(stopping))
         try:
-            await runner.run()
+            await asyncio.gather(*(runner.run() for runner in runners))
         finally:
             stopping.set()
             await jobs

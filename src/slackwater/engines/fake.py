@@ -10,7 +10,9 @@ batch raises OutOfMemory, as a GPU would), `json_answers` (answer a JSON object 
 of text), `dimensions` of embeddings, `serial` (run one call at a time, as a local model
 on one device does), and `call_log`: a file that gets one line per request run (its
 `user` field, or a digest of the body, and the Unix time the call started), to prove
-that nothing runs twice.
+that nothing runs twice; `crash_on`: a call holding a request whose `user` is this value
+ends the engine's process at once, as a native crash would (for engines in a process of
+their own: Ray actors).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -61,6 +64,7 @@ class FakeEngine:
         self.fits = int(options.get("fits", 0))
         self.json_answers = bool(options.get("json_answers", False))
         self.serial = bool(options.get("serial", False))
+        self.crash_on: str | None = options.get("crash_on")
         self._device = asyncio.Lock()
         self.calls = 0
 
@@ -81,6 +85,8 @@ class FakeEngine:
         started = time.time()
         if self.fits and len(bodies) > self.fits:
             raise OutOfMemory(f"{len(bodies)} requests do not fit; at most {self.fits} do")
+        if self.crash_on is not None and any(b.get("user") == self.crash_on for b in bodies):
+            os._exit(70)
         delay = self.latency + self.item_latency * len(bodies)
         if delay:
             await asyncio.sleep(delay)
