@@ -15,6 +15,13 @@ from tests.integration.conftest import server_factory  # noqa: F401  (the same s
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # A custom resource, as nodes of a spot pool would be labelled.
+    ray.init(
+        num_cpus=2,
+        resources={"spot": 4},
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     yield ray
     ray.shutdown()

@@ -113,3 +113,24 @@ async def test_a_request_that_kills_its_actor_fails_alone(
     others = sorted(f"req-{i}" for i in range(12) if i != 5)
     assert await output_ids(server, done) == others
     assert sorted(name for name, _ in runs(calls)) == others
+
+
+async def test_a_pools_actors_ask_for_its_nodes_resources(
+    ray_cluster: Any, server_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    from decimal import Decimal
+
+    from slackwater.config import PoolConfig
+
+    box = PoolConfig(name="spot-nodes", kind="local", price_per_hour=Decimal("0.5"),
+                     ray_resources={"spot": 1})  # fmt: skip
+    calls = tmp_path / "calls.log"
+    server: Server = await server_factory(
+        models=[actors_model(calls, latency_ms=20)], pools=[box], workers=2, ray=True
+    )
+    await finish(server, 8)
+    engine = await server.services.engines.engine("echo")
+    assert engine.live  # its actors hold a spot unit each, on the nodes that have them
+    assert ray_cluster.available_resources().get("spot", 0) <= 4 - len(engine.live)
+    [row] = await server.services.store.ledger("pool")
+    assert (row.key, row.requests) == ("spot-nodes", 8)
