@@ -7,8 +7,10 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from slackwater.config import TINY_MODEL, Settings
+from slackwater.domain.batch import Endpoint
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.model import Catalog, Model
@@ -26,7 +28,7 @@ from slackwater.feeds import open_feed
 from slackwater.feeds.trace import load_trace
 from slackwater.policy.planner import SlackReserve
 from slackwater.policy.retry import RetryPolicy
-from slackwater.ports import BlobStore, Clock, Engine, Store
+from slackwater.ports import BlobStore, Clock, Engine, Store, TableScorer
 from slackwater.runtime.admission import Admission
 from slackwater.runtime.batches import BatchService
 from slackwater.runtime.call_ledger import CallLedger
@@ -150,6 +152,7 @@ def build(
         lease_seconds=settings.lease_seconds,
         price_per_hour=pool.price_per_hour,
         placement=placement,
+        scorer=ray_scorer(settings, catalog) if ray else None,
     )
     calls = CallQueue(store, clock, poll_seconds=settings.call_poll_seconds)
     return Services(
@@ -258,14 +261,14 @@ def build(
     )
 
 
-def ray_engine(settings: Settings, model: Model) -> Engine:
-    """The model's engine as Ray actors, sized by its `[models.ray]` table and placed on
-    the nodes of this process's pool (its `ray_resources`)."""
-    from slackwater.engines.ray import Actors, RayEngine
+def ray_actors(settings: Settings, model: Model) -> Any:
+    """How the model's actors are sized (its `[models.ray]` table) and placed (on the
+    nodes of this process's pool: its `ray_resources`)."""
+    from slackwater.engines.ray import Actors
 
     config = next(m.ray for m in settings.models if m.name == model.name)
     pool = next(p for p in settings.pools if p.name == settings.pool_named().name)
-    actors = Actors(
+    return Actors(
         num_cpus=config.num_cpus,
         num_gpus=config.num_gpus,
         min_actors=config.min_actors,
@@ -273,7 +276,26 @@ def ray_engine(settings: Settings, model: Model) -> Engine:
         idle_seconds=config.idle_seconds,
         resources=dict(pool.ray_resources),
     )
-    return RayEngine(placed(model, settings), actors)
+
+
+def ray_engine(settings: Settings, model: Model) -> Engine:
+    """The model's engine as Ray actors."""
+    from slackwater.engines.ray import RayEngine
+
+    return RayEngine(placed(model, settings), ray_actors(settings, model))
+
+
+def ray_scorer(settings: Settings, catalog: Catalog) -> TableScorer:
+    """Dataset jobs of the classical models on Ray Data."""
+    from slackwater.engines.ray import RayTableScorer
+
+    return RayTableScorer(
+        {
+            m.name: (placed(m, settings), ray_actors(settings, m))
+            for m in catalog.models
+            if m.serves(Endpoint.PREDICTIONS)
+        }
+    )
 
 
 def ray_workers(settings: Settings, models: list[str] | None = None) -> int:

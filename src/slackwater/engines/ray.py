@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from slackwater.domain.errors import ConfigError
+from slackwater.domain.errors import ConfigError, InvalidRequest, SlackwaterError
 from slackwater.domain.model import Model
 from slackwater.domain.request import Outcome
 
@@ -206,3 +206,125 @@ class RayEngine:
         for actor in self.live:
             ray.kill(actor)
         self.live, self._idle = [], []
+
+
+def _scorer_class() -> Any:
+    class Scorer:
+        """A Ray Data actor holding one classical model: predicts each chunk it is given."""
+
+        def __init__(self, model: Model, key: str, skip: Any, work: Any) -> None:
+            import ray
+
+            from slackwater.engines import create_engine
+
+            self.engine = create_engine(model)
+            asyncio.run(self.engine.start())
+            self.key = key
+            self.skip = ray.get(skip) if isinstance(skip, ray.ObjectRef) else skip
+            self.work = work
+
+        def __call__(self, batch: Any) -> Any:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            started = time.perf_counter()
+            left = batch
+            if self.skip:
+                done = pa.array(sorted(self.skip), pa.string())
+                left = batch.filter(pc.invert(pc.is_in(batch.column(self.key), done)))
+            try:
+                if left.num_rows:
+                    part, values = self.work(self.engine, left)
+                else:  # all done before: an empty part, shaped as the others by one row's
+                    part, values = self.work(self.engine, batch.slice(0, 1))
+                    part, values = part.slice(0, 0), []
+            except SlackwaterError as exc:
+                # Sent back as data: Ray Data keeps only its own words for a raised error.
+                return pa.table({"_error": [exc.message]})
+            seconds = time.perf_counter() - started
+            rows = max(part.num_rows, 1)
+            predicted = iter(v for _, v in values)  # rows with a key, in order
+            keyed = [
+                None if k is None else next(predicted) for k in part.column(self.key).to_pylist()
+            ]
+            part = part.append_column("_prediction", pa.array(keyed, pa.string()))
+            return part.append_column("_seconds", pa.array([seconds / rows] * part.num_rows))
+
+    return Scorer
+
+
+class RayTableScorer:
+    """Classical models over tables on Ray Data (the TableScorer port): the table is read
+    by Ray's readers (local files on the node that runs the reader, or object stores),
+    `map_batches` runs the chunks on a pool of actors holding the model (sized by the
+    model's `[models.ray]`), and the parts stream back in the table's order."""
+
+    def __init__(self, models: Mapping[str, tuple[Model, Actors]]) -> None:
+        self.models = models
+
+    def features(self, model: str) -> list[str] | None:
+        options = self.models[model][0].options
+        return [str(f) for f in options["features"]] if options.get("features") else None
+
+    def score(
+        self,
+        model: str,
+        location: str,
+        fmt: str,
+        columns: Sequence[str],
+        types: Mapping[str, str],
+        *,
+        chunk_rows: int,
+        key: str,
+        skip: frozenset[str],
+        work: Any,
+    ) -> Any:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import ray
+        import ray.data
+
+        from slackwater.domain.predictions import TableFormat
+        from slackwater.ports import ScoredPart
+
+        found, actors = self.models[model]
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # parts in the table's order
+        arrow = {n: pa.float64() if t == "float64" else pa.string() for n, t in types.items()}
+        if fmt == TableFormat.PARQUET.value:
+            data = ray.data.read_parquet(location, columns=list(columns))
+        else:
+            data = ray.data.read_csv(
+                location,
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=list(columns), column_types=arrow
+                ),
+            )
+        options: dict[str, Any] = {
+            "fn_constructor_args": (found, key, ray.put(skip) if skip else frozenset(), work),
+            "batch_size": chunk_rows,
+            "batch_format": "pyarrow",
+            "compute": ray.data.ActorPoolStrategy(
+                min_size=max(actors.min_actors, 1), max_size=actors.max_actors
+            ),
+            "num_cpus": actors.num_cpus,
+            "num_gpus": actors.num_gpus,
+        }
+        if actors.resources:
+            options["resources"] = dict(actors.resources)
+        scored = data.map_batches(_scorer_class(), **options)
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            part: Any = batch
+            if "_error" in part.column_names:
+                raise InvalidRequest(str(part.column("_error")[0]), param="dataset")
+            if not part.num_rows:
+                continue
+            seconds = float(sum(part.column("_seconds").to_pylist()))
+            keys = part.column(key).cast(pa.string()).to_pylist()
+            values = [
+                (str(k), v)
+                for k, v in zip(keys, part.column("_prediction").to_pylist(), strict=True)
+                if k is not None
+            ]
+            table = part.drop_columns(["_prediction", "_seconds"])
+            yield ScoredPart(table, values, seconds)

@@ -15,7 +15,10 @@ from slackwater.ports.engine import (
     Engine,
     PoolState,
     PriceFeed,
+    ScoreChunk,
+    ScoredPart,
     SteppingEngine,
+    TableScorer,
 )
 from slackwater.ports.records import (
     LEDGER_GROUPS,
@@ -100,11 +103,14 @@ __all__ = [
     "RequestView",
     "Retry",
     "ScheduleStore",
+    "ScoreChunk",
+    "ScoredPart",
     "SessionStore",
     "Settlement",
     "StagedRequest",
     "SteppingEngine",
     "Store",
     "StoredResponse",
+    "TableScorer",
     "WorkerStore",
 ]

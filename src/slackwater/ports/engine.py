@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +38,48 @@ class ArrayPredictor(Protocol):
     def predict_array(self, output: str, rows: Any) -> tuple[Any, list[Any] | None]:
         """Rows (a 2-D numpy array) -> (one output per row, class labels for
         predict_proba); ValueError naming what is wrong with the rows. Blocking."""
+        ...
+
+
+# What a cluster's actor does with each chunk of a table: predict it with the model it
+# holds and give back the part to write (key, kept columns, outputs) and the predictions
+# by key to keep (JSON). Runs in the actor's process; the runtime supplies it.
+ScoreChunk = Callable[[ArrayPredictor, Any], tuple[Any, list[tuple[str, str]]]]
+
+
+@dataclass(frozen=True)
+class ScoredPart:
+    """A chunk predicted on the cluster."""
+
+    table: Any  # a pyarrow Table: the part of the output
+    values: list[tuple[str, str]]  # (key, prediction as JSON)
+    compute_seconds: float
+
+
+class TableScorer(Protocol):
+    """Runs a classical model over a whole table on a cluster (Ray Data): the table is
+    read there, in chunks, by actors that hold the model, and the predicted parts come
+    back in the table's order as they are done."""
+
+    def features(self, model: str) -> list[str] | None:
+        """The model's named features (its config's), without loading it here."""
+        ...
+
+    def score(
+        self,
+        model: str,
+        location: str,
+        fmt: str,
+        columns: Sequence[str],
+        types: Mapping[str, str],
+        *,
+        chunk_rows: int,
+        key: str,
+        skip: frozenset[str],
+        work: ScoreChunk,
+    ) -> Iterator[ScoredPart]:
+        """Parts of the table at `location` (`columns` read, cast to `types`: "float64"
+        or "string"), rows whose `key` is in `skip` left out."""
         ...
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import orjson
@@ -25,7 +26,14 @@ from slackwater.domain.errors import InvalidRequest
 from slackwater.domain.ids import new_id
 from slackwater.domain.money import NANO
 from slackwater.domain.predictions import Chunk, JobStatus, PredictionJob, TableFormat
-from slackwater.ports import ArrayPredictor, BlobStore, Clock, PredictionStore
+from slackwater.ports import (
+    ArrayPredictor,
+    BlobStore,
+    Clock,
+    PredictionStore,
+    ScoredPart,
+    TableScorer,
+)
 from slackwater.runtime import tables
 from slackwater.runtime.engines import EngineSet
 from slackwater.runtime.loops import run_until
@@ -48,6 +56,7 @@ class DatasetRunner:
         poll_seconds: float = 1.0,
         price_per_hour: Decimal = Decimal(0),
         placement: Placement | None = None,
+        scorer: TableScorer | None = None,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -59,6 +68,8 @@ class DatasetRunner:
         self.price_per_hour = price_per_hour  # of the machine the jobs run on
         # On a spot or on-demand pool: the jobs the planner places on this pool now.
         self.placement = placement
+        # On a cluster (Ray Data): jobs are read and predicted there, recorded here.
+        self.scorer = scorer
         self._woken = asyncio.Event()
         self._stopping = asyncio.Event()  # set: a job in hand stops between chunks
         # Told after each recorded chunk (a progress bar): the job as it stands.
@@ -134,8 +145,11 @@ class DatasetRunner:
         found = self.engines.model(model)
         if not found.serves(Endpoint.PREDICTIONS):
             raise InvalidRequest(f"model {found.name} does not serve predictions", param="model")
-        predictor = await self.predictor(found.name)
-        await asyncio.to_thread(self.features, table, table_format, key, keep, predictor.features)
+        if self.scorer is not None:  # the model is loaded on the cluster, not here
+            named = self.scorer.features(found.name)
+        else:
+            named = (await self.predictor(found.name)).features
+        await asyncio.to_thread(self.features, table, table_format, key, keep, named)
         rows = await asyncio.to_thread(tables.estimated_rows, table, table_format)
         return PredictionJob(
             id=new_id("pjob"),
@@ -209,6 +223,9 @@ class DatasetRunner:
             await self.store.end_job(job, self.owner, JobStatus.FAILED, self.clock(), error=error)
 
     async def _run(self, job: PredictionJob) -> None:
+        if self.scorer is not None:
+            await self._run_on_cluster(job, self.scorer)
+            return
         predictor = await self.predictor(job.model)
         source = tables.TableFile(job.source)
         features = await asyncio.to_thread(
@@ -241,7 +258,7 @@ class DatasetRunner:
                     return
                 started = time.perf_counter()
                 part, values = await asyncio.to_thread(
-                    self._predict, predictor, features, job, table, first
+                    predict_chunk, predictor, table, features=features, job=job, first=first
                 )
                 spent = time.perf_counter() - started
                 if keeping is not None and not await keeping:
@@ -277,33 +294,42 @@ class DatasetRunner:
             self.on_progress(job, rows_seen)
         return True
 
-    def _predict(
-        self,
-        predictor: ArrayPredictor,
-        features: list[str],
-        job: PredictionJob,
-        table: Any,
-        first: int,
-    ) -> tuple[Any, list[tuple[str, str]]]:
-        rows = tables.features_of(table, features)
-        try:
-            values, classes = predictor.predict_array(job.output, rows)
-        except ValueError as exc:
-            # Name the row in the table, not in the chunk.
-            message = str(exc)
-            if message.startswith("row "):
-                number, rest = message[4:].split(":", 1)
-                message = f"row {first + int(number) + 1}:{rest}"
-            raise InvalidRequest(f"{job.source}: {message}") from None
-        part = tables.with_outputs(table, job.key, job.keep, job.output, values, classes)
-        keys = table.column(job.key).to_pylist()
-        listed = values.tolist()
-        if job.output == "predict_proba":
-            labels = [str(c) for c in classes or range(values.shape[1])]
-            cached = [orjson.dumps(dict(zip(labels, v, strict=True))).decode() for v in listed]
-        else:
-            cached = [orjson.dumps(v).decode() for v in listed]
-        return part, [(str(k), v) for k, v in zip(keys, cached, strict=True) if k is not None]
+    async def _run_on_cluster(self, job: PredictionJob, scorer: TableScorer) -> None:
+        """The job on the cluster: chunks come back predicted, in the table's order, and
+        are recorded here as they come. Resumed, the rows whose keys the job has already
+        predicted are left out where the table is read, so they are not predicted again."""
+        source = tables.TableFile(job.source)
+        features = await asyncio.to_thread(
+            self.features, source, job.format, job.key, job.keep, scorer.features(job.model)
+        )
+        done = await self.store.predicted_keys(job)
+        seq = max(await self.store.recorded_chunks(job.id), default=-1)
+        rows_seen = job.rows_done
+        columns = list(dict.fromkeys([job.key, *job.keep, *features]))
+        # Features are cast where they are predicted, so a cell that is not a number is
+        # named as it is on one machine.
+        types = {job.key: "string"}
+        work = partial(predict_read_chunk, features=features, job=job)
+        parts = scorer.score(
+            job.model, job.source, job.format.value, columns, types,
+            chunk_rows=job.chunk_rows, key=job.key, skip=done, work=work,
+        )  # fmt: skip
+        while (scored := await _next_part(job, parts)) is not None:
+            if self._stopping.is_set():  # shutting down: another runner goes on now
+                await self.store.hold_job(job.id, self.owner, self.clock(), 0)
+                return
+            seq += 1
+            rows_seen += scored.table.num_rows
+            chunk = Chunk(seq, scored.table.num_rows, scored.compute_seconds, scored.values)
+            if not await self._keep(job, chunk, scored.table, rows_seen):
+                return
+        result = f"{job.id}.predictions.{job.format.value}"
+        await asyncio.to_thread(self._join, job, seq + 1, result)
+        if await self.store.end_job(
+            job, self.owner, JobStatus.COMPLETED, self.clock(), total_rows=rows_seen, result=result
+        ):
+            for n in range(seq + 1):
+                await self.blobs.delete(self._part(job, n))
 
     @staticmethod
     def _part(job: PredictionJob, seq: int) -> str:
@@ -321,3 +347,68 @@ class DatasetRunner:
         finally:
             for part in parts:
                 part.close()
+
+
+def predict_chunk(
+    predictor: ArrayPredictor,
+    table: Any,
+    *,
+    features: list[str],
+    job: PredictionJob,
+    first: int,
+) -> tuple[Any, list[tuple[str, str]]]:
+    """A chunk's part of the output and its predictions by key (JSON). Module-level: a
+    cluster's actors run it too."""
+    rows = tables.features_of(table, features)
+    try:
+        values, classes = predictor.predict_array(job.output, rows)
+    except ValueError as exc:
+        # Name the row in the table, not in the chunk.
+        message = str(exc)
+        if message.startswith("row "):
+            number, rest = message[4:].split(":", 1)
+            message = f"row {first + int(number) + 1}:{rest}"
+        raise InvalidRequest(f"{job.source}: {message}") from None
+    part = tables.with_outputs(table, job.key, job.keep, job.output, values, classes)
+    keys = table.column(job.key).to_pylist()
+    listed = values.tolist()
+    if job.output == "predict_proba":
+        labels = [str(c) for c in classes or range(values.shape[1])]
+        cached = [orjson.dumps(dict(zip(labels, v, strict=True))).decode() for v in listed]
+    else:
+        cached = [orjson.dumps(v).decode() for v in listed]
+    return part, [(str(k), v) for k, v in zip(keys, cached, strict=True) if k is not None]
+
+
+async def _next_part(job: PredictionJob, parts: Iterator[ScoredPart]) -> ScoredPart | None:
+    """The cluster's next part, or InvalidRequest with what it found wrong in the table."""
+    try:
+        return await asyncio.to_thread(next, parts, None)
+    except InvalidRequest:
+        raise
+    except Exception as exc:
+        root = _root(exc)
+        if isinstance(root, InvalidRequest):
+            raise root from None
+        log.warning("dataset job %s failed on the cluster", job.id, exc_info=True)
+        raise InvalidRequest(f"{job.source}: {str(root).strip().splitlines()[0]}") from None
+
+
+def predict_read_chunk(
+    predictor: ArrayPredictor, table: Any, *, features: list[str], job: PredictionJob
+) -> tuple[Any, list[tuple[str, str]]]:
+    """A chunk as a cluster's reader gave it (its types guessed): typed, then predicted."""
+    table = tables.typed(table, features, job.key, tables.TableFile(job.source))
+    return predict_chunk(predictor, table, features=features, job=job, first=0)
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The first cause of an error the cluster wrapped (Ray wraps a task's error, Ray
+    Data its reader's)."""
+    seen = {id(exc)}
+    while True:
+        inner = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            return exc
+        seen.add(id(inner))
+        exc = inner

@@ -151,7 +151,7 @@ def _batches(
 
                 parquet = pq.ParquetFile(source)
                 for batch in parquet.iter_batches(batch_size=65_536, columns=wanted):
-                    yield _typed(batch, features, key, table)
+                    yield typed(batch, features, key, table)
                 return
             import pyarrow.csv as pcsv
 
@@ -169,7 +169,9 @@ def _batches(
         raise InvalidRequest(f"{table}: {_named(str(exc), table, fmt)}") from None
 
 
-def _typed(batch: Any, features: Sequence[str], key: str, table: TableFile) -> Any:
+def typed(batch: Any, features: Sequence[str], key: str, table: TableFile) -> Any:
+    """The batch (a RecordBatch or a Table) with its features as float64 and its key as
+    text, or InvalidRequest naming the column that is not numbers."""
     pa = _pa()
     arrays, names = [], []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
@@ -184,7 +186,8 @@ def _typed(batch: Any, features: Sequence[str], key: str, table: TableFile) -> A
             column = column.cast(pa.string())
         arrays.append(column)
         names.append(name)
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+    kind = pa.Table if isinstance(batch, pa.Table) else pa.RecordBatch
+    return kind.from_arrays(arrays, names=names)
 
 
 def _named(message: str, table: TableFile, fmt: TableFormat) -> str:

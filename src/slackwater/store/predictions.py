@@ -189,6 +189,13 @@ class SqlPredictions(Database):
         async with self.reading() as conn:
             return {seq for (seq,) in (await conn.execute(query)).all()}
 
+    async def predicted_keys(self, job: PredictionJob) -> frozenset[str]:
+        query = select(predictions.c.key).where(
+            predictions.c.model == job.model, predictions.c.version == job.id
+        )
+        async with self.reading() as conn:
+            return frozenset(key for (key,) in (await conn.execute(query)).all())
+
     async def record_chunk(
         self, job: PredictionJob, owner: str, chunk: Chunk, now: datetime, lease_seconds: float
     ) -> bool:
