@@ -1062,6 +1062,7 @@ async def test_a_dataset_job_records_each_chunk_once_and_swaps_its_predictions_i
     assert await store.record_chunk(job, "w1", first, NOW, 30)
     assert not await store.record_chunk(job, "w2", Chunk(1, 1, 0.1, [("c", "3")]), NOW, 30)
     assert await store.recorded_chunks("pjob_2") == {0}
+    assert await store.predicted_keys(job) == {"a", "b"}  # what a resumed run leaves out
     sized = {j.id: (j.rows_left, j.seconds_per_row) for j in await store.open_jobs()}
     assert sized == {"pjob_2": (1, 0.25), "pjob_1": (2, None)}  # measured from its chunk
     assert await store.hold_job("pjob_2", "w1", NOW, 30)

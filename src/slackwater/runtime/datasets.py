@@ -271,13 +271,7 @@ class DatasetRunner:
             if keeping is not None and not keeping.done():
                 keeping.cancel()
                 await asyncio.gather(keeping, return_exceptions=True)
-        result = f"{job.id}.predictions.{job.format.value}"
-        await asyncio.to_thread(self._join, job, seq + 1, result)
-        if await self.store.end_job(
-            job, self.owner, JobStatus.COMPLETED, self.clock(), total_rows=rows_seen, result=result
-        ):
-            for n in range(seq + 1):
-                await self.blobs.delete(self._part(job, n))
+        await self._finish(job, seq + 1, rows_seen)
 
     async def _keep(self, job: PredictionJob, chunk: Chunk, part: Any, rows_seen: int) -> bool:
         """Write the chunk's part, then record it; False if the job is no longer ours."""
@@ -323,12 +317,16 @@ class DatasetRunner:
             chunk = Chunk(seq, scored.table.num_rows, scored.compute_seconds, scored.values)
             if not await self._keep(job, chunk, scored.table, rows_seen):
                 return
+        await self._finish(job, seq + 1, rows_seen)
+
+    async def _finish(self, job: PredictionJob, parts: int, rows: int) -> None:
+        """Every chunk recorded: join the parts into the output; the job completes."""
         result = f"{job.id}.predictions.{job.format.value}"
-        await asyncio.to_thread(self._join, job, seq + 1, result)
+        await asyncio.to_thread(self._join, job, parts, result)
         if await self.store.end_job(
-            job, self.owner, JobStatus.COMPLETED, self.clock(), total_rows=rows_seen, result=result
+            job, self.owner, JobStatus.COMPLETED, self.clock(), total_rows=rows, result=result
         ):
-            for n in range(seq + 1):
+            for n in range(parts):
                 await self.blobs.delete(self._part(job, n))
 
     @staticmethod
