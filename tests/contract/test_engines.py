@@ -132,6 +132,12 @@ def predictor(engine: str) -> Harness:
     return harness
 
 
+def vllm(_: pytest.FixtureRequest) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
+    # vLLM starts in tens of seconds and binds to one event loop: its contract runs in
+    # tests/vllm, once per module, in a venv of its own (scripts/test.sh).
+    pytest.skip("the vllm engine's contract runs in tests/vllm")
+
+
 HARNESSES: dict[str, Harness] = {
     "fake": fake,
     "http": http,
@@ -141,6 +147,7 @@ HARNESSES: dict[str, Harness] = {
     "sklearn": predictor("sklearn"),
     "onnx": predictor("onnx"),
     "torch": predictor("torch"),
+    "vllm": vllm,
 }
 
 

@@ -61,12 +61,18 @@ class Outcome:
 
     @classmethod
     def error(
-        cls, status_code: int, message: str, *, code: str | None = None, retryable: bool = False
+        cls,
+        status_code: int,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        param: str | None = None,
     ) -> Outcome:
         error = {
             "message": message,
             "type": "invalid_request_error" if status_code < 500 else "server_error",
-            "param": None,
+            "param": param,
             "code": code,
         }
         return cls(status_code=status_code, body={"error": error}, retryable=retryable)

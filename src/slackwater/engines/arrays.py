@@ -237,9 +237,7 @@ def _no_nan(values: list[Any]) -> list[Any]:
 
 
 def _refused(param: str, message: str) -> Outcome:
-    outcome = Outcome.error(400, message, code="invalid_value")
-    outcome.body["error"]["param"] = param
-    return outcome
+    return Outcome.error(400, message, code="invalid_value", param=param)
 
 
 def not_a_model(model: Model, path: Path, why: object) -> ConfigError:

@@ -34,8 +34,12 @@ def _corpus() -> list[str]:
     return texts
 
 
-def build_tiny_llama(target: Path, *, vocab_size: int = 1024, seed: int = 0) -> Path:
-    """Write a ~1M-parameter Llama and its tokenizer to `target`; returns the path."""
+def build_tiny_llama(
+    target: Path, *, vocab_size: int = 1024, seed: int = 0, head_dim: int = 16
+) -> Path:
+    """Write a tiny Llama (4 heads of `head_dim`: ~0.1M parameters at 16, as transformers
+    runs it; vLLM's CPU attention wants 32 or more) and its tokenizer to `target`;
+    returns the path."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -65,8 +69,8 @@ def build_tiny_llama(target: Path, *, vocab_size: int = 1024, seed: int = 0) -> 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=4 * head_dim,
+        intermediate_size=8 * head_dim,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

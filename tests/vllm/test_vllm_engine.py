@@ -1,0 +1,102 @@
+"""The vllm engine: vLLM's async engine in process, on CPU here (a tiny Llama built and
+saved locally, real vLLM loading code), started once for the module. The Engine
+contract, then what the OpenAI fields become in vLLM's sampling."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from slackwater.domain.batch import Endpoint
+from slackwater.engines.tiny_llama import build_tiny_llama
+from slackwater.testing import EngineContract, Engines
+from tests.contract.test_engines import CHAT, model
+
+pytest.importorskip("vllm")
+pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def vllm_chat(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    from slackwater.engines.vllm import VllmEngine
+
+    # vLLM's CPU attention takes heads of 32 or more.
+    path = build_tiny_llama(tmp_path_factory.mktemp("vllm") / "tiny", head_dim=64)
+    engine = VllmEngine(
+        model("c", "vllm", CHAT, path=str(path), dtype="float32", enforce_eager=True,
+              max_model_len=512, kv_cache_gb=1)
+    )  # fmt: skip
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+class TestVllmEngine(EngineContract):
+    @pytest_asyncio.fixture(loop_scope="module")
+    async def engines(self, vllm_chat: Any) -> AsyncIterator[Engines]:
+        yield Engines(chat=vllm_chat, embed=None)
+
+
+def chat(text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "c", "messages": [{"role": "user", "content": text}], **extra}
+
+
+async def test_sampling_fields_reach_vllm(vllm_chat: Any) -> None:
+    two, stopped, seeded, again = await vllm_chat.run(
+        Endpoint.CHAT.value,
+        [
+            chat("hello", n=2, max_tokens=5, temperature=1.0, seed=3),
+            chat("hello", max_tokens=40, temperature=0, stop=["e"]),
+            chat("tell me", max_tokens=8, temperature=1.0, seed=11),
+            chat("tell me", max_tokens=8, temperature=1.0, seed=11),
+        ],
+    )
+    assert [c["index"] for c in two.body["choices"]] == [0, 1]
+    assert two.usage.completion_tokens <= 10 and two.usage.prompt_tokens > 0
+    assert "e" not in stopped.body["choices"][0]["message"]["content"]
+    assert seeded.body["choices"] == again.body["choices"]  # a seed repeats its answer
+
+
+async def test_a_json_schema_answer_is_valid_json_even_from_a_random_model(
+    vllm_chat: Any,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    wants = {"type": "json_schema", "json_schema": {"name": "label", "schema": schema}}
+    [outcome] = await vllm_chat.run(
+        Endpoint.CHAT.value, [chat("classify: win money now", max_tokens=60,
+                                    temperature=0, response_format=wants)]
+    )  # fmt: skip
+    assert outcome.ok, outcome.body
+    assert json.loads(outcome.body["choices"][0]["message"]["content"])["label"] in {"spam", "ham"}
+
+
+async def test_a_bad_field_fails_its_request_alone(vllm_chat: Any) -> None:
+    good, bad, empty = await vllm_chat.run(
+        Endpoint.CHAT.value,
+        [chat("hi", max_tokens=3), chat("hi", max_tokens="many"), {"model": "c", "messages": []}],
+    )
+    assert good.ok
+    assert bad.status_code == 400 and bad.body["error"]["param"] == "max_tokens"
+    assert empty.status_code == 400 and empty.body["error"]["param"] == "messages"
+
+
+async def test_completions_and_logprobs(vllm_chat: Any) -> None:
+    [text] = await vllm_chat.run(
+        Endpoint.COMPLETIONS.value, [{"model": "c", "prompt": "Once", "max_tokens": 4}]
+    )
+    assert text.ok and text.body["object"] == "text_completion"
+    [scored] = await vllm_chat.run(
+        Endpoint.CHAT.value, [chat("hi", max_tokens=3, logprobs=True, top_logprobs=2)]
+    )
+    tokens = scored.body["choices"][0]["logprobs"]["content"]
+    assert 1 <= len(tokens) <= 3 and all(t["logprob"] <= 0 for t in tokens)
+    assert all(len(t["top_logprobs"]) >= 1 for t in tokens)
