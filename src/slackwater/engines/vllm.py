@@ -98,9 +98,8 @@ class VllmEngine:
         if self.kv_cache_gb is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.kv_cache_gb)
         try:
-            from vllm.v1.engine.async_llm import AsyncLLM
-
             from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError:
             raise ModelUnavailable(
                 f"model {self.model.name}: the vllm engine needs vLLM "
@@ -185,6 +184,7 @@ class VllmEngine:
 def sampling(body: dict[str, Any], context_window: int | None = None) -> Any:
     """vLLM's SamplingParams for an OpenAI body; InvalidRequest naming a bad field."""
     from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
 
     fields: dict[str, Any] = {}
     for name, kind in (
@@ -215,6 +215,9 @@ def sampling(body: dict[str, Any], context_window: int | None = None) -> Any:
     structured = _structured(body.get("response_format"))
     if structured is not None:
         fields["structured_outputs"] = structured
+    # The whole answer once, with every one of its n choices (a cumulative stream may
+    # end on an output that carries only the choice that finished last).
+    fields["output_kind"] = RequestOutputKind.FINAL_ONLY
     try:
         return SamplingParams(**fields)
     except (TypeError, ValueError) as exc:
