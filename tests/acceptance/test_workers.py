@@ -3,6 +3,7 @@ real server, and the engine call log proving no request ran twice."""
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -142,3 +143,25 @@ def test_killed_worker_loses_nothing(tmp_path: Path, processes: list[Process]) -
     assert done.status == "completed" and done.request_counts.completed == 60
     out = results(client, done.output_file_id)
     assert Counter(o["custom_id"] for o in out) == Counter(f"r{i}" for i in range(60))
+
+
+def test_a_worker_runs_several_chunks_at_once(tmp_path: Path, processes: list[Process]) -> None:
+    log = tmp_path / "calls.log"
+    config = fake_config(tmp_path / "sw.toml", log, 300, None)  # 5-line chunks of 300 ms
+    data = tmp_path / "data"
+    server = start_server(data, "--config", str(config), "--workers", "0")
+    processes.append(server)
+    processes.append(
+        start(
+            ["worker", "--chunks", "2", "--config", str(config), "--data-dir", str(data)],
+            tmp_path / "worker.log",
+        )
+    )
+    client = OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    done = wait(client, submit(client, write_jsonl(tmp_path / "in.jsonl", chat_lines(40))), 120)
+    assert done.status == "completed" and done.request_counts.completed == 40
+    starts = sorted({float(line.split()[1]) for line in log.read_text().splitlines()})
+    # Two engine calls ran side by side: one began while the other's 300 ms went on.
+    assert any(b - a < 0.15 for a, b in itertools.pairwise(starts))
+    ran = Counter(line.split()[0] for line in log.read_text().splitlines())
+    assert set(ran.values()) == {1} and len(ran) == 40

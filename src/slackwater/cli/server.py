@@ -73,6 +73,15 @@ def worker(
             "is in), its address, or local (start one here). Needs slackwater[ray]."
         ),
     ] = None,
+    chunks: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Chunks to run at once, sharing the engines: 2 keeps an engine that batches "
+            "continuously (vllm, http) busy while a chunk is recorded and the next leased "
+            "[default: 1; with --ray, one per actor the models may have].",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker against the same store as a server.
 
@@ -90,7 +99,7 @@ def worker(
     async def main() -> None:
         if ray is not None:
             join_ray(ray)
-        count = ray_workers(loaded, models) if ray is not None else 1
+        count = chunks or (ray_workers(loaded, models) if ray is not None else 1)
         services = build(
             loaded, monitor=False, workers=count, worker_models=models or None, ray=ray is not None
         )
