@@ -298,6 +298,18 @@ def ray_scorer(settings: Settings, catalog: Catalog) -> TableScorer:
     )
 
 
+def for_ray(settings: Settings, models: list[str] | None = None) -> Settings:
+    """The settings a `worker --ray` runs with: unless `lease_size` was set, a chunk is two
+    engine batches of its models, so the chunks leased at once spread over the actors
+    (a 256-request chunk would keep one actor busy while the others wait)."""
+    if "lease_size" in settings.model_fields_set:
+        return settings
+    widest = max(
+        (m.max_batch_size for m in settings.models if not models or m.name in models), default=1
+    )
+    return settings.model_copy(update={"lease_size": 2 * widest})
+
+
 def ray_workers(settings: Settings, models: list[str] | None = None) -> int:
     """Chunks a Ray worker process runs at once: one per actor its models may have."""
     return sum(m.ray.max_actors for m in settings.models if not models or m.name in models)

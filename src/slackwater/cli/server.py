@@ -91,9 +91,11 @@ def worker(
     places there. With --ray, it leases a chunk per actor its models may have (their
     `[models.ray]` max_actors) and runs them on the cluster.
     """
-    from slackwater.app import build, join_ray, ray_workers
+    from slackwater.app import build, for_ray, join_ray, ray_workers
 
     loaded = settings(config, data_dir=data_dir, pool=pool)
+    if ray is not None:
+        loaded = for_ray(loaded, models)
     setup_logging()
 
     async def main() -> None:
