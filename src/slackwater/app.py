@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from slackwater.config import TINY_MODEL, Settings
+from slackwater.config import TINY_MODEL, ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
@@ -304,15 +304,18 @@ def for_ray(settings: Settings, models: list[str] | None = None) -> Settings:
     (a 256-request chunk would keep one actor busy while the others wait)."""
     if "lease_size" in settings.model_fields_set:
         return settings
-    widest = max(
-        (m.max_batch_size for m in settings.models if not models or m.name in models), default=1
-    )
+    widest = max((m.max_batch_size for m in _served(settings, models)), default=1)
     return settings.model_copy(update={"lease_size": 2 * widest})
 
 
 def ray_workers(settings: Settings, models: list[str] | None = None) -> int:
     """Chunks a Ray worker process runs at once: one per actor its models may have."""
-    return sum(m.ray.max_actors for m in settings.models if not models or m.name in models)
+    return sum(m.ray.max_actors for m in _served(settings, models))
+
+
+def _served(settings: Settings, models: list[str] | None) -> list[ModelConfig]:
+    """The configured models a worker runs (`models`: only those; None: all)."""
+    return [m for m in settings.models if not models or m.name in models]
 
 
 def join_ray(address: str) -> None:

@@ -219,8 +219,12 @@ def _scorer_class() -> Any:
 
             self.engine = create_engine(model)
             asyncio.run(self.engine.start())
+            import pyarrow as pa
+
             self.key = key
-            self.skip = ray.get(skip) if isinstance(skip, ray.ObjectRef) else skip
+            skipped = ray.get(skip) if isinstance(skip, ray.ObjectRef) else skip
+            # Built once: a resumed job may leave out millions of keys.
+            self.done = pa.array(list(skipped), pa.string()) if skipped else None
             self.work = work
 
         def __call__(self, batch: Any) -> Any:
@@ -229,9 +233,8 @@ def _scorer_class() -> Any:
 
             started = time.perf_counter()
             left = batch
-            if self.skip:
-                done = pa.array(sorted(self.skip), pa.string())
-                left = batch.filter(pc.invert(pc.is_in(batch.column(self.key), done)))
+            if self.done is not None:
+                left = batch.filter(pc.invert(pc.is_in(batch.column(self.key), self.done)))
             try:
                 if left.num_rows:
                     part, values = self.work(self.engine, left)

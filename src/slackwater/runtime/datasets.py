@@ -384,10 +384,8 @@ async def _next_part(job: PredictionJob, parts: Iterator[ScoredPart]) -> ScoredP
         return await asyncio.to_thread(next, parts, None)
     except InvalidRequest:
         raise
-    except Exception as exc:
+    except Exception as exc:  # a table's own errors come back as InvalidRequest, above
         root = _root(exc)
-        if isinstance(root, InvalidRequest):
-            raise root from None
         log.warning("dataset job %s failed on the cluster", job.id, exc_info=True)
         raise InvalidRequest(f"{job.source}: {str(root).strip().splitlines()[0]}") from None
 
