@@ -255,6 +255,7 @@ def build(
                 checks=checks,
                 max_batch_wait=settings.max_batch_wait_seconds,
                 venues=venues,
+                pack_prefixes=settings.prefix_packing,
             )
             for _ in range(count)
         ],

@@ -286,6 +286,10 @@ class Settings(BaseSettings):
     # requests keep arriving (never past the step's measured fixed cost, nor into a
     # deadline; 0: never waits).
     max_batch_wait_seconds: float = Field(default=0.5, ge=0)
+    # Prefix-aware packing: a worker leases requests whose prompts share their first
+    # 1,024 characters (a system prompt, few-shot block or document) together, within a
+    # deadline step, so that the engine's prefix cache (vLLM's) computes them once.
+    prefix_packing: bool = True
     # Calls waiting for their answer on a queued tier look for it this often.
     call_poll_seconds: float = Field(default=0.05, gt=0)
     # Agent sessions: "module:attribute" of the `slackwater.runtime.sessions.Agents` whose

@@ -439,6 +439,45 @@ async def test_projects_interleave_in_lease_order(store: Store) -> None:
     assert owners.count(small.id) == 3 and owners.count(big.id) == 3
 
 
+async def test_prefix_packing_leases_shared_prompts_together_within_a_deadline_step(
+    store: Store,
+) -> None:
+    async def batch_of(prefixes: list[str | None], window: timedelta) -> Batch:
+        batch = validating_batch(window=window)
+        await store.add_batch(batch)
+        rows = [
+            StagedRequest(i + 1, f"c{i + 1}", "m", f'{{"input":"{i}"}}', prefix=prefix)
+            for i, prefix in enumerate(prefixes)
+        ]
+        await store.stage_requests(batch, rows)
+        return await store.activate(batch.id, NOW)
+
+    docs = ["a", "b", "c", None, "a", "b", "c", None, "a", "b", "c", "a"]
+    await batch_of(docs, timedelta(hours=5))
+    # Due sooner (an earlier deadline step) and sharing "b": the later "b"s do not join it.
+    sooner = await batch_of(["b", "b", None], timedelta(hours=1))
+
+    async def lease(limit: int, pack: bool = True) -> list[str | None]:
+        got = await store.lease("w", ["m"], limit, NOW, 30, pack_prefixes=pack)
+        assert got is not None
+        return [
+            f"soon-{['b', 'b', None][int(r.body['input'])]}"
+            if r.batch_id == sooner.id
+            else docs[int(r.body["input"])]
+            for r in got.requests
+        ]
+
+    # In queue order each request with a shared prefix brings those of its step along.
+    assert await lease(5) == ["soon-b", "soon-b", "soon-None", "a", "a"]
+    assert await lease(6) == ["b", "b", "b", "c", "c", "c"]
+    assert await lease(10) == [None, None, "a", "a"]
+    # Off, the queue's order as it is.
+    again = await batch_of(["x", "y", "x"], timedelta(hours=5))
+    plain = await store.lease("w", ["m"], 2, NOW, 30)
+    assert plain is not None and [r.batch_id for r in plain.requests] == [again.id] * 2
+    assert [r.body["input"] for r in plain.requests] == ["0", "1"]
+
+
 async def test_retry_waits_until_not_before(store: Store) -> None:
     from slackwater.ports import Retry
 

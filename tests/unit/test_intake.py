@@ -9,6 +9,7 @@ import pytest
 
 from slackwater.config import Settings
 from slackwater.domain.batch import Endpoint
+from slackwater.domain.bodies import prefix_key
 from slackwater.domain.model import Catalog
 from slackwater.runtime.validation import LineChecker
 
@@ -129,3 +130,25 @@ def test_overlong_line_is_rejected_without_reading_it_whole() -> None:
     rows, _, _ = checker.read_chunk(io.BytesIO(raw), 1, 100)
     assert [r.custom_id for r in rows] == ["a", "b"]
     assert [(e.code, e.line) for e in checker.errors] == [("line_too_long", 2)]
+
+
+def test_lines_sharing_a_long_prompt_prefix_are_named_alike() -> None:
+    document = "The quarterly report says revenue grew. " * 40  # 1,600 characters
+    system = {"role": "system", "content": document}
+
+    def asking(custom_id: str, question: str, shared: dict[str, str] = system) -> object:
+        return line(custom_id, messages=[shared, {"role": "user", "content": question}])
+
+    other = {"role": "system", "content": document.replace("grew", "fell")}
+    checker = check(
+        jsonl(asking("a", "Who?"), asking("b", "Why?"), asking("c", "Who?", other), line("d"))
+    )
+    a, b, c, d = checker.rows  # type: ignore[attr-defined]
+    assert a.prefix is not None and a.prefix == b.prefix
+    assert c.prefix not in {None, a.prefix}
+    assert d.prefix is None  # a short prompt: nothing worth sharing
+    # Completions prompts too; embedding inputs never.
+    assert prefix_key(Endpoint.COMPLETIONS, {"prompt": document + "1"}) == prefix_key(
+        Endpoint.COMPLETIONS, {"prompt": document + "2"}
+    )
+    assert prefix_key(Endpoint.EMBEDDINGS, {"input": document}) is None

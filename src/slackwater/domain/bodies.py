@@ -6,6 +6,7 @@ Types are strict (a string "5" is not a number); unknown fields pass through to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, NotRequired, cast
@@ -17,6 +18,9 @@ from slackwater.domain import responses
 from slackwater.domain.batch import Endpoint, LineError
 
 EXTENSION = "slackwater"  # slackwater's own body field; never sent to an engine
+# Prompts sharing this many leading characters (~250 tokens) are leased together: a
+# model's prefix cache then computes them once. Shorter shared parts save too little.
+PREFIX_CHARS = 1024
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -162,3 +166,15 @@ def prompt_text(body: Mapping[str, Any], *, roles: bool = True) -> str:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "\n".join(value)
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def prefix_key(endpoint: str, body: Mapping[str, Any]) -> str | None:
+    """A name for the first `PREFIX_CHARS` characters of a checked body's prompt (a system
+    prompt, a few-shot block, a document), so that requests sharing them can be leased
+    together; None for embedding inputs and shorter prompts."""
+    if endpoint == Endpoint.EMBEDDINGS:
+        return None
+    text = prompt_text(as_chat(endpoint, body))
+    if len(text) < PREFIX_CHARS:
+        return None
+    return hashlib.blake2b(text[:PREFIX_CHARS].encode(), digest_size=8).hexdigest()

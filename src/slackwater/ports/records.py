@@ -24,6 +24,7 @@ class StagedRequest(NamedTuple):
     body: str  # the body exactly as validated
     cache_key: str | None = None  # set for deterministic requests whose results can be reused
     route: str | None = None  # the route record (JSON) of a line the router placed
+    prefix: str | None = None  # its prompt's leading part (domain.bodies.prefix_key)
 
 
 @dataclass(frozen=True)

@@ -177,9 +177,12 @@ class WorkerStore(Protocol):
         now: datetime,
         seconds: float,
         batches: Sequence[str] | None = None,
+        *,
+        pack_prefixes: bool = False,
     ) -> Lease | None:
         """Up to `limit` pending requests of one of `models` (of `batches`, if given),
-        most urgent first, then fairest between projects."""
+        most urgent first, then fairest between projects. `pack_prefixes`: requests whose
+        prompts share a leading part come together, within a deadline step."""
         ...
 
     async def pending_heads(

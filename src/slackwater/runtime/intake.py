@@ -74,6 +74,7 @@ class LineRouter:
                     cache_key(self.endpoint, answer.model, answer.body) if self.cache else None
                 ),
                 route=answer.route.to_json().decode(),
+                prefix=row.prefix,
             )
         # Rows keep their order; a line no model fits is left out.
         kept = (routed.get(row.line, row) for row in rows)

@@ -21,7 +21,7 @@ import orjson
 
 from slackwater.domain import responses
 from slackwater.domain.batch import Endpoint, LineError
-from slackwater.domain.bodies import EXTENSION, parse_body, token_limit
+from slackwater.domain.bodies import EXTENSION, PREFIX_CHARS, parse_body, prefix_key, token_limit
 from slackwater.domain.model import Catalog
 from slackwater.policy import admission
 from slackwater.ports import StagedRequest
@@ -136,17 +136,18 @@ class LineChecker:
         if self.error_lines > errors_before or model is None:
             return None
         assert isinstance(body, dict)
-        if model in self.routes:
-            return StagedRequest(
-                line=line, custom_id=str(custom_id), model=model, body=orjson.dumps(body).decode()
-            )
-        body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
+        routed = model in self.routes
+        if not routed:
+            body.pop(EXTENSION, None)  # slackwater's own field never reaches an engine
+        text = orjson.dumps(body).decode()
         return StagedRequest(
             line=line,
             custom_id=str(custom_id),
             model=model,
-            body=orjson.dumps(body).decode(),
-            cache_key=cache_key(self.endpoint, model, body) if self.cache else None,
+            body=text,
+            cache_key=cache_key(self.endpoint, model, body) if self.cache and not routed else None,
+            # A body shorter than that cannot hold a prompt that long: no need to look.
+            prefix=prefix_key(self.endpoint, body) if len(text) >= PREFIX_CHARS else None,
         )
 
     def _check_body(self, line: int, body: dict[str, Any], size: int) -> str | None:

@@ -70,6 +70,7 @@ class Worker:
         checks: Mapping[str, Check] | None = None,
         max_batch_wait: float = 0.0,
         batch_look_seconds: float = 0.02,
+        pack_prefixes: bool = True,
     ) -> None:
         self.store = store
         self.engines = engines
@@ -91,6 +92,9 @@ class Worker:
         # learning each model's step time as it runs.
         self.max_batch_wait = max_batch_wait
         self.batch_look_seconds = batch_look_seconds
+        # Lease requests whose prompts share a leading part together, so that an
+        # engine's prefix cache (vLLM's) computes it once.
+        self.pack_prefixes = pack_prefixes
         self.step_times: dict[str, StepTime] = {}
         self._allowed: list[str] | None = None  # the batches placement lets it lease now
         self._widest = max(
@@ -176,7 +180,13 @@ class Worker:
         if not await self._gather(batches):
             return 0
         lease = await self.store.lease(
-            self.owner, self.models, self.lease_size, self.clock(), self.lease_seconds, batches
+            self.owner,
+            self.models,
+            self.lease_size,
+            self.clock(),
+            self.lease_seconds,
+            batches,
+            pack_prefixes=self.pack_prefixes,
         )
         if lease is None:
             return 0

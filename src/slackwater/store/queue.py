@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from slackwater.domain.ids import new_id
@@ -23,6 +24,9 @@ from slackwater.store import fair
 from slackwater.store.database import Database, status_is
 from slackwater.store.schema import batches, requests
 
+# At most this many prefixes are looked up per lease: each is one indexed query, and a
+# chunk of requests that share nothing should cost little more than one that shares.
+MAX_PREFIX_GROUPS = 8
 OPEN = (RequestStatus.PENDING.value, RequestStatus.LEASED.value, RequestStatus.RETRYING.value)
 
 
@@ -58,6 +62,8 @@ class SqlQueue(Database):
         now: datetime,
         seconds: float,
         batches: Sequence[str] | None = None,
+        *,
+        pack_prefixes: bool = False,
     ) -> Lease | None:
         if not models or (batches is not None and not batches):
             return None
@@ -85,7 +91,7 @@ class SqlQueue(Database):
                 return None
             model = min(heads)[2]
             pick = (
-                select(requests.c.id, requests.c.fair_rank)
+                select(requests.c.id, requests.c.fair_rank, requests.c.urgency, requests.c.prefix)
                 .where(pending, requests.c.model == model)
                 .order_by(*order)
                 .limit(limit)
@@ -96,8 +102,14 @@ class SqlQueue(Database):
             if not picked:
                 return None
             ids = [row.id for row in picked]
+            if pack_prefixes and any(row.prefix for row in picked):
+                ids = await self._packed(conn, pending, model, picked, limit)
+            # Requests packed in ahead of their turn do not move the fair clock.
             clock = await fair.virtual_time(conn)
-            moved = fairness.advanced(clock, max(row.fair_rank for row in picked))
+            kept = set(ids)
+            moved = fairness.advanced(
+                clock, max((row.fair_rank for row in picked if row.id in kept), default=clock)
+            )
             if moved != clock:
                 await fair.set_virtual_time(conn, moved)
             lease_id = new_id("lease")
@@ -164,6 +176,50 @@ class SqlQueue(Database):
                 ) in rows
             ],
         )
+
+    async def _packed(
+        self,
+        conn: AsyncConnection,
+        pending: ColumnElement[bool],
+        model: str,
+        picked: Sequence[Row[Any, Any, Any, Any]],
+        limit: int,
+    ) -> list[int]:
+        """The lease's request ids with prefix-aware packing: in queue order, each request
+        whose prompt's leading part others share brings the pending ones sharing it, due in
+        the same deadline step, along with it. A request left out for them is due no
+        sooner than they are; it heads a lease moments later."""
+        ids: list[int] = []
+        taken: set[int] = set()
+        groups = 0
+        for row in picked:
+            if len(ids) >= limit:
+                break
+            if row.id in taken:
+                continue
+            if row.prefix is None or groups >= MAX_PREFIX_GROUPS:
+                ids.append(row.id)
+                taken.add(row.id)
+                continue
+            groups += 1
+            same = (
+                select(requests.c.id)
+                .where(
+                    pending,
+                    requests.c.model == model,
+                    requests.c.prefix == row.prefix,
+                    requests.c.urgency == row.urgency,
+                )
+                .order_by(requests.c.fair_rank, requests.c.id)
+                .limit(limit - len(ids))
+            )
+            if self.skip_locked:
+                same = same.with_for_update(skip_locked=True)
+            for request_id in (await conn.execute(same)).scalars():
+                if request_id not in taken:
+                    ids.append(request_id)
+                    taken.add(request_id)
+        return ids
 
     async def pending_heads(
         self, models: Sequence[str], batches: Sequence[str] | None = None, cap: int = 1024

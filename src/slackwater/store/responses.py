@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from slackwater.domain.bodies import PREFIX_CHARS, prefix_key
 from slackwater.domain.errors import NotFound
 from slackwater.domain.money import to_nano
 from slackwater.domain.request import RequestStatus
@@ -96,6 +97,11 @@ class SqlResponses(Database):
                     project=call.project,
                     route=call.route,
                     tier=call.tier,
+                    prefix=(
+                        prefix_key(call.endpoint, orjson.loads(call.body))
+                        if len(call.body) >= PREFIX_CHARS
+                        else None
+                    ),
                 )
             )
 

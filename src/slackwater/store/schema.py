@@ -144,6 +144,8 @@ requests = Table(
     Column("realtime_nano", BigInteger),
     # The service tier it was asked on: "batch" for batch lines, else the call's tier.
     Column("tier", String(32), nullable=False, server_default="batch"),
+    # Its prompt's leading part (domain.bodies.prefix_key): leased with those sharing it.
+    Column("prefix", String(16)),
     Index("ix_requests_batch_line", "batch_id", "line", unique=True),
     # Partial indexes: a request enters each only while in that state, so a request's
     # life costs a few index writes, not one per status change per index.
@@ -155,6 +157,16 @@ requests = Table(
         "id",
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_requests_prefix",
+        "model",
+        "prefix",
+        "urgency",
+        "fair_rank",
+        "id",
+        sqlite_where=text("status = 'pending' AND prefix IS NOT NULL"),
+        postgresql_where=text("status = 'pending' AND prefix IS NOT NULL"),
     ),
     Index(
         "ix_requests_leased",
