@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.acceptance.conftest import Process, run_cli, start_server
+from tests.acceptance.conftest import Process, run_cli, start, start_server
 from tests.acceptance.test_workers import chat_lines, fake_config
 from tests.conftest import free_port
 from tests.loopback import serve_in_thread
@@ -42,6 +44,57 @@ def test_run_batch_offline_with_the_real_minilm(tmp_path: Path) -> None:
     out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [o["custom_id"] for o in out] == [f"e{i}" for i in range(20)]
     assert len(out[0]["response"]["body"]["data"][0]["embedding"]) == 384
+
+
+def test_run_batch_killed_part_way_carries_on_when_run_again(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.log"
+    config = fake_config(tmp_path / "slackwater.toml", calls, latency_ms=300, database_url=None)
+    source = write(tmp_path / "in.jsonl", chat_lines(60))
+    out, data = tmp_path / "out.jsonl", tmp_path / "data"
+    args = ["run-batch", "-i", str(source), "-o", str(out), "-c", str(config)]
+    args += ["--data-dir", str(data), "--no-progress"]
+    first = start(args, tmp_path / "first.log")
+    deadline = time.monotonic() + 120
+    while not calls.exists() or len(calls.read_text().splitlines()) < 20:
+        assert first.popen.poll() is None, first.log.read_text()
+        assert time.monotonic() < deadline, "the first run ran nothing"
+        time.sleep(0.05)
+    first.popen.kill()
+    first.popen.wait()
+    with sqlite3.connect(data / "slackwater.db") as db:
+        done = db.execute("SELECT custom_id FROM requests WHERE response IS NOT NULL")
+        recorded = {row[0] for row in done}
+    ran_before = len(calls.read_text().splitlines())
+    assert 0 < len(recorded) < 60
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "60 completed, 0 failed" in again.stderr
+    answers = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [a["custom_id"] for a in answers] == [f"r{i}" for i in range(60)]
+    # The rerun ran only what had no result: none of the recorded lines ran again.
+    rerun = [line.split()[0] for line in calls.read_text().splitlines()[ran_before:]]
+    assert rerun and not recorded & set(rerun)
+    assert set(rerun) | recorded == {f"r{i}" for i in range(60)}
+
+
+def test_a_second_run_batch_on_a_data_dir_in_use_is_refused(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.log"
+    config = fake_config(tmp_path / "slackwater.toml", calls, latency_ms=300, database_url=None)
+    source = write(tmp_path / "in.jsonl", chat_lines(60))
+    args = ["run-batch", "-i", str(source), "-c", str(config), "--data-dir", str(tmp_path / "d")]
+    first = start([*args, "-o", str(tmp_path / "a.jsonl")], tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 120
+        while not calls.exists():
+            assert first.popen.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = run_cli(*args, "-o", str(tmp_path / "b.jsonl"))
+        assert second.returncode != 0
+        assert f"another run-batch is using {tmp_path / 'd'}" in second.stderr
+    finally:
+        first.popen.kill()
+        first.popen.wait()
 
 
 def test_run_batch_reports_bad_lines_by_file_and_line(tmp_path: Path) -> None:

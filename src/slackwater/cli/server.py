@@ -24,7 +24,7 @@ from slackwater.cli.common import (
 from slackwater.config import Settings
 from slackwater.domain.batch import BatchStatus
 from slackwater.domain.errors import InvalidRequest, SlackwaterError
-from slackwater.runtime.offline import OFFLINE_LEASE_SIZE
+from slackwater.runtime.offline import OFFLINE_LEASE_SIZE, exclusive
 from slackwater.runtime.process import exit_after, tune_collector
 
 
@@ -149,7 +149,9 @@ def run_batch(
     completion_window: Annotated[str, typer.Option(help="Deadline for the batch.")] = "24h",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Run a JSONL batch file offline, without a server, and write its results."""
+    """Run a JSONL batch file offline, without a server, and write its results. With
+    --data-dir, a run stopped part-way (killed, crashed) carries on when run again: only
+    the lines without a result run."""
     if not input.is_file():
         raise InvalidRequest(f"input file {input} does not exist")
     errors = writable(errors or output.with_suffix(".errors.jsonl"), "errors file")
@@ -158,6 +160,7 @@ def run_batch(
         directory = data_dir or Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="slackwater-"))
         )
+        stack.enter_context(exclusive(directory))
         loaded = settings(config, data_dir=directory, lease_size=OFFLINE_LEASE_SIZE)
         batch = asyncio.run(
             _run_offline(loaded, input, output, errors, completion_window, progress)
