@@ -102,3 +102,23 @@ async def test_a_reused_result_costs_nothing_but_counts_its_realtime_price(
         == (first["slackwater"]["cost"]["realtime_cost_usd"])
     )
     assert Decimal(first["slackwater"]["cost"]["realtime_cost_usd"]) > 0
+
+
+async def test_engine_calls_side_by_side_are_charged_the_engines_time_once(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    log = tmp_path / "calls.log"
+    server: Server = await server_factory(
+        models=priced_models(latency_ms=200, call_log=str(log)),
+        pools=[PoolConfig(name="box", kind="local", price_per_hour=Decimal("7.2"))],
+        pool="box",
+    )
+    await server.wait((await server.submit([chat_line(i) for i in range(16)]))["id"])
+    # One lease, four engine calls of four: the worker keeps two in flight on an engine
+    # that batches side by side, so the next begins while the last one runs.
+    starts = sorted({float(line.split()[1]) for line in log.read_text().splitlines()})
+    assert len(starts) == 4 and starts[1] - starts[0] < 0.1
+    # The engine was busy for about 2 x 200 ms, and that is what the requests are charged
+    # (each call its share of the time it shared), not the calls' 4 x 200 ms.
+    [row] = await server.services.store.ledger("pool")
+    assert row.requests == 16 and 0.35 < row.compute_seconds < 0.6, row.compute_seconds

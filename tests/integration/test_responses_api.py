@@ -264,14 +264,15 @@ async def test_a_flex_call_does_not_wait_for_a_long_batch_lease(
     server: Server = await server_factory(
         engine_options={"latency_ms": 150, "call_log": str(log)}, lease_size=256
     )
-    lines = [chat_line(i, user=f"b{i}") for i in range(40)]  # 10 engine steps of 4
+    # 20 engine steps of 4, two at a time: results are first written after 0.5 s.
+    lines = [chat_line(i, user=f"b{i}") for i in range(80)]
     batch = await server.submit(lines)
     await server.wait(batch["id"], until=lambda b: b["request_counts"]["completed"] >= 4)
     await flex_calls(server, ["flex"])
     await server.wait(batch["id"])
     starts = dict(line.split() for line in log.read_text().splitlines())
-    # The worker leased all 40 lines at once; the flex call, due in 15 minutes, went
-    # ahead of the rest of them (due tomorrow) at the next step, not after all 40.
+    # The worker leased all 80 lines at once; the flex call, due in 15 minutes, went
+    # ahead of the rest of them (due tomorrow) at the next step, not after all 80.
     after = [name for name, started in starts.items() if started > starts["flex"]]
     assert len(after) >= 8, sorted(starts.items(), key=lambda item: item[1])
 
@@ -286,8 +287,15 @@ async def test_the_last_part_full_step_of_a_lease_takes_in_what_came_since(
         max_batch_wait_seconds=0,
     )
     first = await server.submit([chat_line(i, user=f"a{i}") for i in range(9)])  # 4, 4, 1
-    await server.wait(first["id"], until=lambda b: b["request_counts"]["completed"] >= 4)
+    # The first two steps run side by side (1.5 s); more lines come while they run.
+    await server.wait(first["id"], until=lambda b: b["status"] == "in_progress")
+    statuses = server.services.store.request_statuses
+    for _ in range(500):
+        if (await statuses(first["id"])).get("leased", 0) == 9:
+            break
+        await asyncio.sleep(0.01)
     later = await server.submit([chat_line(i, user=f"b{i}") for i in range(3)])
+    await server.wait(later["id"], until=lambda b: b["status"] != "validating")
     await server.wait(first["id"])
     await server.wait(later["id"])
     # The first lease's last line did not take an engine step alone: the worker gave it

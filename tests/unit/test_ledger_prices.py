@@ -42,3 +42,15 @@ def test_an_instance_pool_bills_its_time_whatever_the_tier() -> None:
     billed = charges(MODEL, pool, MILLION, 3.0, ["flex", "default", "batch"])
     assert [c.cost for c in billed] == [Decimal("0.001")] * 3  # a second each at $3.6/h
     assert billed[0].price == "$3.6/hour" and billed[0].compute_seconds == 1.0
+
+
+def test_calls_side_by_side_share_the_engines_time() -> None:
+    from slackwater.policy.ledger import Occupancy
+
+    engine = Occupancy()
+    a = engine.start(0.0)
+    b = engine.start(2.0)  # a alone for 2 s, then both for 4 s
+    assert engine.end(a, 6.0) == 2.0 + 4.0 / 2
+    assert engine.end(b, 9.0) == 4.0 / 2 + 3.0  # then b alone for 3 s
+    c = engine.start(20.0)  # idle time is nobody's
+    assert engine.end(c, 21.0) == 1.0

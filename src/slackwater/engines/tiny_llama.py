@@ -35,11 +35,11 @@ def _corpus() -> list[str]:
 
 
 def build_tiny_llama(
-    target: Path, *, vocab_size: int = 1024, seed: int = 0, head_dim: int = 16
+    target: Path, *, vocab_size: int = 1024, seed: int = 0, head_dim: int = 16, context: int = 512
 ) -> Path:
     """Write a tiny Llama (4 heads of `head_dim`: ~0.1M parameters at 16, as transformers
-    runs it; vLLM's CPU attention wants 32 or more) and its tokenizer to `target`;
-    returns the path."""
+    runs it; vLLM's CPU attention wants 32 or more) of `context` positions and its
+    tokenizer to `target`; returns the path."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -63,7 +63,7 @@ def build_tiny_llama(
         additional_special_tokens=SPECIAL[4:],
     )
     tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.model_max_length = 512
+    tokenizer.model_max_length = context
     tokenizer.save_pretrained(target)
 
     torch.manual_seed(seed)
@@ -74,7 +74,7 @@ def build_tiny_llama(
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=context,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,

@@ -8,6 +8,7 @@ the model's realtime price.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -17,6 +18,36 @@ from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Charge, Outcome
 
 HOUR = Decimal(3600)
+
+
+class Occupancy:
+    """An engine's time shared among the calls it runs side by side (vLLM batching
+    several chunks at once): while n calls are in flight each is charged 1/n of every
+    second, so the calls' seconds add up to the time the engine was busy, not n times
+    it. Times are passed in (monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, float] = {}
+        self._last = 0.0
+        self._tokens = itertools.count()
+
+    def _advance(self, now: float) -> None:
+        if self._calls:
+            each = (now - self._last) / len(self._calls)
+            for token in self._calls:
+                self._calls[token] += each
+        self._last = now
+
+    def start(self, now: float) -> int:
+        self._advance(now)
+        token = next(self._tokens)
+        self._calls[token] = 0.0
+        return token
+
+    def end(self, token: int, now: float) -> float:
+        """The seconds of the engine's time the call took."""
+        self._advance(now)
+        return self._calls.pop(token)
 
 
 def charges(

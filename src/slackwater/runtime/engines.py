@@ -23,6 +23,7 @@ from slackwater.domain.ids import new_id
 from slackwater.domain.model import Catalog, Model
 from slackwater.domain.request import Outcome
 from slackwater.domain.text import shown
+from slackwater.policy.ledger import Occupancy
 from slackwater.ports import Between, Engine
 from slackwater.runtime.microbatch import MicroBatcher
 from slackwater.runtime.turns import Turns
@@ -80,7 +81,12 @@ class EngineSet:
         self._broken: dict[str, SlackwaterError] = {}
         self._gates: dict[str, _Gate] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        self._occupancy: dict[str, Occupancy] = {}
         self.on_answered: Callable[[Answered], None] | None = None
+
+    def occupancy(self, model: str) -> Occupancy:
+        """How the model's engine time is shared among the calls in flight on it."""
+        return self._occupancy.setdefault(self.model(model).name, Occupancy())
 
     def model(self, name: str) -> Model:
         model = self.catalog.find(name)
@@ -139,7 +145,7 @@ class EngineSet:
                 )
             gate.calls[project] += 1
             gate.enter_realtime()
-            serial = await self._serial(model)
+            serial = await self.serial(model)
 
             async def between(text: str) -> None:
                 if on_text is not None:
@@ -170,7 +176,7 @@ class EngineSet:
             finally:
                 gate.leave_realtime()
                 gate.calls[project] -= 1
-        one_at_a_time = gate.batch_step if await self._serial(model) else contextlib.nullcontext()
+        one_at_a_time = gate.batch_step if await self.serial(model) else contextlib.nullcontext()
         async with one_at_a_time:
             started = time.perf_counter()
             await gate.clear.wait()
@@ -243,7 +249,8 @@ class EngineSet:
             for body, answer in zip(bodies, answers, strict=True)
         ]
 
-    async def _serial(self, model: str) -> bool:
+    async def serial(self, model: str) -> bool:
+        """Whether the model's engine runs one call at a time."""
         try:
             engine = await self.engine(model)
         except SlackwaterError:

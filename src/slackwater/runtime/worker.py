@@ -19,7 +19,7 @@ import random
 import re
 import socket
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -46,6 +46,10 @@ from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.placement import Placement
 
 log = logging.getLogger(__name__)
+
+
+# Engine calls a worker keeps in flight on an engine that runs calls side by side.
+CALLS_IN_FLIGHT = 2
 
 
 class Worker:
@@ -247,52 +251,74 @@ class Worker:
         by_endpoint: dict[str, list[Request]] = defaultdict(list)
         for request in lease.requests:
             by_endpoint[request.endpoint].append(request)
+        # An engine that batches calls side by side (vLLM, a server) gets the next engine
+        # batch before the last one ends, so it never drains between them.
+        depth = 1 if await self.engines.serial(model.name) else CALLS_IN_FLIGHT
+        flight: deque[tuple[list[Request], asyncio.Task[list[Result]]]] = deque()
         settled = 0
         buffer: list[Result] = []
         retries: list[Retry] = []
         escalations: list[Escalation] = []
         writing: asyncio.Task[int] | None = None
         last_flush = time.monotonic()
+
+        async def land() -> None:
+            """Take the oldest call's results; write what is due in the background."""
+            nonlocal buffer, retries, escalations, writing, last_flush, settled
+            chunk, call = flight.popleft()
+            for result, request in zip(await call, chunk, strict=True):
+                escalation = self._escalation(request, result)
+                if escalation is not None:
+                    escalations.append(escalation)
+                    continue
+                decision = retry_decision(
+                    result.outcome,
+                    request.attempts,
+                    self.clock(),
+                    self.retry_policy,
+                    random.random(),
+                )
+                if decision.retry and decision.at is not None:
+                    spent = result.charge.cost if result.charge else Decimal(0)
+                    retries.append(Retry(request.id, decision.at, spent))
+                else:
+                    buffer.append(result)
+            if time.monotonic() - last_flush < self.flush_seconds:
+                return
+            # Results are written in the background while the engine goes on, with at
+            # most one write in flight.
+            if writing is not None:
+                settled += await writing
+            writing = asyncio.create_task(self._flush(lease, buffer, retries, escalations))
+            buffer, retries, escalations = [], [], []
+            last_flush = time.monotonic()
+
         try:
             for endpoint, pending in by_endpoint.items():
                 for start in range(0, len(pending), model.max_batch_size):
                     if self.stopping.is_set():
                         break  # drain: what is not done goes back to the queue below
-                    if start and await self._overtaken(model, pending[start:]):
+                    rest = pending[start:]
+                    if start and len(rest) < model.max_batch_size:
+                        # A part-full last step first sees what came while the others ran.
+                        while flight:
+                            await land()
+                    if start and await self._overtaken(model, rest):
                         break  # the rest goes back to the queue, to be leased anew
                     chunk = pending[start : start + model.max_batch_size]
-                    results = await self._run_chunk(model, endpoint, chunk, known)
-                    for result, request in zip(results, chunk, strict=True):
-                        escalation = self._escalation(request, result)
-                        if escalation is not None:
-                            escalations.append(escalation)
-                            continue
-                        decision = retry_decision(
-                            result.outcome,
-                            request.attempts,
-                            self.clock(),
-                            self.retry_policy,
-                            random.random(),
-                        )
-                        if decision.retry and decision.at is not None:
-                            spent = result.charge.cost if result.charge else Decimal(0)
-                            retries.append(Retry(request.id, decision.at, spent))
-                        else:
-                            buffer.append(result)
-                    if time.monotonic() - last_flush < self.flush_seconds:
-                        continue
-                    # Results are written in the background while the engine goes on,
-                    # with at most one write in flight.
-                    if writing is not None:
-                        settled += await writing
-                    writing = asyncio.create_task(self._flush(lease, buffer, retries, escalations))
-                    buffer, retries, escalations = [], [], []
-                    last_flush = time.monotonic()
+                    call = asyncio.create_task(self._run_chunk(model, endpoint, chunk, known))
+                    flight.append((chunk, call))
+                    if len(flight) >= depth:
+                        await land()
+            while flight:
+                await land()
             if writing is not None:
                 settled += await writing
                 writing = None
             settled += await self._flush(lease, buffer, retries, escalations)
         finally:
+            for _, call in flight:
+                call.cancel()
             if writing is not None:
                 writing.cancel()
         # Anything not recorded (a drain mid-chunk) goes back to the queue now.
@@ -319,11 +345,17 @@ class Worker:
         # (a model that cannot load is reported by `run`, request by request).
         with contextlib.suppress(SlackwaterError):
             await self.engines.engine(model.name)
+        occupancy = self.engines.occupancy(model.name)
         started, held_back = time.perf_counter(), self.engines.held_back(model.name)
-        outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
-        # Time the engine gave realtime calls (charged to them) is not this step's.
+        share = occupancy.start(started)
+        try:
+            outcomes = await self.engines.run(model.name, endpoint, [r.body for r in to_run])
+        finally:
+            shared = occupancy.end(share, time.perf_counter())
+        # Time the engine gave realtime calls (charged to them) is not this step's, nor
+        # the part of it other calls in flight on the engine had.
         waited = self.engines.held_back(model.name) - held_back
-        spent = max(time.perf_counter() - started - waited, 0.0)
+        spent = max(shared - waited, 0.0)
         if to_run:
             self.step_times.setdefault(model.name, StepTime()).add(len(to_run), spent)
         pool = self.venues.get(model.name, self.pool)
