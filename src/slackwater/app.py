@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
@@ -389,9 +390,27 @@ def make_tiny_model(settings: Settings, path: Path | None = None) -> Path:
     return path
 
 
-def spot_trace(path: Path, price_path: Path | None = None) -> Trace:
-    """A spot availability trace (the shared traces' format), with prices if given."""
-    return load_trace(path, price_path)
+def spot_traces(
+    paths: Sequence[Path], price_paths: Sequence[Path], spot_prices: Sequence[str]
+) -> list[Trace]:
+    """Spot pools for the simulator: availability traces (the shared traces' format),
+    each priced by its price trace, or at a fixed $/hour (one for all, or one each)."""
+    if price_paths and len(price_paths) != len(paths):
+        raise ConfigError(f"give one price trace per trace ({len(paths)}), or none")
+    if len(spot_prices) > 1 and len(spot_prices) != len(paths):
+        raise ConfigError(f"give one spot price, or one per trace ({len(paths)})")
+    pools = []
+    for i, path in enumerate(paths):
+        trace = load_trace(path, price_paths[i] if price_paths else None)
+        if trace.spot_prices is None:
+            given = spot_prices[i if len(spot_prices) > 1 else 0] if spot_prices else "0.918"
+            try:
+                price = Decimal(given)
+            except ArithmeticError:
+                raise ConfigError(f"spot price {given!r} is not a number") from None
+            trace = replace(trace, spot_prices=[price] * len(trace))
+        pools.append(trace)
+    return pools
 
 
 def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Placement | None:

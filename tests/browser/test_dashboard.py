@@ -102,7 +102,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, list
     data = root / "data"
     config = root / "slackwater.toml"
     trace = root / "spot.json"  # spot comes and goes every few seconds
-    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3}, "data": [1, 1, 0, 1, 0, 0]}))
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 3}, "data": [0, 0, 1, 0, 1, 1]}))
     config.write_text(CONFIG.format(trace=trace))
     keys = []
     for project in ("team-a", "team-b"):

@@ -71,7 +71,7 @@ async def test_the_capacity_page_charts_the_sampled_prices_and_availability(
     server_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     availability = tmp_path / "spot.json"
-    availability.write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [1, 0, 1]}))
+    availability.write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [0, 1, 0]}))
     server: Server = await server_factory(
         pools=[
             PoolConfig(

@@ -60,7 +60,14 @@ def comparison_table(report: dict[str, Any]) -> Table:
 
 @app.command()
 def sim(
-    trace: Annotated[Path, typer.Option(help="Spot availability trace (shared traces' format).")],
+    traces: Annotated[
+        list[Path],
+        typer.Option(
+            "--trace",
+            help="Spot availability trace (shared traces' format); repeat for several "
+            "spot pools side by side (the same tick).",
+        ),
+    ],
     workload: Annotated[
         Path | None,
         typer.Option(help='Workload JSON: {"jobs": [{arrival_hours, work_hours, window_hours}]}.'),
@@ -71,10 +78,21 @@ def sim(
             "--policy", help=f"Policy to run (repeat); default all: {', '.join(POLICIES)}."
         ),
     ] = None,
-    price_trace: Annotated[
-        Path | None, typer.Option(help="Spot price trace ($/hour per tick), same format.")
+    price_traces: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--price-trace",
+            help="Spot price trace ($/hour per tick), same format; one per --trace, in order.",
+        ),
     ] = None,
-    spot_price: Annotated[str, typer.Option(help="Spot $/hour without a price trace.")] = "0.918",
+    spot_prices: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--spot-price",
+            help="Spot $/hour without a price trace: one for all, or one per --trace "
+            "[default: 0.918].",
+        ),
+    ] = None,
     on_demand_price: Annotated[str, typer.Option(help="On-demand $/hour.")] = "3.06",
     restart_seconds: Annotated[
         float, typer.Option(help="Start an instance, load the model.")
@@ -91,33 +109,36 @@ def sim(
     ] = 6.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Replay a workload against a spot trace: cost and missed deadlines per policy.
+    """Replay a workload against spot traces: cost and missed deadlines per policy.
 
     Without --workload, the default runs: 40 batches spread over the trace, windows of
     12, 24 or 48 hours, each needing 20-70% of its window on one instance (seed 7).
-    Each policy is compared with the offline optimum computed exactly from the trace.
+    With several --trace, each is a spot pool with its own price: a job runs on the
+    cheapest pool with spot and fails over to another when preempted. Each policy is
+    compared with the offline optimum computed exactly from the traces.
     """
-    from slackwater.app import spot_trace
+    from slackwater.app import spot_traces
 
     try:
-        loaded = spot_trace(trace, price_trace)
+        pools = spot_traces(traces, price_traces or [], spot_prices or [])
         jobs = (
             parse_workload(json.loads(workload.read_text()), str(workload))
             if workload
-            else default_workload(loaded)
+            else default_workload(pools[0])
         )
         chosen = [policy(name) for name in (policies or list(POLICIES))]
-    except (ConfigError, ValueError, OSError) as exc:
+        prices = Prices(
+            on_demand_per_hour=Decimal(on_demand_price),
+            restart_seconds=restart_seconds,
+            realtime_slowdown=realtime_slowdown,
+            max_spot_price=Decimal(max_spot_price) if max_spot_price else None,
+            provider_per_hour=Decimal(provider_price) if provider_price else None,
+        )
+        report = comparison_json(
+            compare(jobs, pools, prices, chosen), " + ".join(str(t) for t in traces)
+        )
+    except (ConfigError, ValueError, OSError, ArithmeticError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    prices = Prices(
-        spot_per_hour=Decimal(spot_price),
-        on_demand_per_hour=Decimal(on_demand_price),
-        restart_seconds=restart_seconds,
-        realtime_slowdown=realtime_slowdown,
-        max_spot_price=Decimal(max_spot_price) if max_spot_price else None,
-        provider_per_hour=Decimal(provider_price) if provider_price else None,
-    )
-    report = comparison_json(compare(jobs, loaded, prices, chosen), str(trace))
     if json_out:
         console.print_json(data=report)
     else:

@@ -41,7 +41,7 @@ class Trace:
     """Spot capacity (and optionally price) per tick, as in the shared spot traces."""
 
     tick_seconds: float
-    capacity: Sequence[int]  # spot instances available per tick
+    capacity: Sequence[int]  # spot instances to be had per tick (0: none)
     spot_prices: Sequence[Decimal] | None = None  # $/hour per tick; None: a fixed price
     name: str = "trace"
 

@@ -2,8 +2,12 @@
 
     {"metadata": {"gap_seconds": 195}, "data": [0, 1, 1, ...]}
 
-`data` holds the spot instances available per tick. A price trace has the same shape
-with `"unit": "usd_per_hour"` in its metadata and a price per tick in `data`.
+`data` says per tick whether a spot instance could be had: 0 = it could (it was
+available, or kept running), anything else = it could not (unavailable or preempted).
+That is how the traces' own simulator reads them (skypilot-org's sky_spot, for "Can't
+Be Late", NSDI'24: `spot_available = not trace[tick]`), whatever the upstream README's
+"number of available instances" suggests. A price trace has the same shape with
+`"unit": "usd_per_hour"` in its metadata and a price per tick in `data`.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _numbers(path: Path, data: list[Any]) -> list[Decimal]:
 def load_trace(path: Path, prices: Path | None = None) -> Trace:
     """An availability trace, with a price trace resampled onto its ticks if given."""
     gap, data, _ = _read(path)
-    capacity = [int(n) for n in _numbers(path, data)]
+    capacity = [0 if n else 1 for n in _numbers(path, data)]
     spot_prices: list[Decimal] | None = None
     if prices is not None:
         price_gap, price_data, metadata = _read(prices)

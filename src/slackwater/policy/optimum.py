@@ -28,45 +28,59 @@ def optimal_cost(
     restart_ticks: int,
 ) -> Decimal | None:
     """Least cost to do `work_ticks` of work within these ticks; None if impossible."""
+    return optimal_cost_pools(
+        [(available, spot_tick_cost)], on_demand_tick_cost, work_ticks, restart_ticks
+    )
+
+
+def optimal_cost_pools(
+    spot: Sequence[tuple[Sequence[bool], Sequence[Decimal]]],
+    on_demand_tick_cost: Decimal,
+    work_ticks: int,
+    restart_ticks: int,
+) -> Decimal | None:
+    """The same over several spot pools (each: availability and cost per tick) and
+    on-demand: moving from one pool to another is a restart, as a new instance is."""
     if work_ticks <= 0:
         return Decimal(0)
-    spot = np.array([to_nano(c) for c in spot_tick_cost], dtype=np.int64)
-    demand = np.int64(to_nano(on_demand_tick_cost))
+    ticks = len(spot[0][0]) if spot else 0
+    kinds = [
+        (np.array(up, dtype=bool), np.array([to_nano(c) for c in cost], dtype=np.int64))
+        for up, cost in spot
+    ]
+    kinds.append(
+        (np.ones(ticks, dtype=bool), np.full(ticks, to_nano(on_demand_tick_cost), dtype=np.int64))
+    )
     warm = restart_ticks + 1  # warm-up ticks left: restart_ticks .. 0
     # value[k][w]: least cost to finish from here, as an array over the work left (index
-    # 0 = done), having run on spot (k=0) or on-demand (k=1) last tick with w warm-up
-    # ticks to go; `idle` has held (or never started).
+    # 0 = done), having run on kind k last tick (a spot pool, or on-demand last) with w
+    # warm-up ticks to go; `idle` has held (or never started).
     idle = np.full(work_ticks + 1, INFEASIBLE, dtype=np.int64)
     idle[0] = 0
-    value = [[idle.copy() for _ in range(warm)] for _ in range(2)]
-    for t in range(len(available) - 1, -1, -1):
-        shifted = [[_progress(v) for v in kind] for kind in value]
+    value = [[idle.copy() for _ in range(warm)] for _ in kinds]
+    for t in range(ticks - 1, -1, -1):
         options = [idle]
-        costs = [spot[t] if available[t] else None, demand]
-        new_value: list[list[np.ndarray]] = [[], []]
-        started: list[np.ndarray | None] = [None, None]
-        for k in (0, 1):
-            price = costs[k]
-            if price is None:
-                new_value[k] = [np.full(work_ticks + 1, INFEASIBLE, dtype=np.int64)] * warm
+        new_value: list[list[np.ndarray]] = []
+        started: list[np.ndarray | None] = []
+        for (up, cost), runs in zip(kinds, value, strict=True):
+            if not up[t]:
+                new_value.append([np.full(work_ticks + 1, INFEASIBLE, dtype=np.int64)] * warm)
+                started.append(None)
                 continue
-            # Starting fresh on this kind: pay the tick, spend it warming up (or working).
-            first = shifted[k][0] if restart_ticks == 0 else value[k][restart_ticks - 1]
-            start = price + first
-            started[k] = start
+            price = cost[t]
+            moved = _progress(runs[0])
+            # Starting fresh here: pay the tick, spend it warming up (or working).
+            start = price + (moved if restart_ticks == 0 else runs[restart_ticks - 1])
+            started.append(start)
             options.append(start)
-            for w in range(warm):
-                after = shifted[k][0] if w == 0 else value[k][w - 1]
-                new_value[k].append(price + after)
+            new_value.append([price + (moved if w == 0 else runs[w - 1]) for w in range(warm)])
         fresh = np.minimum.reduce(options)
-        for k in (0, 1):
-            other = started[1 - k]
+        for k, kind in enumerate(new_value):
+            # Staying where it is, or leaving for a hold or another kind.
+            others = [s for j, s in enumerate(started) if j != k and s is not None]
+            elsewhere = np.minimum.reduce([idle, *others])
             for w in range(warm):
-                # Staying where we are, or leaving for a hold or the other kind.
-                best = np.minimum(new_value[k][w], idle)
-                if other is not None:
-                    best = np.minimum(best, other)
-                new_value[k][w] = _done(np.minimum(best, INFEASIBLE))
+                kind[w] = _done(np.minimum(np.minimum(kind[w], elsewhere), INFEASIBLE))
         idle = _done(np.minimum(fresh, INFEASIBLE))
         value = new_value
     best = int(idle[work_ticks])

@@ -1,10 +1,13 @@
-"""Simulator: replay a workload against a spot trace through the Planner, in simulated time.
+"""Simulator: replay a workload against spot traces through the Planner, in simulated time.
 
-Model (the same one `optimum.py` solves exactly): time moves in the trace's ticks; each
-job runs on its own instance; spot capacity in a tick is the trace's value (> 0: an
-instance can be had for the whole tick); on-demand is always there; work and restart
-time are rounded up to whole ticks; an instance is billed per tick it runs, and spot
-lost to a preemption must restart. Everything here is pure: traces come in as lists.
+Model (the same one `optimum.py` solves exactly): time moves in the traces' ticks; each
+job runs on its own instance; a spot pool has an instance in a tick where its trace's
+capacity is > 0, for the whole tick; on-demand is always there; work and restart time
+are rounded up to whole ticks; an instance is billed per tick it runs, and spot lost to
+a preemption must restart. With several spot pools (zones, instance types, clouds) a
+job stays on its pool while it has spot; preempted, it fails over to the cheapest pool
+that has spot now (a restart), which the policy sees as spot still being there.
+Everything here is pure: traces come in as lists.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from slackwater.domain.errors import ConfigError
 from slackwater.domain.money import NANO
 from slackwater.domain.pool import Trace
-from slackwater.policy.optimum import optimal_cost
+from slackwater.policy.optimum import optimal_cost_pools
 from slackwater.policy.planner import HOUR, Action, Job, Market, Policy
 
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -114,16 +117,42 @@ class SpotHistory:
         return (self.up_sum[t] - self.up_sum[lo]) / runs * self.tick if runs else None
 
 
+Pools = Trace | Sequence[Trace]  # one spot pool, or several on the same ticks
+
+
+def spot_pools(pools: Pools) -> list[Trace]:
+    """Several traces as pools on one clock: the same tick, cut to the shortest."""
+    traces = [pools] if isinstance(pools, Trace) else list(pools)
+    if not traces:
+        raise ConfigError("no spot trace given")
+    ticks = {t.tick_seconds for t in traces}
+    if len(ticks) > 1:
+        shown = ", ".join(f"{t.name} ({t.tick_seconds:g} s)" for t in traces)
+        raise ConfigError(f"spot traces side by side need the same tick; got {shown}")
+    shortest = min(len(t) for t in traces)
+    return [
+        t
+        if len(t) == shortest
+        else replace(
+            t,
+            capacity=t.capacity[:shortest],
+            spot_prices=t.spot_prices[:shortest] if t.spot_prices is not None else None,
+        )
+        for t in traces
+    ]
+
+
 def simulate(
     workload: Sequence[WorkloadJob],
-    trace: Trace,
+    pools: Pools,
     prices: Prices,
     policy: Policy,
     *,
     history_hours: float = 24.0,
 ) -> SimResult:
-    history = SpotHistory(trace, history_hours)
-    results = [_run(job, trace, prices, policy, history) for job in workload]
+    traces = spot_pools(pools)
+    histories = [SpotHistory(trace, history_hours) for trace in traces]
+    results = [_run(job, traces, prices, policy, histories) for job in workload]
     return _summary(policy.name, results)
 
 
@@ -151,13 +180,24 @@ def _spot_price(trace: Trace, prices: Prices, t: int) -> Decimal:
     return trace.spot_prices[t] if trace.spot_prices is not None else prices.spot_per_hour
 
 
+def _cheapest(traces: Sequence[Trace], prices: Prices, t: int) -> int | None:
+    """The pool with spot at tick t at the lowest price, if any has it."""
+    up = [i for i, trace in enumerate(traces) if trace.capacity[t] > 0]
+    return min(up, key=lambda i: _spot_price(traces[i], prices, t)) if up else None
+
+
 def _run(
-    job: WorkloadJob, trace: Trace, prices: Prices, policy: Policy, history: SpotHistory
+    job: WorkloadJob,
+    traces: Sequence[Trace],
+    prices: Prices,
+    policy: Policy,
+    histories: Sequence[SpotHistory],
 ) -> JobResult:
-    tick = trace.tick_seconds
-    start, end = _span(job, trace)
-    work = _ticks(trace, job.work_seconds)
-    restart = _ticks(trace, prices.restart_seconds)
+    first = traces[0]
+    tick = first.tick_seconds
+    start, end = _span(job, first)
+    work = _ticks(first, job.work_seconds)
+    restart = _ticks(first, prices.restart_seconds)
     result = JobResult(job.id, feasible=work + restart <= end - start)
     demand_tick = tick_cost(prices.on_demand_per_hour, tick)
     provider = (
@@ -166,22 +206,29 @@ def _run(
         else None
     )
     running, warm, left = Action.HOLD, 0, work
+    pool: int | None = None  # the spot pool it runs on
     arrival = EPOCH + timedelta(seconds=start * tick)
     deadline = EPOCH + timedelta(seconds=end * tick)
     for t in range(start, end):
         if left == 0:
             break
-        available = trace.capacity[t] > 0
-        if running is Action.SPOT and not available:
+        if running is Action.SPOT and pool is not None and not traces[pool].capacity[t] > 0:
             running, warm = Action.HOLD, 0  # preempted: the instance and its warm-up are gone
+        # Where spot would run: on its own pool while that has spot, else the cheapest.
+        here = pool if running is Action.SPOT else _cheapest(traces, prices, t)
+        quoted = (
+            _spot_price(traces[here], prices, t)
+            if here is not None
+            else min(_spot_price(trace, prices, t) for trace in traces)
+        )
         market = Market(
-            spot_available=available,
-            spot_price=_spot_price(trace, prices, t),
+            spot_available=here is not None,
+            spot_price=quoted,
             on_demand_price=prices.on_demand_per_hour,
             tick_seconds=tick,
             restart_seconds=restart * tick,
             max_spot_price=prices.max_spot_price,
-            spot_mean_uptime_seconds=history.mean_uptime(t),
+            spot_mean_uptime_seconds=histories[here or 0].mean_uptime(t),
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None
             ),
@@ -205,12 +252,13 @@ def _run(
         if action is Action.HOLD:
             running, warm = Action.HOLD, 0
             continue
-        if action is Action.SPOT and not available:
+        if action is Action.SPOT and here is None:
             raise ValueError(f"policy {policy.name} ran {job.id} on spot at tick {t}: none there")
         if action is not running:
             running, warm = action, restart
-        price = tick_cost(market.spot_price, tick) if action is Action.SPOT else demand_tick
-        result.cost += price
+        if action is Action.SPOT:
+            pool = here
+        result.cost += tick_cost(quoted, tick) if action is Action.SPOT else demand_tick
         if warm:
             warm -= 1
         else:
@@ -219,18 +267,25 @@ def _run(
     return result
 
 
-def optimum(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> SimResult:
-    """The offline optimum of each job, knowing the trace (see optimum.py)."""
+def optimum(workload: Sequence[WorkloadJob], pools: Pools, prices: Prices) -> SimResult:
+    """The offline optimum of each job, knowing the traces (see optimum.py)."""
+    traces = spot_pools(pools)
+    first = traces[0]
     results = []
-    tick = trace.tick_seconds
-    restart = _ticks(trace, prices.restart_seconds)
+    tick = first.tick_seconds
+    restart = _ticks(first, prices.restart_seconds)
     for job in workload:
-        start, end = _span(job, trace)
-        work = _ticks(trace, job.work_seconds)
+        start, end = _span(job, first)
+        work = _ticks(first, job.work_seconds)
         result = JobResult(job.id, feasible=work + restart <= end - start)
-        best = optimal_cost(
-            [c > 0 for c in trace.capacity[start:end]],
-            [tick_cost(_spot_price(trace, prices, t), tick) for t in range(start, end)],
+        best = optimal_cost_pools(
+            [
+                (
+                    [c > 0 for c in trace.capacity[start:end]],
+                    [tick_cost(_spot_price(trace, prices, t), tick) for t in range(start, end)],
+                )
+                for trace in traces
+            ],
             tick_cost(prices.on_demand_per_hour, tick),
             work,
             restart,
@@ -246,8 +301,9 @@ def optimum(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> Si
     return _summary("optimum", results)
 
 
-def realtime(workload: Sequence[WorkloadJob], trace: Trace, prices: Prices) -> SimResult:
+def realtime(workload: Sequence[WorkloadJob], pools: Pools, prices: Prices) -> SimResult:
     """Everything served in real time: one request at a time, on on-demand, at once."""
+    trace = spot_pools(pools)[0]
     slow = Decimal(str(prices.realtime_slowdown))
     results = [
         JobResult(
@@ -306,11 +362,12 @@ class Comparison:
 
 
 def compare(
-    workload: Sequence[WorkloadJob], trace: Trace, prices: Prices, policies: Sequence[Policy]
+    workload: Sequence[WorkloadJob], pools: Pools, prices: Prices, policies: Sequence[Policy]
 ) -> Comparison:
-    results = {"realtime": realtime(workload, trace, prices)}
+    traces = spot_pools(pools)
+    results = {"realtime": realtime(workload, traces, prices)}
     for chosen in policies:
-        results[chosen.name] = simulate(workload, trace, prices, chosen)
-    results["optimum"] = optimum(workload, trace, prices)
+        results[chosen.name] = simulate(workload, traces, prices, chosen)
+    results["optimum"] = optimum(workload, traces, prices)
     feasible = sum(j.feasible for j in results["optimum"].jobs)
     return Comparison(jobs=len(workload), feasible=feasible, results=results)
