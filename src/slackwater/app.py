@@ -14,7 +14,7 @@ from slackwater.config import TINY_MODEL, ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
-from slackwater.domain.model import Catalog, Model
+from slackwater.domain.model import Catalog, Model, Tier
 from slackwater.domain.pool import Pool, PoolKind, Trace
 from slackwater.engines import create_engine
 from slackwater.engines.tiny_llama import build_tiny_llama
@@ -45,7 +45,7 @@ from slackwater.runtime.learned import Embed, LearnedQuality, check_router, load
 from slackwater.runtime.message_batches import MessageBatches
 from slackwater.runtime.metrics import Metrics
 from slackwater.runtime.monitor import Monitor
-from slackwater.runtime.placement import Placement
+from slackwater.runtime.placement import Placement, Venue
 from slackwater.runtime.plugins import load_agents, load_checks
 from slackwater.runtime.prices import PriceRecorder
 from slackwater.runtime.realtime import Realtime
@@ -418,7 +418,6 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
     if pool.kind not in (PoolKind.SPOT, PoolKind.ON_DEMAND):
         return None
     start = clock()
-    spot = next((p for p in settings.pools if p.kind is PoolKind.SPOT), None)
     demand = next((p for p in settings.pools if p.kind is PoolKind.ON_DEMAND), None)
     return Placement(
         store,
@@ -426,7 +425,11 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
         open_feed(pool.feed, pool.price_per_hour, start),
         clock,
         SlackReserve(settings.reserve_restarts),
-        spot_feed=open_feed(spot.feed, spot.price_per_hour, start) if spot else None,
+        spot_feeds={
+            p.name: open_feed(p.feed, p.price_per_hour, start)
+            for p in settings.pools
+            if p.kind is PoolKind.SPOT
+        },
         # Without an on-demand pool, spot has nothing cheaper to fall back from.
         on_demand_price=demand.price_per_hour if demand else Decimal("Infinity"),
         restart_seconds=settings.restart_seconds,
@@ -435,7 +438,28 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
         # Workers announce themselves every lease_seconds / 3 at most.
         alive_seconds=2 * settings.lease_seconds,
         default_seconds_per_request=settings.seconds_per_request,
+        venues=_venues(settings),
     )
+
+
+def _venues(settings: Settings) -> dict[str, Venue]:
+    """Each model's batch venue: the provider model, its batch price, its pool's window."""
+    models = {m.name: m.to_model() for m in settings.models}
+    windows = {
+        name: p.turnaround_seconds
+        for p in settings.pools
+        if p.kind is PoolKind.PROVIDER_BATCH
+        for name in p.models
+    }
+    return {
+        name: Venue(
+            model.batch_venue,
+            models[model.batch_venue].price_for(Tier.BATCH),
+            windows[model.batch_venue],
+        )
+        for name, model in models.items()
+        if model.batch_venue is not None and model.batch_venue in models
+    }
 
 
 def tokenizers(settings: Settings, catalog: Catalog) -> dict[str, TokenCounter]:

@@ -88,6 +88,10 @@ class ModelConfig(BaseModel):
     features: list[str] = Field(default_factory=list)
     quality: dict[str, float] = Field(default_factory=dict)
     ray: RayConfig = RayConfig()
+    # Another model (a provider batch engine's) that runs this model's requests the same
+    # way, at the provider (the same open model there): the planner may hand a batch's
+    # rest to it when that is the cheapest way left to meet the deadline.
+    batch_venue: str | None = None
 
     @field_validator("quality")
     @classmethod
@@ -115,6 +119,7 @@ class ModelConfig(BaseModel):
             tier_prices={
                 tier: Price(price.input, price.output) for tier, price in self.tier_prices.items()
             },
+            batch_venue=self.batch_venue,
         )
 
 
@@ -128,6 +133,8 @@ class PoolConfig(BaseModel):
     price_per_hour: Decimal = Field(default=Decimal(0), ge=0)
     feed: str = "static"  # static | trace:PATH | aws:TYPE@ZONE | a plug-in feed
     models: list[str] = Field(default_factory=list)
+    # A provider batch pool: how long its batches may take (the provider's window).
+    turnaround_seconds: float = Field(default=86_400.0, gt=0)
     # On Ray: custom resources the pool's actors need, so they land on its nodes (e.g.
     # {"spot": 0.01} for nodes started with `--resources '{"spot": 100}'`).
     ray_resources: dict[str, float] = Field(default_factory=dict)
@@ -139,6 +146,7 @@ class PoolConfig(BaseModel):
             price_per_hour=self.price_per_hour,
             feed=self.feed,
             models=frozenset(self.models),
+            turnaround_seconds=self.turnaround_seconds,
         )
 
 
@@ -362,6 +370,18 @@ class Settings(BaseSettings):
         for route in self.routes:
             if route.name == "auto" or route.name in models:
                 raise ValueError(f"route {route.name!r} has the name of a model")
+        return self
+
+    @model_validator(mode="after")
+    def _known_venues(self) -> Settings:
+        provider = {m for p in self.pools if p.kind is PoolKind.PROVIDER_BATCH for m in p.models}
+        for model in self.models:
+            venue = model.batch_venue
+            if venue is not None and venue not in provider:
+                raise ValueError(
+                    f"model {model.name!r}: batch_venue {venue!r} is not a model of a "
+                    "provider_batch pool (its `models`)"
+                )
         return self
 
     @model_validator(mode="after")

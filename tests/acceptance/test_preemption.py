@@ -61,10 +61,10 @@ options = {{ latency_ms = 100, call_log = "{call_log}" }}
     return path
 
 
-async def live_workers(database_url: str, kind: str) -> int:
+async def live_workers(database_url: str, pool: str) -> int:
     store = SqlStore(database_url)
     try:
-        return await store.live_workers(kind, utcnow() - timedelta(seconds=10))
+        return await store.live_workers(pool, utcnow() - timedelta(seconds=10))
     finally:
         await store.close()
 
@@ -98,7 +98,7 @@ def test_spot_preemption_loses_nothing_and_charges_each_pool(
     # The on-demand worker joins while spot runs, and stays idle.
     worker("on-demand", "on-demand")
     database = f"sqlite:///{data / 'slackwater.db'}"
-    while not asyncio.run(live_workers(database, "on_demand")):
+    while not asyncio.run(live_workers(database, "on-demand")):
         assert time.monotonic() < limit
         time.sleep(0.1)
     time.sleep(3)  # it has planned (every 2 s) more than once

@@ -697,6 +697,20 @@ async def test_pool_samples_are_kept_once_listed_by_pool_and_forgotten(store: St
     assert len(await store.pool_samples(NOW)) == 2
 
 
+async def test_reroute_moves_only_the_waiting_requests(store: Store) -> None:
+    batch = await make_batch(store, 5)
+    lease = await store.lease("w", ["m"], 2, NOW, 30)
+    assert lease is not None
+    assert await store.reroute(batch.id, "m", "venue") == 3
+    assert await store.reroute(batch.id, "m", "venue") == 0
+    assert await store.lease("w", ["m"], 10, NOW, 30) is None
+    moved = await store.lease("w", ["venue"], 10, NOW, 30)
+    assert moved is not None and len(moved.requests) == 3
+    assert {r.model for r in moved.requests} == {"venue"}
+    # The leased two finish on the model they were leased for.
+    assert await record(store, lease.id, [ok(r.id) for r in lease.requests]) == 2
+
+
 async def test_open_work_and_live_workers(store: Store) -> None:
     batch = await make_batch(store, 3)
     await make_batch(store, 2, activate=False)  # staged: not open work yet
@@ -711,11 +725,13 @@ async def test_open_work_and_live_workers(store: Store) -> None:
     await store.worker_seen("a", "spot", "spot", NOW)
     await store.worker_seen("a", "spot", "spot", NOW + timedelta(seconds=10))
     await store.worker_seen("b", "od", "on_demand", NOW)
+    await store.worker_seen("c", "spot-b", "spot", NOW)
     assert await store.live_workers("spot", NOW + timedelta(seconds=5)) == 1
     assert await store.live_workers("spot", NOW + timedelta(seconds=11)) == 0
     await store.worker_gone("a")
     assert await store.live_workers("spot", NOW) == 0
-    assert await store.live_workers("on_demand", NOW) == 1
+    assert await store.live_workers("od", NOW) == 1
+    assert await store.live_workers("spot-b", NOW) == 1  # counted by pool, not kind
 
 
 async def test_failed_attempts_are_charged_when_they_fail(store: Store) -> None:

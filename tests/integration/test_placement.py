@@ -19,7 +19,9 @@ SPOT = Pool("spot", PoolKind.SPOT, Decimal("0.9"))
 ON_DEMAND = Pool("od", PoolKind.ON_DEMAND, Decimal("3"))
 
 
-def placement(server: Server, pool: Pool, restart_seconds: float = 60.0) -> Placement:
+def placement(
+    server: Server, pool: Pool, restart_seconds: float = 60.0, spot: tuple[Pool, ...] = (SPOT,)
+) -> Placement:
     svc = server.services
     return Placement(
         svc.store,
@@ -27,7 +29,7 @@ def placement(server: Server, pool: Pool, restart_seconds: float = 60.0) -> Plac
         StaticFeed(pool.price_per_hour),
         svc.clock,
         SlackReserve(reserve_restarts=2),
-        spot_feed=StaticFeed(SPOT.price_per_hour),
+        spot_feeds={p.name: StaticFeed(p.price_per_hour) for p in spot},
         on_demand_price=ON_DEMAND.price_per_hour,
         restart_seconds=restart_seconds,
         tick_seconds=10,
@@ -61,6 +63,30 @@ async def test_on_demand_waits_while_spot_runs_and_takes_over_when_slack_runs_lo
 
     # A restart longer than the window leaves spot nothing it could safely start.
     assert await placement(server, SPOT, restart_seconds=600).allowed() == [roomy["id"]]
+
+
+async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: Any) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    tight = await server.submit([chat_line(i) for i in range(3)], window="2m")
+    await server.wait(tight["id"], lambda b: b["status"] == "in_progress")
+    other = Pool("spot-b", PoolKind.SPOT, Decimal("1.1"))
+    pools = (SPOT, other)
+    now = server.clock()
+    await store.worker_seen("a-worker", "spot", "spot", now)
+    await store.worker_seen("b-worker", "spot-b", "spot", now)
+    on_demand = placement(server, ON_DEMAND, spot=pools)
+    in_b = placement(server, other, spot=pools)
+    assert await on_demand.allowed() == [] and await in_b.allowed() == [tight["id"]]
+
+    # The first spot pool goes: the second still has spot, so on-demand still waits,
+    # seeing the second pool's price.
+    await store.worker_gone("a-worker")
+    assert await on_demand.allowed() == []
+    assert (await on_demand._market()).spot_price == Decimal("1.1")
+    # Both gone: the tight batch (slack down to the reserve) goes on-demand.
+    await store.worker_gone("b-worker")
+    assert await on_demand.allowed() == [tight["id"]]
 
 
 async def test_drain_gives_the_unfinished_chunk_back_at_once(server_factory: Any) -> None:

@@ -98,6 +98,27 @@ def test_provider_batch_tier_when_cheaper_than_even_spot() -> None:
     )
 
 
+def test_provider_batch_tier_instead_of_on_demand_when_spot_is_gone_and_time_runs_short() -> None:
+    # 2 h of work, 2.5 h left, no spot: on-demand would cost 3 $/h x (2 h + a restart).
+    quick = market(False, provider_turnaround_seconds=HOUR)
+    between = job(2, 2.5, provider_cost=Decimal("4"))  # dearer than spot, under 6.25
+    decision = SlackReserve().decide(between, quick, NOW)
+    assert decision.action is Action.PROVIDER_BATCH and "on-demand" in decision.reason
+    # With slack left it still waits for spot; with spot there it runs on spot.
+    assert SlackReserve().decide(job(2, 10, provider_cost=Decimal("4")), quick, NOW).action is (
+        Action.HOLD
+    )
+    spot = market(provider_turnaround_seconds=HOUR)
+    assert SlackReserve().decide(job(2, 10, provider_cost=Decimal("4")), spot, NOW).action is (
+        Action.SPOT
+    )
+    # Dearer than on-demand, or too slow for the time left: on-demand.
+    dear = job(2, 2.5, provider_cost=Decimal("7"))
+    assert SlackReserve().decide(dear, quick, NOW).action is Action.ON_DEMAND
+    slow = market(False, provider_turnaround_seconds=3 * HOUR)
+    assert SlackReserve().decide(between, slow, NOW).action is Action.ON_DEMAND
+
+
 def test_unknown_policy_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="greedy"):
         policy("cheapest")

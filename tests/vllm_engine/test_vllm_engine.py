@@ -99,6 +99,20 @@ async def test_sampling_fields_reach_vllm(vllm_chat: Any) -> None:
     assert seeded.body["choices"] == again.body["choices"]  # a seed repeats its answer
 
 
+async def test_prompt_tokens_held_in_the_prefix_cache_are_reported(vllm_chat: Any) -> None:
+    shared = {"role": "system", "content": "The quarterly report says revenue grew. " * 15}
+
+    def asking(question: str) -> dict[str, Any]:
+        return chat("", max_tokens=2, messages=[shared, {"role": "user", "content": question}])
+
+    [first] = await vllm_chat.run(Endpoint.CHAT.value, [asking("Who?")])
+    [second] = await vllm_chat.run(Endpoint.CHAT.value, [asking("Why?")])
+    usage = second.body["usage"]
+    # The system prompt's whole blocks were computed once, for the first question.
+    assert first.body["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert 0 < usage["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens"]
+
+
 async def test_a_json_schema_answer_is_valid_json_even_from_a_random_model(
     vllm_chat: Any,
 ) -> None:

@@ -47,6 +47,7 @@ class Model:
     # Service tier -> its price where the model is billed by the token (a provider's flex
     # tier, say); a tier not named here is billed at `price`.
     tier_prices: dict[str, Price] = field(default_factory=dict)
+    batch_venue: str | None = None  # a provider batch model that can run its requests
 
     def price_on(self, service_tier: str) -> Price:
         """What a realtime API bills a call on the service tier (its own price, if the

@@ -199,6 +199,9 @@ class VllmEngine:
             else responses.completion(self.model.name, "", "stop", usage)
         )
         outcome.body["choices"] = choices
+        # The prompt's tokens vLLM's prefix cache already held, as OpenAI reports them.
+        details = {"cached_tokens": final.num_cached_tokens or 0}
+        outcome.body["usage"]["prompt_tokens_details"] = details
         return outcome
 
     def _prompt(self, endpoint: str, body: dict[str, Any]) -> Any:

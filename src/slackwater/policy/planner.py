@@ -20,7 +20,8 @@ Policies (compared in `slackwater sim` against the offline optimum):
   while a reserve of slack (a few restarts' worth) is still left, so it can go back to
   spot when spot returns and the run it can expect saves more than the restarts cost.
   It pauses while the spot price is over a ceiling, and hands a job to a provider's
-  batch tier when that is cheaper than even pure spot.
+  batch tier when that is cheaper than even pure spot, or, with spot gone and the slack
+  down to the reserve, when it is cheaper than on-demand and its turnaround still fits.
 """
 
 from __future__ import annotations
@@ -170,9 +171,22 @@ class SlackReserve:
         if safe(job, Action.HOLD, market, now, reserve):
             why = "no spot" if not market.spot_available else "spot price over the ceiling"
             return Decision(Action.HOLD, f"{why}; slack remains, waiting")
+        if self._provider_beats_on_demand(job, market, now):
+            return Decision(
+                Action.PROVIDER_BATCH,
+                "slack is down to the reserve; the provider's batch tier is cheaper than "
+                "on-demand and still in time",
+            )
         return Decision(
             Action.ON_DEMAND, "slack is down to the reserve; on-demand until spot returns"
         )
+
+    def _provider_beats_on_demand(self, job: Job, market: Market, now: datetime) -> bool:
+        turnaround = market.provider_turnaround_seconds
+        if job.provider_cost is None or turnaround is None or job.running is not Action.HOLD:
+            return False
+        rest = Decimal(job.remaining_seconds + market.restart_seconds) / HOUR
+        return _left(job, now) >= turnaround and job.provider_cost < market.on_demand_price * rest
 
     def _worth_switching(self, job: Job, market: Market) -> bool:
         """Leave a warm on-demand instance for spot if the expected run saves money."""

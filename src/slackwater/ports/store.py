@@ -279,7 +279,14 @@ class CapacityStore(_Ledger, Protocol):
         """Dataset jobs not ended, sized for the planner."""
         ...
 
-    async def live_workers(self, kind: str, since: datetime) -> int: ...
+    async def live_workers(self, pool: str, since: datetime) -> int:
+        """Workers of the pool (by name) seen since then."""
+        ...
+
+    async def reroute(self, batch_id: str, model: str, to: str) -> int:
+        """Move the batch's requests of `model` that wait (pending, or to be retried) to
+        model `to`; those leased finish where they are. How many moved."""
+        ...
 
 
 class PoolHistoryStore(Protocol):

@@ -6,25 +6,48 @@ takes (measured: the ledger's compute time per request of that model; until a mo
 been measured, `seconds_per_request`, which errs towards on-demand), due at its
 deadline. The planner's decision for it says where it runs: spot workers lease the
 batches it sends to spot, on-demand workers only those it sends to on-demand (slack down
-to the reserve, or spot gone or over its price ceiling). Spot counts as there while the
-spot pool's feed offers it and a spot worker has been seen lately.
+to the reserve, or spot gone or over its price ceiling). Spot counts as there while a
+spot pool's feed offers it and a worker of that pool has been seen lately: with several
+spot pools (zones, instance types, clouds), a batch the planner sends to spot runs in
+whichever of them has it (the cheapest first, to on-demand workers' eyes), so work moves
+to another spot pool when one goes before it falls back to on-demand.
+
+A model with a `batch_venue` (the same model at a provider's batch tier) may have a
+batch's rest handed to the provider: when the planner says so, the batch's waiting
+requests move to the venue model, and any worker may carry them (the provider does the
+compute; the ledger charges the provider pool's price).
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from slackwater.domain.model import Price
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.policy.planner import Action, Job, Market, Policy
-from slackwater.ports import CapacityStore, Clock, PriceFeed
+from slackwater.ports import CapacityStore, Clock, PoolState, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
+# How often the ledger is read again while a model with open work is not measured yet.
+MEASURE_SECONDS = 2.0
 # A table row of a classical model, until one has been measured, against a request's
 # `seconds_per_request`: rows are predicted thousands at a time.
 ROW_SHARE = 0.001
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Where a model's batches can be handed: a provider batch model, its price and how
+    long the provider may take."""
+
+    model: str
+    price: Price
+    turnaround_seconds: float
 
 
 class Placement:
@@ -36,7 +59,7 @@ class Placement:
         clock: Clock,
         policy: Policy,
         *,
-        spot_feed: PriceFeed | None,
+        spot_feeds: Mapping[str, PriceFeed],
         on_demand_price: Decimal,
         restart_seconds: float,
         tick_seconds: float,
@@ -44,13 +67,15 @@ class Placement:
         refresh_seconds: float = 2.0,
         alive_seconds: float = 30.0,
         default_seconds_per_request: float = 1.0,
+        venues: Mapping[str, Venue] | None = None,
     ) -> None:
         if pool.kind not in WANTS:
             raise ValueError(f"pool {pool.name!r} ({pool.kind}) is not placed by the planner")
         self.store = store
         self.pool = pool
         self.feed = feed
-        self.spot_feed = feed if pool.kind is PoolKind.SPOT else spot_feed
+        # A spot worker answers for its own pool; an on-demand one looks at them all.
+        self.spot_feeds = {pool.name: feed} if pool.kind is PoolKind.SPOT else dict(spot_feeds)
         self.clock = clock
         self.policy = policy
         self.on_demand_price = on_demand_price
@@ -58,8 +83,11 @@ class Placement:
         self.tick_seconds = tick_seconds
         self.max_spot_price = max_spot_price
         self.refresh_seconds = refresh_seconds
+        self.measure_seconds = MEASURE_SECONDS
         self.alive = timedelta(seconds=alive_seconds)
         self.default_seconds = default_seconds_per_request
+        self.venues = dict(venues or {})  # model -> where its batches can be handed
+        self._tokens: dict[str, tuple[float, float]] = {}  # model -> (in, out) per request
         self._allowed: list[str] = []
         self._at = float("-inf")
         self.reasons: dict[str, str] = {}  # batch -> why, as last decided
@@ -72,10 +100,18 @@ class Placement:
             return self._allowed
         now = self.clock()
         market = await self._market()
-        speed = await self._speeds()
+        open_work = await self.store.open_work()
+        speed = await self._speeds({work.model for work in open_work})
         remaining: dict[str, float] = defaultdict(float)
         deadlines: dict[str, datetime] = {}
-        for work in await self.store.open_work():
+        waiting: dict[str, dict[str, int]] = defaultdict(dict)  # batch -> model -> requests
+        handed: set[str] = set()  # batches (partly) at a provider already
+        at_provider = {venue.model for venue in self.venues.values()}
+        for work in open_work:
+            if work.model in at_provider:
+                handed.add(work.batch_id)
+                continue
+            waiting[work.batch_id][work.model] = work.requests
             per_request = speed.get(work.model, self.default_seconds)
             remaining[work.batch_id] += work.requests * per_request
             deadlines[work.batch_id] = min(
@@ -88,44 +124,80 @@ class Placement:
             deadlines[table_job.id] = table_job.deadline
         allowed, reasons = [], {}
         for batch_id, seconds in remaining.items():
+            provider = self._provider(waiting.get(batch_id, {}))
             job = Job(
                 id=batch_id,
                 arrival=now,
                 deadline=deadlines[batch_id],
                 total_seconds=seconds,
                 remaining_seconds=seconds,
+                provider_cost=provider[0] if provider else None,
             )
-            decision = self.policy.decide(job, market, now)
+            offered = market
+            if provider is not None:
+                offered = replace(market, provider_turnaround_seconds=provider[1])
+            decision = self.policy.decide(job, offered, now)
             reasons[batch_id] = f"{decision.action}: {decision.reason}"
-            if decision.action is WANTS[self.pool.kind]:
+            if decision.action is Action.PROVIDER_BATCH:
+                for model in waiting[batch_id]:
+                    await self.store.reroute(batch_id, model, self.venues[model].model)
+                handed.add(batch_id)
+            elif decision.action is WANTS[self.pool.kind]:
                 allowed.append(batch_id)
+        allowed.extend(sorted(handed - set(allowed)))
         self._allowed, self.reasons, self._at = allowed, reasons, time.monotonic()
         return allowed
 
-    async def _speeds(self) -> dict[str, float]:
-        """Seconds per request of each model, from the ledger (re-read every minute)."""
-        if time.monotonic() - self._speed_at > 60:
+    def _provider(self, waiting: dict[str, int]) -> tuple[Decimal, float] | None:
+        """What the provider would charge for a batch's waiting requests, and how long it
+        may take; None unless every one of its models has a venue and measured tokens."""
+        if not waiting:
+            return None
+        cost, turnaround = Decimal(0), 0.0
+        for model, count in waiting.items():
+            venue, tokens = self.venues.get(model), self._tokens.get(model)
+            if venue is None or tokens is None:
+                return None
+            cost += venue.price.cost(round(tokens[0] * count), round(tokens[1] * count))
+            turnaround = max(turnaround, venue.turnaround_seconds)
+        return cost, turnaround
+
+    async def _speeds(self, models: set[str]) -> dict[str, float]:
+        """Seconds per request of each model, from the ledger: re-read every minute, or
+        every few seconds while a model with open work has not been measured yet."""
+        stale = time.monotonic() - self._speed_at
+        if stale > 60 or (stale > self.measure_seconds and not models <= self._speed.keys()):
             rows = await self.store.ledger("model")
             self._speed = {r.key: r.compute_seconds / r.requests for r in rows if r.requests}
+            self._tokens = {
+                r.key: (r.prompt_tokens / r.requests, r.completion_tokens / r.requests)
+                for r in rows
+                if r.requests
+            }
             self._speed_at = time.monotonic()
         return self._speed
 
     async def _market(self) -> Market:
+        """Spot as the cheapest spot pool that has it now (a pool has it while its feed
+        offers it and its workers are alive)."""
         now = self.clock()
-        available, price, uptime = False, self.on_demand_price, None
-        if self.spot_feed is not None:
-            state = await self.spot_feed.state(now)
-            price, uptime = state.price_per_hour, state.mean_uptime_seconds
-            live = self.pool.kind is PoolKind.SPOT or (
-                await self.store.live_workers(PoolKind.SPOT.value, now - self.alive) > 0
+        offered: list[PoolState] = []
+        there: list[PoolState] = []
+        for name, feed in self.spot_feeds.items():
+            state = await feed.state(now)
+            offered.append(state)
+            live = name == self.pool.name or (
+                await self.store.live_workers(name, now - self.alive) > 0
             )
-            available = state.available and live
+            if state.available and live:
+                there.append(state)
+        best = min(there or offered, key=lambda s: s.price_per_hour, default=None)
         return Market(
-            spot_available=available,
-            spot_price=price,
+            spot_available=bool(there),
+            spot_price=best.price_per_hour if best is not None else self.on_demand_price,
             on_demand_price=self.on_demand_price,
             tick_seconds=self.tick_seconds,
             restart_seconds=self.restart_seconds,
             max_spot_price=self.max_spot_price,
-            spot_mean_uptime_seconds=uptime,
+            spot_mean_uptime_seconds=best.mean_uptime_seconds if best is not None else None,
         )

@@ -296,6 +296,20 @@ class SqlQueue(Database):
             )
             return int(result.rowcount)
 
+    async def reroute(self, batch_id: str, model: str, to: str) -> int:
+        waiting = (RequestStatus.PENDING.value, RequestStatus.RETRYING.value)
+        async with self.writing() as conn:
+            result = await conn.execute(
+                update(requests)
+                .where(
+                    requests.c.batch_id == batch_id,
+                    requests.c.model == model,
+                    requests.c.status.in_(waiting),
+                )
+                .values(model=to)
+            )
+            return int(result.rowcount)
+
     async def close_unstarted(self, batch_id: str, status: RequestStatus) -> int:
         async with self.writing() as conn:
             return await close_unstarted(conn, batch_id, status, None)

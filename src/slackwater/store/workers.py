@@ -24,7 +24,7 @@ class SqlWorkers(Database):
         async with self.writing() as conn:
             await conn.execute(delete(workers).where(workers.c.owner == owner))
 
-    async def live_workers(self, kind: str, since: datetime) -> int:
-        query = select(func.count()).where(workers.c.kind == kind, workers.c.seen_at >= since)
+    async def live_workers(self, pool: str, since: datetime) -> int:
+        query = select(func.count()).where(workers.c.pool == pool, workers.c.seen_at >= since)
         async with self.reading() as conn:
             return int((await conn.execute(query)).scalar_one())

@@ -28,7 +28,7 @@ async def capacity_page(request: Request, project: Project, svc: Svc) -> Respons
             "kind": pool.kind.value,
             "price": f"${pool.price_per_hour}/hour" if pool.hourly else "the model's price",
             "feed": pool.feed,
-            "workers": await svc.store.live_workers(pool.kind.value, since),
+            "workers": await svc.store.live_workers(pool.name, since),
         }
         for pool in svc.pools
     ]
