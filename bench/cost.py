@@ -1,7 +1,7 @@
 """What does a batch cost against real time, and how close does the planner get to the limit?
 
 Side by side, in one run:
-  1. the local chat model (tiny-llama, built here) on this machine: completion tokens/s
+  1. the default local chat model (SmolLM2-135M) on this machine: completion tokens/s
      one request at a time (the realtime way) against full batches;
   2. `slackwater sim` on every shared spot trace, with the measured slowdown of (1) as
      the realtime baseline: cost of realtime, always on-demand, greedy spot, uniform
@@ -40,7 +40,6 @@ PROMPTS = ["Summarise the log", "Review this function", "Classify the ticket", "
 
 
 def measure_local(requests: int, max_tokens: int, sizes: list[int]) -> dict[str, Any]:
-    from slackwater.engines.tiny_llama import build_tiny_llama
     from slackwater.engines.transformers import TransformersEngine
 
     rng = random.Random(7)
@@ -55,7 +54,6 @@ def measure_local(requests: int, max_tokens: int, sizes: list[int]) -> dict[str,
     ]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.load(data_dir=Path(tmp))
-        build_tiny_llama(Path(tmp) / "models" / "tiny-llama")
         model = next(m for m in settings.catalog() if m.name == DEFAULT_CHAT_MODEL)
         engine = TransformersEngine(replace(model, options={**model.options, "data_dir": tmp}))
         engine.run_sync(Endpoint.CHAT.value, bodies[:4])  # load and warm up
@@ -165,7 +163,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"local_model": local, "single_pool": single, "many_pools": multi}))
         return
-    print("1. local model (tiny-llama, CPU): completion tokens/s")
+    print(f"1. local model ({DEFAULT_CHAT_MODEL}, CPU): completion tokens/s")
     print(f"   one request at a time (realtime): {local['one_at_a_time_tokens_per_s']:>10}")
     for size, value in local["batched_tokens_per_s"].items():
         print(f"   full batches of {size:>3}:              {value:>10}")

@@ -38,3 +38,27 @@ def exit_after(seconds: float) -> threading.Timer:
     timer.daemon = True
     timer.start()
     return timer
+
+
+def die_with_parent() -> None:
+    """In a process an engine spawned (vLLM's engine core and its workers), as it runs
+    the main module again: be killed when the process that started it dies, however it
+    dies. Otherwise a SIGKILLed worker leaves its engine behind, holding the memory (a
+    GPU's) that the restarted worker then cannot get. Linux only (prctl
+    PR_SET_PDEATHSIG); anywhere else, and in any other process, nothing."""
+    import signal
+    import sys
+
+    # Set (by runpy) only while a spawned process runs its parent's main module.
+    if "__mp_main__" not in sys.modules or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("could not ask to die with the parent process (errno %d)", ctypes.get_errno())
+        return
+    if os.getppid() != parent:  # it died while we asked
+        os._exit(1)

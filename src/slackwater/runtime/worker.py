@@ -299,10 +299,6 @@ class Worker:
                     if self.stopping.is_set():
                         break  # drain: what is not done goes back to the queue below
                     rest = pending[start:]
-                    if start and len(rest) < model.max_batch_size:
-                        # A part-full last step first sees what came while the others ran.
-                        while flight:
-                            await land()
                     if start and await self._overtaken(model, rest):
                         break  # the rest goes back to the queue, to be leased anew
                     chunk = pending[start : start + model.max_batch_size]
