@@ -15,29 +15,7 @@ DEMAND = Decimal("1.00")
 
 
 def brute_force(available: list[bool], work: int, restart: int) -> Decimal | None:
-    best: Decimal | None = None
-    for plan in itertools.product("hso", repeat=len(available)):
-        left, cost, running, warm = work, Decimal(0), "h", 0
-        for tick, action in enumerate(plan):
-            if left == 0:
-                break
-            if running == "s" and not available[tick]:
-                running, warm = "h", 0
-            if action == "h":
-                running, warm = "h", 0
-                continue
-            if action == "s" and not available[tick]:
-                break
-            if action != running:
-                running, warm = action, restart
-            cost += SPOT if action == "s" else DEMAND
-            if warm:
-                warm -= 1
-            else:
-                left -= 1
-        if left == 0 and (best is None or cost < best):
-            best = cost
-    return best
+    return brute_force_pools([(available, SPOT)], work, restart)
 
 
 def test_all_spot_pays_one_restart() -> None:

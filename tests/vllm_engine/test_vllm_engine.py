@@ -211,3 +211,26 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.gpu
+async def test_on_a_gpu_with_vllms_defaults(tmp_path: Path) -> None:
+    """On a CUDA GPU (vLLM's own wheel), the engine runs with vLLM's defaults: CUDA graphs,
+    dtype auto, a share of the GPU's memory; greedy answers equal across calls."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here")
+    from slackwater.engines.vllm import VllmEngine
+
+    path = build_tiny_llama(tmp_path / "tiny", head_dim=64)
+    engine = VllmEngine(
+        model("g", "vllm", CHAT, path=str(path), max_model_len=512, gpu_memory_utilization=0.3)
+    )
+    await engine.start()
+    try:
+        body = chat("hello", max_tokens=8, temperature=0)
+        first, again = await engine.run(Endpoint.CHAT.value, [body, body])
+        assert first.status_code == 200 and first.body["choices"] == again.body["choices"]
+        assert first.usage.completion_tokens > 0
+    finally:
+        await engine.close()
