@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -154,3 +155,34 @@ def test_no_policy_misses_a_feasible_deadline_or_beats_the_optimum(seed: int) ->
         for mine, optimal in zip(result.jobs, best.jobs, strict=True):
             if mine.feasible:
                 assert mine.cost >= optimal.cost, (name, mine.id)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_on_several_pools_no_policy_misses_a_feasible_deadline_or_beats_the_optimum(
+    seed: int,
+) -> None:
+    rng = random.Random(100 + seed)
+    pools = [
+        replace(random_trace(rng, 300), spot_prices=[Decimal(price)] * 300)
+        for price in ("0.9", "1.1")
+    ]
+    workload = [
+        WorkloadJob(
+            f"j{i}",
+            arrival_seconds=rng.uniform(0, 150) * 600,
+            work_seconds=(w := rng.uniform(1, 40) * 600),
+            window_seconds=w + rng.uniform(0.5, 60) * 600,
+        )
+        for i in range(10)
+    ]
+    prices = Prices(restart_seconds=600.0)
+    best = optimum(workload, pools, prices)
+    alone = optimum(workload, pools[0], prices)
+    for name, chosen in POLICIES.items():
+        result = simulate(workload, pools, prices, chosen)
+        assert result.missed_feasible == 0, name
+        for mine, optimal in zip(result.jobs, best.jobs, strict=True):
+            if mine.feasible:
+                assert mine.cost >= optimal.cost, (name, mine.id)
+    # A second pool never makes the best plan dearer.
+    assert all(b.cost <= a.cost for b, a in zip(best.jobs, alone.jobs, strict=True))
