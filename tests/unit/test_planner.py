@@ -134,19 +134,25 @@ def random_trace(rng: random.Random, ticks: int) -> Trace:
     return Trace(tick_seconds=600.0, capacity=capacity)
 
 
+def random_workload(rng: random.Random, jobs: int, arrivals: int) -> list[WorkloadJob]:
+    """Jobs arriving in the first `arrivals` ticks (of 600 s), each of 1-40 ticks of work
+    and a window of that plus half a tick to 60 ticks."""
+    return [
+        WorkloadJob(
+            f"j{i}",
+            arrival_seconds=rng.uniform(0, arrivals) * 600,
+            work_seconds=(w := rng.uniform(1, 40) * 600),
+            window_seconds=w + rng.uniform(0.5, 60) * 600,
+        )
+        for i in range(jobs)
+    ]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_no_policy_misses_a_feasible_deadline_or_beats_the_optimum(seed: int) -> None:
     rng = random.Random(seed)
     trace = random_trace(rng, 400)
-    workload = [
-        WorkloadJob(
-            f"j{i}",
-            arrival_seconds=rng.uniform(0, 200) * 600,
-            work_seconds=(w := rng.uniform(1, 40) * 600),
-            window_seconds=w + rng.uniform(0.5, 60) * 600,
-        )
-        for i in range(12)
-    ]
+    workload = random_workload(rng, 12, arrivals=200)
     prices = Prices(restart_seconds=600.0)
     best = optimum(workload, trace, prices)
     for name, chosen in POLICIES.items():
@@ -166,15 +172,7 @@ def test_on_several_pools_no_policy_misses_a_feasible_deadline_or_beats_the_opti
         replace(random_trace(rng, 300), spot_prices=[Decimal(price)] * 300)
         for price in ("0.9", "1.1")
     ]
-    workload = [
-        WorkloadJob(
-            f"j{i}",
-            arrival_seconds=rng.uniform(0, 150) * 600,
-            work_seconds=(w := rng.uniform(1, 40) * 600),
-            window_seconds=w + rng.uniform(0.5, 60) * 600,
-        )
-        for i in range(10)
-    ]
+    workload = random_workload(rng, 10, arrivals=150)
     prices = Prices(restart_seconds=600.0)
     best = optimum(workload, pools, prices)
     alone = optimum(workload, pools[0], prices)
