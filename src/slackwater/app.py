@@ -458,7 +458,7 @@ def _venues(settings: Settings) -> dict[str, Venue]:
             windows[model.batch_venue],
         )
         for name, model in models.items()
-        if model.batch_venue is not None and model.batch_venue in models
+        if model.batch_venue is not None  # a declared model of a provider pool (config)
     }
 
 

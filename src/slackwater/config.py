@@ -375,12 +375,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _known_venues(self) -> Settings:
         provider = {m for p in self.pools if p.kind is PoolKind.PROVIDER_BATCH for m in p.models}
+        provider &= {m.name for m in self.models}
         for model in self.models:
             venue = model.batch_venue
             if venue is not None and venue not in provider:
                 raise ValueError(
-                    f"model {model.name!r}: batch_venue {venue!r} is not a model of a "
-                    "provider_batch pool (its `models`)"
+                    f"model {model.name!r}: batch_venue {venue!r} is not a declared model "
+                    "of a provider_batch pool (its `models`)"
                 )
         return self
 

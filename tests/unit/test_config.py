@@ -91,3 +91,15 @@ def test_service_tiers_over_the_built_in_ones(tmp_path: Path) -> None:
     for bad in ("auto", "Has Space"):
         with pytest.raises(ConfigError, match="service_tiers: service tier"):
             Settings.load(service_tiers={bad: {"window_seconds": 1}})
+
+
+def test_a_batch_venue_must_be_a_declared_model_of_a_provider_batch_pool() -> None:
+    from slackwater.config import ModelConfig, PoolConfig
+
+    chat = ["/v1/chat/completions"]
+    local = ModelConfig(name="m", engine="fake", endpoints=chat, batch_venue="v")
+    pool = PoolConfig(name="provider", kind="provider_batch", models=["v"])
+    with pytest.raises(ConfigError, match="batch_venue 'v' is not a declared model"):
+        Settings.load(models=[local], pools=[pool])  # v is in the pool, not declared
+    venue = ModelConfig(name="v", engine="fake", endpoints=chat)
+    assert Settings.load(models=[local, venue], pools=[pool]).models[0].batch_venue == "v"
