@@ -3,17 +3,22 @@
 Data: a folder of CSVs (one per subject), columns `prompt`, then one True/False column
 per model saying whether it answered correctly; the first model column is the weak
 (cheap) model, the second the strong one (RouteLLM's MMLU format, ../shared/data/routing).
-Prompts are embedded with the local MiniLM; the router is the one live routing serves
-(slackwater.policy.quality.LearnedRouter), fitted on the training prompts only, and
-prompts are ranked as `max_quality_drop` ranks them: by the strong model's predicted
-quality less the weak one's. Evaluation is grouped k-fold over subjects: every prompt is
-scored by a router trained only on other subjects.
+Prompts are embedded with the local MiniLM.
 
-Printed per policy (also `min_quality` alone, thresholding the weak model's own
-prediction): APGR (average performance gap recovered over the strong-call share),
+A third of the subjects is held out by a rule fixed before any method was compared on it
+(`held_out_subjects`). Methods are chosen by grouped k-fold over the other (development)
+subjects only; the headline is each method fitted on every development subject and
+judged once on the held-out ones. Methods: the router live routing serves
+(slackwater.policy.quality.LearnedRouter, prompts ranked as `max_quality_drop` ranks
+them), its weak-model prediction alone (`min_quality`), and what the literature does:
+RouteLLM's matrix factorisation, a calibrated success predictor per model, the
+neighbours' vote with its width learned, and the prompt's shape alone.
+
+Printed per method: APGR (average performance gap recovered over the strong-call share),
 CPT(50%) and CPT(80%) (strong-call share needed to recover that much of the gap), the
 strong-call share and cost saving at 95% of the strong model's quality, beside random
-routing, always-weak, always-strong and an oracle. Also the router's overhead per request.
+routing and an oracle; the held-out APGR when fitted on fewer subjects; the router's
+overhead per request.
 
     python bench/router_eval.py [--data DIR] [--folds 5] [--json]
 """
@@ -24,19 +29,21 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.linear_model import LogisticRegression
 
 from slackwater.app import router_dtype
 from slackwater.config import Settings
 from slackwater.domain.errors import ConfigError
 from slackwater.engines.transformers import TransformersEngine, embed_texts
-from slackwater.policy.quality import LearnedRouter
+from slackwater.policy.quality import LearnedRouter, NeighbourQuality, text_shape
 from slackwater.runtime.learned import LearnedQuality, read_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,28 +87,128 @@ def embed(prompts: list[str], cache_dir: Path, max_tokens: int, dtype: str) -> N
     return matrix
 
 
-def held_out_predictions(
-    vectors: NDArray[np.float32],
-    prompts: list[str],
-    subjects: list[str],
-    outcomes: NDArray[np.float32],
-    models: list[str],
-    folds: int,
-    seed: int,
+def held_out_subjects(subjects: list[str]) -> set[str]:
+    """The subjects no choice is made on: a third of them, by the SHA-256 of their names.
+
+    Fixed on 2026-11-29, before any method or feature below was compared on this split;
+    every choice since is made by cross-validation on the other subjects only.
+    """
+    names = sorted(set(subjects), key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    return set(names[: len(names) // 3]) if len(names) > 2 else set(names[:1])
+
+
+@dataclass(frozen=True)
+class Data:
+    vectors: NDArray[np.float32]
+    prompts: list[str]
+    subjects: list[str]
+    outcomes: NDArray[np.float32]  # rows x (weak, strong)
+    models: list[str]
+
+
+Scorer = Callable[[Data, NDArray[np.int64], NDArray[np.int64]], NDArray[np.float64]]
+
+
+def learned(data: Data, train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The served router: strong's predicted quality less weak's (`max_quality_drop`)."""
+    vectors, prompts, outcomes, models = data.vectors, data.prompts, data.outcomes, data.models
+    router = LearnedRouter.fit(models, vectors[train], [prompts[i] for i in train], outcomes[train])
+    p = router.predict(vectors[test], [prompts[i] for i in test])
+    return np.asarray(p[:, 1] - p[:, 0], dtype=np.float64)
+
+
+def min_quality(
+    data: Data, train: NDArray[np.int64], test: NDArray[np.int64]
 ) -> NDArray[np.float64]:
-    """Every prompt's per-model P(success) from a router fitted without its subject."""
+    """The served router's weak-model prediction alone (`min_quality`)."""
+    vectors, prompts, outcomes, models = data.vectors, data.prompts, data.outcomes, data.models
+    router = LearnedRouter.fit(models, vectors[train], [prompts[i] for i in train], outcomes[train])
+    return -router.predict(vectors[test], [prompts[i] for i in test])[:, 0]
+
+
+def matrix_factorisation(
+    data: Data, train: NDArray[np.int64], test: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """RouteLLM's matrix factorisation: P(strong beats weak) = sigmoid(w . (v_strong -
+    v_weak) * (W q + b)), trained on the prompts where one model wins. With two models
+    that is a logistic regression on the prompt's embedding q, which is what is fitted."""
+    vectors, outcomes = data.vectors, data.outcomes
+    decided = train[outcomes[train, 0] != outcomes[train, 1]]
+    if len(set(outcomes[decided, 1])) < 2:  # one model always wins: nothing to rank by
+        return np.zeros(len(test))
+    model = LogisticRegression(C=0.1, max_iter=2000).fit(vectors[decided], outcomes[decided, 1])
+    return np.asarray(model.predict_proba(vectors[test])[:, 1], dtype=np.float64)
+
+
+def per_model(data: Data, train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray[np.float64]:
+    """A calibrated success predictor per model (logistic on the embedding), subtracted."""
+    vectors, outcomes = data.vectors, data.outcomes
+
+    def chance(m: int) -> NDArray[np.float64]:
+        seen = outcomes[train, m]
+        if len(set(seen)) < 2:  # always right (or always wrong) here
+            return np.full(len(test), float(seen[0]))
+        fitted = LogisticRegression(C=0.1, max_iter=2000).fit(vectors[train], seen)
+        return np.asarray(fitted.predict_proba(vectors[test])[:, 1], dtype=np.float64)
+
+    return chance(1) - chance(0)
+
+
+def knn_learned_width(
+    data: Data, train: NDArray[np.int64], test: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The neighbours' vote alone, its width (temperature) picked by cross-validation
+    over the training subjects."""
+    vectors, outcomes, models = data.vectors, data.outcomes, data.models
+
+    def vote(
+        temperature: float, fit: NDArray[np.int64], score: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
+        near = NeighbourQuality(models, temperature=temperature)
+        near.observe(vectors[fit], outcomes[fit])
+        p = near.predict(vectors[score])
+        return np.asarray(p[:, 1] - p[:, 0], dtype=np.float64)
+
+    inner = _folds([data.subjects[i] for i in train], 3, 0)
+    best, best_apgr = 0.1, -np.inf
+    for temperature in (0.03, 0.1, 0.3) if inner.max() > 0 else ():
+        score = np.zeros(len(train))
+        for k in range(inner.max() + 1):
+            fit, held = np.flatnonzero(inner != k), np.flatnonzero(inner == k)
+            score[held] = vote(temperature, train[fit], train[held])
+        found = _apgr(curve(score, outcomes[train]), outcomes[train])
+        if found > best_apgr:
+            best, best_apgr = temperature, found
+    return vote(best, train, test)
+
+
+def shape_alone(
+    data: Data, train: NDArray[np.int64], test: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The prompt's shape (`text_shape`) alone, regressed on the gain: no embedding."""
+    prompts, outcomes = data.prompts, data.outcomes
+    x = np.column_stack([text_shape(prompts), np.ones(len(prompts))])
+    gain = outcomes[:, 1].astype(np.float64) - outcomes[:, 0]
+    weights = np.linalg.lstsq(x[train], gain[train], rcond=None)[0]
+    return np.asarray(x[test] @ weights, dtype=np.float64)
+
+
+def _folds(subjects: list[str], folds: int, seed: int) -> NDArray[np.int64]:
+    """Each prompt's fold, whole subjects to a fold, in a partition drawn by `seed`."""
     names = sorted(set(subjects))
     np.random.default_rng(seed).shuffle(names)
-    fold_of = {name: i % folds for i, name in enumerate(names)}
-    fold = np.asarray([fold_of[s] for s in subjects])
-    predicted = np.zeros((len(prompts), len(models)))
-    for k in range(folds):
+    fold_of = {name: i % min(folds, len(names)) for i, name in enumerate(names)}
+    return np.asarray([fold_of[s] for s in subjects], dtype=np.int64)
+
+
+def cross_validated(scorer: Scorer, data: Data, folds: int, seed: int) -> NDArray[np.float64]:
+    """Every prompt's score from a router fitted without its subject."""
+    fold = _folds(data.subjects, folds, seed)
+    score = np.zeros(len(data.subjects))
+    for k in range(fold.max() + 1):
         train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        router = LearnedRouter.fit(
-            models, vectors[train], [prompts[i] for i in train], outcomes[train]
-        )
-        predicted[test] = router.predict(vectors[test], [prompts[i] for i in test])
-    return predicted
+        score[test] = scorer(data, train, test)
+    return score
 
 
 def curve(score: NDArray[np.float64], outcomes: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -113,6 +220,11 @@ def curve(score: NDArray[np.float64], outcomes: NDArray[np.float32]) -> NDArray[
     base = weak.sum()
     n = np.rint(GRID * len(score)).astype(int)
     return np.asarray((base + gain[n]) / len(score), dtype=np.float64)
+
+
+def _apgr(accuracy: NDArray[np.float64], outcomes: NDArray[np.float32]) -> float:
+    weak, strong = (float(v) for v in outcomes[:, :2].mean(0))
+    return float(np.trapezoid((accuracy - weak) / (strong - weak), GRID))
 
 
 def summarise(
@@ -196,49 +308,71 @@ def main() -> None:
         outcomes = outcomes[keep]
     dtype = router_dtype(args.dtype, Settings.load().catalog()[0].options.get("dtype"))
     vectors = embed(prompts, args.cache, args.max_tokens, dtype)
-
-    # Each partition of the subjects into folds gives one held-out curve; their mean is
-    # the figure (one partition's saving at 95% moves by several points).
-    # The served decision: the weak model unless the strong one's predicted quality is
-    # more than `max_quality_drop` higher, i.e. prompts ranked by the predicted gap.
-    # Beside it, `min_quality` alone: the weak model whenever its own prediction is high.
+    data = Data(vectors, prompts, subjects, outcomes, models)
+    held = held_out_subjects(subjects)
+    is_held = np.asarray([s in held for s in subjects])
+    dev_rows, held_rows = np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    dev = Data(
+        vectors[dev_rows],
+        [prompts[i] for i in dev_rows],
+        [subjects[i] for i in dev_rows],
+        outcomes[dev_rows],
+        models,
+    )
+    prices = (args.weak_price, args.strong_price)
     seeds = [int(x) for x in args.seeds.split(",")]
-    learned_curves, absolute_curves, gaps, per_partition = [], [], [], []
-    names = sorted(set(subjects))
-    for seed in seeds:
-        p = held_out_predictions(vectors, prompts, subjects, outcomes, models, args.folds, seed)
-        gaps.append(p[:, 1] - p[:, 0])
-        learned_curves.append(curve(gaps[-1], outcomes))
-        absolute_curves.append(curve(-p[:, 0], outcomes))
     rng = np.random.default_rng(seeds[0])
 
-    weak_acc, strong_acc = (float(v) for v in outcomes[:, :2].mean(0))
-    prices = (args.weak_price, args.strong_price)
-    oracle = (outcomes[:, 1] - outcomes[:, 0]).astype(np.float64)
-    random_curve = weak_acc + GRID * (strong_acc - weak_acc)
-    policies = {
-        "slackwater (learned)": np.mean(learned_curves, axis=0),
-        "min_quality alone": np.mean(absolute_curves, axis=0),
-        "random": random_curve,
-        "oracle": curve(oracle + 1e-9 * rng.random(len(oracle)), outcomes),
-    }
-    results: dict[str, Any] = {
-        name: summarise(acc, weak_acc, strong_acc, prices) for name, acc in policies.items()
-    }
-    for seed, one_curve in zip(seeds, learned_curves, strict=True):
-        found = summarise(one_curve, weak_acc, strong_acc, prices)
-        per_partition.append(
-            {"seed": seed, "apgr": found["apgr"], "saving_at_95": found["saving_at_95"]}
-        )
-    # Calibration: the max_quality_drop that sends that share of prompts to the strong
-    # model, so a user can ask for "95% of the strong model's quality" on such data.
-    share95 = results["slackwater (learned)"]["strong_share_at_95"]
+    def baselines(found: NDArray[np.float32]) -> dict[str, NDArray[np.float64]]:
+        weak, strong = (float(v) for v in found[:, :2].mean(0))
+        oracle = (found[:, 1] - found[:, 0]).astype(np.float64)
+        return {
+            "random": weak + GRID * (strong - weak),
+            "oracle": curve(oracle + 1e-9 * rng.random(len(oracle)), found),
+        }
+
+    def table(curves: dict[str, NDArray[np.float64]], found: NDArray[np.float32]) -> dict[str, Any]:
+        weak, strong = (float(v) for v in found[:, :2].mean(0))
+        return {name: summarise(acc, weak, strong, prices) for name, acc in curves.items()}
+
+    # 1. Choosing: each method by grouped k-fold over the development subjects only (the
+    # mean curve of several partitions: one partition moves the saving by several points).
+    dev_curves, dev_gaps = {}, []
+    for name, scorer in METHODS.items():
+        runs = [cross_validated(scorer, dev, args.folds, seed) for seed in seeds]
+        if scorer is learned:
+            dev_gaps = runs
+        dev_curves[name] = np.mean([curve(r, dev.outcomes) for r in runs], axis=0)
+    development = table({**dev_curves, **baselines(dev.outcomes)}, dev.outcomes)
+    # The max_quality_drop that keeps 95% of the strong model's quality, chosen here too.
+    share95 = development[SERVED]["strong_share_at_95"]
     drop95 = None
     if share95 is not None:
-        drop95 = round(float(np.mean([np.quantile(g, 1 - share95) for g in gaps])), 4)
-    results["slackwater (learned)"]["max_quality_drop_at_95"] = drop95
-    results["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
-    results["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
+        drop95 = round(float(np.mean([np.quantile(g, 1 - share95) for g in dev_gaps])), 4)
+
+    # 2. The headline: fitted on every development subject, judged once on the held-out ones.
+    test = outcomes[held_rows]
+    held_curves = {
+        name: curve(scorer(data, dev_rows, held_rows), test) for name, scorer in METHODS.items()
+    }
+    held_out = table({**held_curves, **baselines(test)}, test)
+    weak_acc, strong_acc = (float(v) for v in test[:, :2].mean(0))
+    held_out["always weak"] = {"accuracy": round(weak_acc, 4), "cost_per_mtok": prices[0]}
+    held_out["always strong"] = {"accuracy": round(strong_acc, 4), "cost_per_mtok": prices[1]}
+    held_out[SERVED]["max_quality_drop_at_95"] = drop95
+
+    # 3. With fewer subjects to learn from: the served router on the held-out subjects,
+    # fitted on a random few of the development subjects (mean of three draws).
+    dev_names = sorted(set(dev.subjects))
+    fewer: dict[str, float] = {}
+    for count in sorted({n for n in (3, 6, 12) if n < len(dev_names)}):
+        found = []
+        for draw in range(3):
+            chosen = set(np.random.default_rng(draw).choice(dev_names, count, replace=False))
+            rows = np.asarray([i for i in dev_rows if subjects[i] in chosen], dtype=np.int64)
+            found.append(_apgr(curve(learned(data, rows, held_rows), test), test))
+        fewer[str(count)] = round(float(np.mean(found)), 4)
+    fewer[str(len(dev_names))] = held_out[SERVED]["apgr"]
 
     # Overhead: the live routing path itself (runtime/learned.py), one prompt per call
     # as the realtime API routes, and a batch per call as intake does.
@@ -255,14 +389,23 @@ def main() -> None:
     for i in range(0, len(samples), 64):
         live(samples[i : i + 64])
     batched = (time.perf_counter() - start) / len(samples) * 1000
+    mine = held_out[SERVED]
     summary = {
+        "apgr": mine["apgr"],
+        "cpt50": mine["cpt50"],
+        "cpt80": mine["cpt80"],
+        "saving_at_95": mine["saving_at_95"],
+        "max_quality_drop_at_95": drop95,
         "data": str(args.data),
         "prompts": len(prompts),
-        "subjects": len(names),
+        "subjects": len(set(subjects)),
+        "held_out_subjects": sorted(held),
+        "held_out_prompts": len(held_rows),
         "folds": args.folds,
-        "partitions": per_partition,
         "models": {"weak": models[0], "strong": models[1]},
-        "policies": results,
+        "policies": held_out,
+        "development": development,
+        "held_out_apgr_by_training_subjects": fewer,
         "embedding": {"max_tokens": args.max_tokens, "dtype": dtype},
         "router_overhead_ms": {
             "one_at_a_time": round(one, 2),
@@ -271,44 +414,53 @@ def main() -> None:
         },
     }
     if args.json:
-        mine = results["slackwater (learned)"]
-        print(
-            json.dumps(
-                {
-                    "apgr": mine["apgr"],
-                    "cpt50": mine["cpt50"],
-                    "cpt80": mine["cpt80"],
-                    "saving_at_95": mine["saving_at_95"],
-                    "max_quality_drop_at_95": mine["max_quality_drop_at_95"],
-                    **summary,
-                }
-            )
-        )
+        print(json.dumps(summary))
         return
     print(
-        f"{len(prompts)} prompts, {len(names)} subjects, {args.folds}-fold by subject "
-        f"(scored only by routers that never saw the subject), mean of {len(seeds)} partitions"
+        f"{len(prompts)} prompts, {len(set(subjects))} subjects; {len(held)} subjects "
+        f"({len(held_rows)} prompts) held out by a split fixed before any choice"
     )
-    print(f"weak {models[0]}: accuracy {weak_acc:.3f}; strong {models[1]}: {strong_acc:.3f}")
-    print(f"{'policy':<22}{'APGR':>7}{'CPT50':>8}{'CPT80':>8}{'strong@95%':>12}{'saving@95%':>12}")
-    for name in ("slackwater (learned)", "min_quality alone", "random", "oracle"):
-        r = results[name]
-        cells = [r["apgr"], r["cpt50"], r["cpt80"], r["strong_share_at_95"], r["saving_at_95"]]
-        text = [f"{c:.3f}" if isinstance(c, float) else "n/a" for c in cells]
-        print(f"{name:<22}{text[0]:>7}{text[1]:>8}{text[2]:>8}{text[3]:>12}{text[4]:>12}")
+    print(f"weak {models[0]}: {weak_acc:.3f}; strong {models[1]}: {strong_acc:.3f} (held out)")
+    print_table(f"held out: fitted on the {len(dev_names)} other subjects, judged once", held_out)
     if drop95 is not None:
-        print(f"{'':<22}at 95%: max_quality_drop = {drop95:.3f} (held out, mean of partitions)")
-    print(f"{'always weak':<22}{'':>7}{'':>8}{'':>8}{'0.000':>12}  accuracy {weak_acc:.3f}")
-    print(f"{'always strong':<22}{'':>7}{'':>8}{'':>8}{'1.000':>12}  accuracy {strong_acc:.3f}")
+        print(f"   at 95%: max_quality_drop = {drop95:.3f} (chosen on the development subjects)")
+    print(f"   training subjects -> held-out APGR of {SERVED}: {fewer}")
+    print()
+    print_table(
+        f"development: {args.folds}-fold by subject over the {len(dev_names)} development "
+        f"subjects, mean of {len(seeds)} partitions (what choices were made on)",
+        development,
+    )
+    print()
     print(
         f"router overhead per request ({dtype}, first {args.max_tokens} tokens): "
         f"{one:.1f} ms alone, {batched:.2f} ms batched "
         f"({batched / args.cheap_latency_ms:.3%} of a {args.cheap_latency_ms:.0f} ms cheap answer)"
     )
-    for row in per_partition:
-        print(f"  partition {row['seed']}: APGR {row['apgr']}, saving@95% {row['saving_at_95']}")
     print("reference: RouteLLM reports ~45% saving at 95% of GPT-4's quality on MMLU")
 
+
+def print_table(title: str, results: dict[str, Any]) -> None:
+    print(title)
+    print(
+        f"   {'policy':<30}{'APGR':>7}{'CPT50':>8}{'CPT80':>8}{'strong@95%':>12}{'saving@95%':>12}"
+    )
+    for name in (*METHODS, "random", "oracle"):
+        r = results[name]
+        cells = [r["apgr"], r["cpt50"], r["cpt80"], r["strong_share_at_95"], r["saving_at_95"]]
+        text = [f"{c:.3f}" if isinstance(c, float) else "n/a" for c in cells]
+        print(f"   {name:<30}{text[0]:>7}{text[1]:>8}{text[2]:>8}{text[3]:>12}{text[4]:>12}")
+
+
+SERVED = "slackwater (learned)"
+METHODS: dict[str, Scorer] = {
+    SERVED: learned,
+    "min_quality alone": min_quality,
+    "matrix factorisation": matrix_factorisation,
+    "per-model logistic": per_model,
+    "kNN, width learned": knn_learned_width,
+    "prompt shape alone": shape_alone,
+}
 
 if __name__ == "__main__":
     main()

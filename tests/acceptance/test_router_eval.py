@@ -48,5 +48,8 @@ def test_router_eval_on_a_folder_of_csvs(tmp_path: Path) -> None:
     assert set(result) >= {"apgr", "cpt50", "cpt80", "saving_at_95", "policies"}
     assert result["prompts"] == 90 and result["subjects"] == 3
     assert result["models"] == {"weak": "weak-model", "strong": "strong-model"}
+    # The headline is judged on a subject no choice was made on; the rest choose.
+    assert len(result["held_out_subjects"]) == 1 and result["held_out_prompts"] == 30
+    assert set(result["development"]) >= {"slackwater (learned)", "random", "oracle"}
     # Long prompts are exactly where the weak model fails here: the router finds them.
     assert result["apgr"] > result["policies"]["random"]["apgr"]
