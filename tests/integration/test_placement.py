@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +12,7 @@ from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.predictions import JobStatus
 from slackwater.feeds.static import StaticFeed
 from slackwater.policy.planner import SlackReserve
+from slackwater.ports import PoolSample
 from slackwater.runtime.placement import ROW_SHARE, Placement
 from slackwater.runtime.worker import Worker
 from tests.integration.conftest import Server, chat_line, fake_models
@@ -20,7 +22,11 @@ ON_DEMAND = Pool("od", PoolKind.ON_DEMAND, Decimal("3"))
 
 
 def placement(
-    server: Server, pool: Pool, restart_seconds: float = 60.0, spot: tuple[Pool, ...] = (SPOT,)
+    server: Server,
+    pool: Pool,
+    restart_seconds: float = 60.0,
+    spot: tuple[Pool, ...] = (SPOT,),
+    seconds_per_request: float = 1.0,
 ) -> Placement:
     svc = server.services
     return Placement(
@@ -34,6 +40,7 @@ def placement(
         restart_seconds=restart_seconds,
         tick_seconds=10,
         refresh_seconds=0,
+        default_seconds_per_request=seconds_per_request,
     )
 
 
@@ -63,6 +70,35 @@ async def test_on_demand_waits_while_spot_runs_and_takes_over_when_slack_runs_lo
 
     # A restart longer than the window leaves spot nothing it could safely start.
     assert await placement(server, SPOT, restart_seconds=600).allowed() == [roomy["id"]]
+
+
+async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    # Three hours of work (an hour a request, as measured) in a six-hour window.
+    batch = await server.submit([chat_line(i) for i in range(3)], window="6h")
+    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    on_demand = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
+
+    # Spot gone and no history: the fixed reserve (2 restarts) leaves room to wait.
+    assert await on_demand.allowed() == []
+    assert on_demand.reasons[batch["id"]].startswith("hold")
+
+    # The server's samples show spot coming back twice an hour through the last day:
+    # about 24 round trips in the work left, each worth restarts of slack, more than
+    # the window has. On-demand takes the batch now, while the slack can still buy spot.
+    now = server.clock()
+    await store.add_pool_samples(
+        [
+            PoolSample("spot", now - timedelta(minutes=m), m % 30 >= 15, SPOT.price_per_hour)
+            for m in range(24 * 60, 0, -5)
+        ]
+    )
+    again = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
+    assert await again.allowed() == [batch["id"]]
+    assert "reserve" in again.reasons[batch["id"]]
 
 
 async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: Any) -> None:

@@ -18,6 +18,7 @@ from slackwater.policy.planner import (
     Market,
     SlackReserve,
     policy,
+    returns_per_hour,
 )
 from slackwater.policy.simulate import Prices, WorkloadJob, optimum, simulate
 
@@ -65,6 +66,29 @@ def test_on_demand_when_the_slack_is_down_to_the_reserve() -> None:
     assert "reserve" in decision.reason
     # Greedy waits until the very last moment instead.
     assert Greedy().decide(job(2, 2.5), market(False), NOW).action is Action.HOLD
+
+
+def test_the_reserve_grows_with_how_often_spot_comes_back() -> None:
+    # 20 hours of work, an hour of slack: a fixed reserve (8 restarts of 5 minutes)
+    # waits; spot coming back once an hour means some 20 round trips still to pay for.
+    long = job(20, 21)
+    assert SlackReserve().decide(long, market(False), NOW).action is Action.HOLD
+    flapping = market(False, spot_runs_per_hour=1.0)
+    decision = SlackReserve().decide(long, flapping, NOW)
+    assert decision.action is Action.ON_DEMAND and "reserve" in decision.reason
+    # Near its end the same rate asks for little: the job waits again.
+    assert SlackReserve().decide(job(0.5, 1.6), flapping, NOW).action is Action.HOLD
+
+
+def test_returns_per_hour_counts_the_runs_that_began_in_the_samples() -> None:
+    def seen(pattern: str, minutes: int = 10) -> list[tuple[datetime, bool]]:
+        return [(NOW + timedelta(minutes=i * minutes), c == "1") for i, c in enumerate(pattern)]
+
+    assert returns_per_hour(seen("1010")) is None  # half an hour: too little to say
+    # Two hours (13 samples, 10 minutes apart); spot began twice after the first sample
+    # (the run under way at the start began before the samples, and is not counted).
+    assert returns_per_hour(seen("1100011100111")) == 1.0
+    assert returns_per_hour(seen("1111111111111")) == 0.0
 
 
 def test_spot_too_late_for_a_restart_goes_on_demand() -> None:

@@ -17,8 +17,10 @@ Policies (compared in `slackwater sim` against the offline optimum):
 - `uniform_progress`: spot whenever it is there; on-demand only while behind the straight
   line from arrival to deadline (the paper's "Uniform Progress").
 - `slack_reserve` (what workers use): waits for spot like greedy, but goes on-demand
-  while a reserve of slack (a few restarts' worth) is still left, so it can go back to
-  spot when spot returns and the run it can expect saves more than the restarts cost.
+  while a reserve of slack is still left, so it can go back to spot when spot returns
+  and the run it can expect saves more than the restarts cost. The reserve is learned
+  from the trace it is on: a few restarts for each time spot can be expected to come
+  back (at the rate seen lately) before the job is done.
   It pauses while the spot price is over a ceiling, and hands a job to a provider's
   batch tier when that is cheaper than even pure spot, or, with spot gone and the slack
   down to the reserve, when it is cheaper than on-demand and its turnaround still fits.
@@ -26,10 +28,12 @@ Policies (compared in `slackwater sim` against the offline optimum):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from itertools import pairwise
 from typing import Protocol
 
 HOUR = Decimal(3600)
@@ -69,6 +73,8 @@ class Market:
     # Mean length of a spot run seen so far (None: nothing seen yet); what switching
     # back to spot can expect to gain.
     spot_mean_uptime_seconds: float | None = None
+    # How often spot has come back lately (runs per hour; None: not known yet).
+    spot_runs_per_hour: float | None = None
     provider_turnaround_seconds: float | None = None  # None: no provider batch tier
 
 
@@ -76,6 +82,19 @@ class Market:
 class Decision:
     action: Action
     reason: str
+
+
+def returns_per_hour(seen: Sequence[tuple[datetime, bool]]) -> float | None:
+    """How often spot came back: the runs that began within these samples of a pool's
+    availability (time, available; oldest first), per hour they span. None: under an
+    hour seen, too little to say."""
+    if len(seen) < 2:
+        return None
+    span = (seen[-1][0] - seen[0][0]).total_seconds()
+    if span < 3600:
+        return None
+    starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
+    return starts / span * 3600
 
 
 class Policy(Protocol):
@@ -150,10 +169,11 @@ class UniformProgress:
 class SlackReserve:
     name = "slack_reserve"
 
-    def __init__(self, reserve_restarts: float = 8.0) -> None:
-        # Tuned on the Feb 2023 availability traces, checked on the Apr 2023 preemption
-        # traces (docs/capacity.md): 8 restarts' worth of slack beat 0 to 32 there.
+    def __init__(self, reserve_restarts: float = 8.0, cycle_restarts: float = 4.0) -> None:
+        # Both tuned on the Feb 2023 availability traces, checked on the Apr 2023
+        # preemption traces (docs/capacity.md).
         self.reserve_restarts = reserve_restarts
+        self.cycle_restarts = cycle_restarts
 
     def decide(self, job: Job, market: Market, now: datetime) -> Decision:
         provider = self._provider(job, market, now)
@@ -167,7 +187,7 @@ class SlackReserve:
             return Decision(Action.ON_DEMAND, "no spot; keeps the warm on-demand instance")
         # Going on-demand with a reserve of slack left, rather than none, is what lets a
         # job go back to spot when it returns (greedy cannot: it has no slack left then).
-        reserve = self.reserve_restarts * market.restart_seconds
+        reserve = self._reserve(job, market)
         if safe(job, Action.HOLD, market, now, reserve):
             why = "no spot" if not market.spot_available else "spot price over the ceiling"
             return Decision(Action.HOLD, f"{why}; slack remains, waiting")
@@ -180,6 +200,18 @@ class SlackReserve:
         return Decision(
             Action.ON_DEMAND, "slack is down to the reserve; on-demand until spot returns"
         )
+
+    def _reserve(self, job: Job, market: Market) -> float:
+        """Slack kept back for going to spot and back: at least `reserve_restarts`, and
+        `cycle_restarts` for each time spot can be expected to come back before the job
+        is done, at the rate seen lately. A fixed reserve is eaten by the first few
+        round trips of a long job on a pool that comes and goes, which then sits on
+        on-demand through hours of spot."""
+        restarts = self.reserve_restarts
+        if market.spot_runs_per_hour is not None:
+            cycles = market.spot_runs_per_hour * job.remaining_seconds / 3600
+            restarts = max(restarts, self.cycle_restarts * cycles)
+        return restarts * market.restart_seconds
 
     def _provider_beats_on_demand(self, job: Job, market: Market, now: datetime) -> bool:
         turnaround = market.provider_turnaround_seconds

@@ -110,6 +110,13 @@ class SpotHistory:
         self.window = max(1, round(window_hours * 3600 / trace.tick_seconds))
         self.tick = trace.tick_seconds
 
+    def runs_per_hour(self, t: int) -> float | None:
+        """How often spot came back, over the window before tick t (None: at the start)."""
+        lo = max(0, t - self.window)
+        if t == lo:
+            return None
+        return (self.starts[t] - self.starts[lo]) / ((t - lo) * self.tick) * 3600
+
     def mean_uptime(self, t: int) -> float | None:
         """The mean spot run, in seconds, over the window before tick t."""
         lo = max(0, t - self.window)
@@ -229,6 +236,11 @@ def _run(
             restart_seconds=restart * tick,
             max_spot_price=prices.max_spot_price,
             spot_mean_uptime_seconds=histories[here or 0].mean_uptime(t),
+            # A job may be on any pool: the busiest pool's rate sizes its reserve.
+            spot_runs_per_hour=max(
+                (rate for h in histories if (rate := h.runs_per_hour(t)) is not None),
+                default=None,
+            ),
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None
             ),

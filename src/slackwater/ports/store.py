@@ -275,6 +275,10 @@ class _Ledger(Protocol):
 
 class CapacityStore(_Ledger, Protocol):
     async def open_work(self) -> list[OpenWork]: ...
+    async def pool_samples(self, since: datetime) -> list[PoolSample]:
+        """Every pool's samples since `since`, by pool, oldest first."""
+        ...
+
     async def open_jobs(self) -> list[OpenJob]:
         """Dataset jobs not ended, sized for the planner."""
         ...

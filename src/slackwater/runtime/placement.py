@@ -29,7 +29,7 @@ from decimal import Decimal
 
 from slackwater.domain.model import Price
 from slackwater.domain.pool import Pool, PoolKind
-from slackwater.policy.planner import Action, Job, Market, Policy
+from slackwater.policy.planner import Action, Job, Market, Policy, returns_per_hour
 from slackwater.ports import CapacityStore, Clock, PoolState, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
@@ -38,6 +38,7 @@ MEASURE_SECONDS = 2.0
 # A table row of a classical model, until one has been measured, against a request's
 # `seconds_per_request`: rows are predicted thousands at a time.
 ROW_SHARE = 0.001
+RETURNS_WINDOW = timedelta(hours=24)  # as the simulator's history (policy/simulate.py)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class Placement:
         self.reasons: dict[str, str] = {}  # batch -> why, as last decided
         self._speed: dict[str, float] = {}
         self._speed_at = float("-inf")
+        self._returns: float | None = None
+        self._returns_at = float("-inf")
 
     async def allowed(self) -> list[str]:
         """The batches this pool's workers may lease now (decided at most every refresh)."""
@@ -177,6 +180,20 @@ class Placement:
             self._speed_at = time.monotonic()
         return self._speed
 
+    async def _returns_per_hour(self, now: datetime) -> float | None:
+        """How often spot came back in the last day, on the spot pool where it came and
+        went most (a batch may run on any of them), from the samples the server records
+        of every feed; re-read every minute."""
+        if time.monotonic() - self._returns_at > 60:
+            seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
+            for sample in await self.store.pool_samples(now - RETURNS_WINDOW):
+                if sample.pool in self.spot_feeds:
+                    seen[sample.pool].append((sample.at, sample.available))
+            rates = [r for one in seen.values() if (r := returns_per_hour(one)) is not None]
+            self._returns = max(rates, default=None)
+            self._returns_at = time.monotonic()
+        return self._returns
+
     async def _market(self) -> Market:
         """Spot as the cheapest spot pool that has it now (a pool has it while its feed
         offers it and its workers are alive)."""
@@ -193,6 +210,7 @@ class Placement:
                 there.append(state)
         best = min(there or offered, key=lambda s: s.price_per_hour, default=None)
         return Market(
+            spot_runs_per_hour=await self._returns_per_hour(now),
             spot_available=bool(there),
             spot_price=best.price_per_hour if best is not None else self.on_demand_price,
             on_demand_price=self.on_demand_price,
