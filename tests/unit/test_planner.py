@@ -208,3 +208,27 @@ def test_on_several_pools_no_policy_misses_a_feasible_deadline_or_beats_the_opti
                 assert mine.cost >= optimal.cost, (name, mine.id)
     # A second pool never makes the best plan dearer.
     assert all(b.cost <= a.cost for b, a in zip(best.jobs, alone.jobs, strict=True))
+
+
+def test_pauses_while_every_spot_pool_is_over_the_ceiling() -> None:
+    # Two pools with spot throughout; from tick 10 to 40 both cost more than the
+    # ceiling, then the first falls back. A job arriving at tick 10 with room to wait
+    # buys nothing in the spike and runs on the first pool after it.
+    def pool(normal: str, spike: str) -> Trace:
+        prices = [Decimal(normal)] * 10 + [Decimal(spike)] * 30 + [Decimal(normal)] * 60
+        return Trace(tick_seconds=600.0, capacity=[1] * 100, spot_prices=prices)
+
+    work = WorkloadJob(
+        "j", arrival_seconds=10 * 600, work_seconds=10 * 600, window_seconds=80 * 600
+    )
+    prices = Prices(restart_seconds=600.0, max_spot_price=Decimal("2"))
+    paused = simulate([work], [pool("0.9", "5"), pool("1.0", "4")], prices, SlackReserve())
+    # 10 ticks of work and one restart at 0.9 $/hour, ten minutes a tick.
+    assert paused.cost == Decimal("0.9") * 11 / 6
+    # One pool under the ceiling through the spike: it runs there at once, at its price.
+    cheap = simulate([work], [pool("0.9", "5"), pool("1.0", "1.5")], prices, SlackReserve())
+    assert cheap.cost == Decimal("1.5") * 11 / 6
+    # No room to wait: the deadline comes first (on-demand, not the spot over the ceiling).
+    tight = replace(work, window_seconds=12 * 600)
+    hurried = simulate([tight], [pool("0.9", "5"), pool("1.0", "4")], prices, SlackReserve())
+    assert hurried.cost == Prices().on_demand_per_hour * 11 / 6 and not hurried.missed
