@@ -10,11 +10,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from slackwater.config import TINY_MODEL, ModelConfig, Settings
+from slackwater.config import TINY_MODEL, VENUE_KINDS, ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
-from slackwater.domain.model import Catalog, Model, Tier
+from slackwater.domain.model import Catalog, Model, Price, Tier
 from slackwater.domain.pool import Pool, PoolKind, Trace
 from slackwater.engines import create_engine
 from slackwater.engines.tiny_llama import build_tiny_llama
@@ -443,19 +443,21 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
 
 
 def _venues(settings: Settings) -> dict[str, Venue]:
-    """Each model's batch venue: the provider model, its batch price, its pool's window."""
+    """Each model's batch venue: the provider model, the price it bills there (a batch
+    tier's, or an endpoint's on its `service_tier`), its pool's window."""
     models = {m.name: m.to_model() for m in settings.models}
-    windows = {
-        name: p.turnaround_seconds
-        for p in settings.pools
-        if p.kind is PoolKind.PROVIDER_BATCH
-        for name in p.models
-    }
+    kinds = {name: p for p in settings.pools if p.kind in VENUE_KINDS for name in p.models}
+
+    def price(venue: Model) -> Price:
+        if kinds[venue.name].kind is PoolKind.PROVIDER_BATCH:
+            return venue.price_for(Tier.BATCH)
+        return venue.price_on(str(venue.options.get("service_tier", "default")))
+
     return {
         name: Venue(
             model.batch_venue,
-            models[model.batch_venue].price_for(Tier.BATCH),
-            windows[model.batch_venue],
+            price(models[model.batch_venue]),
+            kinds[model.batch_venue].turnaround_seconds,
         )
         for name, model in models.items()
         if model.batch_venue is not None  # a declared model of a provider pool (config)

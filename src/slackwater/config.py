@@ -223,6 +223,11 @@ def default_models() -> list[ModelConfig]:
     ]
 
 
+# Where a model's batches can be handed: a provider's batch tier, or an endpoint's
+# cheaper tier (OpenAI's flex, via the http engine's `service_tier`).
+VENUE_KINDS = frozenset({PoolKind.PROVIDER_BATCH, PoolKind.PROVIDER_REALTIME})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLACKWATER_", frozen=True, extra="forbid")
 
@@ -376,14 +381,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_venues(self) -> Settings:
-        provider = {m for p in self.pools if p.kind is PoolKind.PROVIDER_BATCH for m in p.models}
+        provider = {m for p in self.pools if p.kind in VENUE_KINDS for m in p.models}
         provider &= {m.name for m in self.models}
         for model in self.models:
             venue = model.batch_venue
             if venue is not None and venue not in provider:
                 raise ValueError(
                     f"model {model.name!r}: batch_venue {venue!r} is not a declared model "
-                    "of a provider_batch pool (its `models`)"
+                    "of a provider_batch or provider_realtime pool (its `models`)"
                 )
         return self
 

@@ -67,6 +67,15 @@ async def test_retries_429_and_5xx_then_succeeds() -> None:
     assert len(seen) == 3 and seen[0]["model"] == "theirs"
 
 
+async def test_asks_every_call_on_its_service_tier() -> None:
+    seen: list[dict[str, Any]] = []
+    with serve_in_thread(flaky_app([], seen, [0, 0])) as url:
+        http = engine(url, service_tier="flex")
+        [outcome] = await http.run(Endpoint.EMBEDDINGS, [{"model": "ours", "input": "x"}])
+        await http.close()
+    assert outcome.ok and seen[0]["service_tier"] == "flex"
+
+
 async def test_client_errors_are_not_retried() -> None:
     seen: list[dict[str, Any]] = []
     with serve_in_thread(flaky_app([400], seen, [0, 0])) as url:

@@ -1,7 +1,8 @@
 """One batch across two spot pools and a provider's batch tier: the first spot pool goes
 mid-batch and its work moves to the second; as the deadline nears with no spot left, the
 planner hands the rest to the provider (a fake OpenAI Batch API on loopback) rather than
-start on-demand. Every line once; the ledger charges each pool its own price."""
+start on-demand (or, in the second test, to an endpoint's flex tier). Every line once;
+the ledger charges each pool its own price."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from slackwater.app import build
 from slackwater.config import ModelConfig, PoolConfig, PriceConfig, Settings
@@ -130,3 +135,110 @@ async def test_spot_fails_over_then_the_provider_takes_the_rest_near_the_deadlin
         assert abs(row.cost - price * Decimal(row.compute_seconds) / 3600) < Decimal("1e-6")
     tokens = ledger["provider"].prompt_tokens + ledger["provider"].completion_tokens
     assert ledger["provider"].cost == Decimal(150) * tokens / 1_000_000
+
+
+def flex_app(seen: list[dict[str, Any]]) -> Starlette:
+    """An OpenAI-compatible chat endpoint that records what it is asked."""
+
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        seen.append(body)
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{len(seen)}",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "done"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+            }
+        )
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def test_near_the_deadline_the_rest_goes_to_an_endpoints_flex_tier(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    seen: list[dict[str, Any]] = []
+    calls = tmp_path / "calls.log"
+    with serve_in_thread(flex_app(seen)) as url:
+        models = [
+            ModelConfig(
+                name="echo",
+                engine="fake",
+                endpoints=["/v1/chat/completions"],
+                max_batch_size=4,
+                options={"latency_ms": 400, "call_log": str(calls)},
+                batch_venue="echo-flex",
+            ),
+            # The same model behind an endpoint, asked on its flex tier: half its price.
+            ModelConfig(
+                name="echo-flex",
+                engine="http",
+                endpoints=["/v1/chat/completions"],
+                options={"base_url": url + "/v1", "service_tier": "flex", "upstream_model": "m"},
+                price=PriceConfig(input=Decimal(300), output=Decimal(300)),
+                tier_prices={"flex": PriceConfig(input=Decimal(150), output=Decimal(150))},
+            ),
+        ]
+        pools = [
+            PoolConfig(name="spot-a", kind="spot", price_per_hour=Decimal("0.9")),
+            PoolConfig(name="on-demand", kind="on_demand", price_per_hour=Decimal("3")),
+            PoolConfig(
+                name="endpoint",
+                kind="provider_realtime",
+                models=["echo-flex"],
+                turnaround_seconds=60,
+            ),
+        ]
+        common: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "models": models,
+            "pools": pools,
+            "lease_size": 4,
+            "lease_seconds": 10,
+            "restart_seconds": 60,
+            "reserve_restarts": 2,
+        }
+        server: Server = await server_factory(run_worker_in_server=False, **common)
+
+        async def worker_on(pool: str) -> Services:
+            settings = Settings.load(pool=pool, poll_seconds=0.02, **common)
+            services = build(settings, clock=server.clock, monitor=False, workers=1)
+            placement = services.workers[0].placement
+            assert placement is not None
+            placement.refresh_seconds = placement.measure_seconds = 0
+            await services.start()
+            return services
+
+        batch = await server.submit([chat_line(i, user=f"r{i}") for i in range(LINES)])
+        await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+        spot, on_demand = [await worker_on(p) for p in ("spot-a", "on-demand")]
+        try:
+            await settled(server, "spot-a", 8)
+            await spot.stop()  # no spot left
+            done = await server.services.store.get_batch(None, batch["id"])
+            server.clock.offset += done.expires_at - server.clock() - timedelta(seconds=200)
+            finished = await server.wait(batch["id"], limit=60)
+        finally:
+            for services in (spot, on_demand):
+                await services.stop()
+    assert finished["status"] == "completed", finished
+
+    out = await server.lines(finished["output_file_id"])
+    assert Counter(o["custom_id"] for o in out) == Counter(f"req-{i}" for i in range(LINES))
+    ledger = {row.key: row for row in await server.services.store.ledger("pool")}
+    assert set(ledger) == {"spot-a", "endpoint"}, ledger  # never on-demand
+    here = Counter(line.split()[0] for line in calls.read_text().splitlines())
+    assert set(here.values()) == {1} and len(here) + len(seen) == LINES
+    # Asked on the flex tier, for the upstream's model name, and billed at flex prices.
+    assert seen and {(b["service_tier"], b["model"]) for b in seen} == {("flex", "m")}
+    assert ledger["endpoint"].requests == len(seen)
+    assert ledger["endpoint"].cost == Decimal(150) * 6 * len(seen) / 1_000_000

@@ -103,3 +103,9 @@ def test_a_batch_venue_must_be_a_declared_model_of_a_provider_batch_pool() -> No
         Settings.load(models=[local], pools=[pool])  # v is in the pool, not declared
     venue = ModelConfig(name="v", engine="fake", endpoints=chat)
     assert Settings.load(models=[local, venue], pools=[pool]).models[0].batch_venue == "v"
+    # An endpoint's cheaper tier (flex) is a venue too.
+    flex = PoolConfig(name="endpoint", kind="provider_realtime", models=["v"])
+    assert Settings.load(models=[local, venue], pools=[flex]).models[0].batch_venue == "v"
+    hourly = PoolConfig(name="spot", kind="spot", models=["v"])
+    with pytest.raises(ConfigError, match="provider_batch or provider_realtime pool"):
+        Settings.load(models=[local, venue], pools=[hourly])

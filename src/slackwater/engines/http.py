@@ -4,7 +4,8 @@ Options: `base_url` (e.g. http://127.0.0.1:8001/v1), `api_key`, `upstream_model`
 model name the server knows, if not ours), `concurrency` (in-flight requests, default 8),
 `timeout` (seconds, default 120), `max_retries` (on 429, 5xx and network errors,
 default 4) with exponential backoff from `backoff_seconds` (default 0.5) and jitter,
-honouring `Retry-After`.
+honouring `Retry-After`; `service_tier` (e.g. `flex`): asked of the server on every call,
+and what the ledger bills the call at (the model's `tier_prices`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class HttpEngine:
         self.model = model
         options = model.options
         self.upstream_model = options.get("upstream_model")
+        self.service_tier = options.get("service_tier")
         self._limit = asyncio.Semaphore(int(options.get("concurrency", 8)))
         headers = (
             {"Authorization": f"Bearer {options['api_key']}"} if options.get("api_key") else {}
@@ -47,6 +49,8 @@ class HttpEngine:
         payload = dict(body)
         if self.upstream_model:
             payload["model"] = self.upstream_model
+        if self.service_tier:
+            payload["service_tier"] = self.service_tier
         try:
             async with self._limit:
                 response = await self.upstream.send("POST", endpoint, json=payload)

@@ -66,7 +66,10 @@ def charges(
     if pool.kind is PoolKind.PROVIDER_BATCH:
         prices = [model.price_for(Tier.BATCH)] * len(outcomes)
     elif tiers is not None and not pool.hourly:
-        prices = [model.price_on(tier) for tier in tiers]
+        # An endpoint asked on one tier always (the http engine's `service_tier`) bills
+        # every call there, a batch's requests sent to it included.
+        forced = model.options.get("service_tier")
+        prices = [model.price_on(forced or tier) for tier in tiers]
     else:
         prices = [model.price] * len(outcomes)
     hourly = f"${pool.price_per_hour}/hour"  # hoisted: a worker prices every request it runs
