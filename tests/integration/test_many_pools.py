@@ -37,6 +37,42 @@ def provider() -> Iterator[tuple[str, Any]]:
         yield url + "/v1", app
 
 
+def local_echo(calls: Path, venue: str) -> ModelConfig:
+    """The model run here (a fake engine logging each request it runs), with its venue."""
+    return ModelConfig(
+        name="echo",
+        engine="fake",
+        endpoints=["/v1/chat/completions"],
+        max_batch_size=4,
+        options={"latency_ms": 400, "call_log": str(calls)},
+        batch_venue=venue,
+    )
+
+
+def shared(tmp_path: Path, models: list[ModelConfig], pools: list[PoolConfig]) -> dict[str, Any]:
+    """Settings the server and every worker share."""
+    return {
+        "data_dir": tmp_path / "data",
+        "models": models,
+        "pools": pools,
+        "lease_size": 4,
+        "lease_seconds": 10,
+        "restart_seconds": 60,
+        "reserve_restarts": 2,
+    }
+
+
+async def worker_on(server: Server, common: dict[str, Any], pool: str) -> Services:
+    """A worker process's services on `pool`, deciding afresh at every lease."""
+    settings = Settings.load(pool=pool, poll_seconds=0.02, **common)
+    services = build(settings, clock=server.clock, monitor=False, workers=1)
+    placement = services.workers[0].placement
+    assert placement is not None
+    placement.refresh_seconds = placement.measure_seconds = 0
+    await services.start()
+    return services
+
+
 async def settled(server: Server, pool: str, at_least: int) -> None:
     for _ in range(3000):
         rows = {r.key: r.requests for r in await server.services.store.ledger("pool")}
@@ -52,14 +88,7 @@ async def test_spot_fails_over_then_the_provider_takes_the_rest_near_the_deadlin
     url, fake = provider
     calls = tmp_path / "calls.log"
     models = [
-        ModelConfig(
-            name="echo",
-            engine="fake",
-            endpoints=["/v1/chat/completions"],
-            max_batch_size=4,
-            options={"latency_ms": 400, "call_log": str(calls)},
-            batch_venue="echo-at-provider",
-        ),
+        local_echo(calls, venue="echo-at-provider"),
         # The same model at a provider: dearer than spot, cheaper than on-demand.
         ModelConfig(
             name="echo-at-provider",
@@ -81,29 +110,14 @@ async def test_spot_fails_over_then_the_provider_takes_the_rest_near_the_deadlin
             turnaround_seconds=100,
         ),
     ]
-    common: dict[str, Any] = {
-        "data_dir": tmp_path / "data",
-        "models": models,
-        "pools": pools,
-        "lease_size": 4,
-        "lease_seconds": 10,
-        "restart_seconds": 60,
-        "reserve_restarts": 2,
-    }
+    common = shared(tmp_path, models, pools)
     server: Server = await server_factory(run_worker_in_server=False, **common)
-
-    async def worker_on(pool: str) -> Services:
-        settings = Settings.load(pool=pool, poll_seconds=0.02, **common)
-        services = build(settings, clock=server.clock, monitor=False, workers=1)
-        placement = services.workers[0].placement
-        assert placement is not None
-        placement.refresh_seconds = placement.measure_seconds = 0
-        await services.start()
-        return services
 
     batch = await server.submit([chat_line(i, user=f"r{i}") for i in range(LINES)])
     await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
-    spot_a, spot_b, on_demand = [await worker_on(p) for p in ("spot-a", "spot-b", "on-demand")]
+    spot_a, spot_b, on_demand = [
+        await worker_on(server, common, p) for p in ("spot-a", "spot-b", "on-demand")
+    ]
     try:
         await settled(server, "spot-a", 8)
         await spot_a.stop()  # the first spot pool is gone
@@ -170,14 +184,7 @@ async def test_near_the_deadline_the_rest_goes_to_an_endpoints_flex_tier(
     calls = tmp_path / "calls.log"
     with serve_in_thread(flex_app(seen)) as url:
         models = [
-            ModelConfig(
-                name="echo",
-                engine="fake",
-                endpoints=["/v1/chat/completions"],
-                max_batch_size=4,
-                options={"latency_ms": 400, "call_log": str(calls)},
-                batch_venue="echo-flex",
-            ),
+            local_echo(calls, venue="echo-flex"),
             # The same model behind an endpoint, asked on its flex tier: half its price.
             ModelConfig(
                 name="echo-flex",
@@ -198,29 +205,12 @@ async def test_near_the_deadline_the_rest_goes_to_an_endpoints_flex_tier(
                 turnaround_seconds=60,
             ),
         ]
-        common: dict[str, Any] = {
-            "data_dir": tmp_path / "data",
-            "models": models,
-            "pools": pools,
-            "lease_size": 4,
-            "lease_seconds": 10,
-            "restart_seconds": 60,
-            "reserve_restarts": 2,
-        }
+        common = shared(tmp_path, models, pools)
         server: Server = await server_factory(run_worker_in_server=False, **common)
-
-        async def worker_on(pool: str) -> Services:
-            settings = Settings.load(pool=pool, poll_seconds=0.02, **common)
-            services = build(settings, clock=server.clock, monitor=False, workers=1)
-            placement = services.workers[0].placement
-            assert placement is not None
-            placement.refresh_seconds = placement.measure_seconds = 0
-            await services.start()
-            return services
 
         batch = await server.submit([chat_line(i, user=f"r{i}") for i in range(LINES)])
         await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
-        spot, on_demand = [await worker_on(p) for p in ("spot-a", "on-demand")]
+        spot, on_demand = [await worker_on(server, common, p) for p in ("spot-a", "on-demand")]
         try:
             await settled(server, "spot-a", 8)
             await spot.stop()  # no spot left
