@@ -14,7 +14,7 @@ from slackwater.config import TINY_MODEL, VENUE_KINDS, ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
 from slackwater.domain.clock import utcnow
 from slackwater.domain.errors import ConfigError
-from slackwater.domain.model import Catalog, Model, Price, Tier
+from slackwater.domain.model import Catalog, Model, Tier
 from slackwater.domain.pool import Pool, PoolKind, Trace
 from slackwater.engines import create_engine
 from slackwater.engines.tiny_llama import build_tiny_llama
@@ -27,6 +27,7 @@ from slackwater.engines.transformers import (
 )
 from slackwater.feeds import open_feed
 from slackwater.feeds.trace import load_trace
+from slackwater.policy.ledger import billed_price
 from slackwater.policy.planner import SlackReserve
 from slackwater.policy.retry import RetryPolicy
 from slackwater.ports import BlobStore, Clock, Engine, Store, TableScorer
@@ -443,21 +444,17 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
 
 
 def _venues(settings: Settings) -> dict[str, Venue]:
-    """Each model's batch venue: the provider model, the price it bills there (a batch
-    tier's, or an endpoint's on its `service_tier`), its pool's window."""
+    """Each model's batch venue: the provider model, the price the ledger will bill a
+    batch's requests there, its pool's window."""
     models = {m.name: m.to_model() for m in settings.models}
-    kinds = {name: p for p in settings.pools if p.kind in VENUE_KINDS for name in p.models}
-
-    def price(venue: Model) -> Price:
-        if kinds[venue.name].kind is PoolKind.PROVIDER_BATCH:
-            return venue.price_for(Tier.BATCH)
-        return venue.price_on(str(venue.options.get("service_tier", "default")))
-
+    pools = {
+        name: p.to_pool() for p in settings.pools if p.kind in VENUE_KINDS for name in p.models
+    }
     return {
         name: Venue(
             model.batch_venue,
-            price(models[model.batch_venue]),
-            kinds[model.batch_venue].turnaround_seconds,
+            billed_price(models[model.batch_venue], pools[model.batch_venue], Tier.BATCH),
+            pools[model.batch_venue].turnaround_seconds,
         )
         for name, model in models.items()
         if model.batch_venue is not None  # a declared model of a provider pool (config)

@@ -20,7 +20,7 @@ from slackwater.policy.planner import (
     policy,
     returns_per_hour,
 )
-from slackwater.policy.simulate import Prices, WorkloadJob, optimum, simulate
+from slackwater.policy.simulate import Prices, SimResult, WorkloadJob, optimum, simulate
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = 3600.0
@@ -172,19 +172,28 @@ def random_workload(rng: random.Random, jobs: int, arrivals: int) -> list[Worklo
     ]
 
 
+def no_policy_misses_or_beats_the_optimum(
+    workload: list[WorkloadJob], pools: Trace | list[Trace]
+) -> SimResult:
+    """Every policy meets every feasible deadline and costs no less than the optimum,
+    job by job; the optimum's result."""
+    prices = Prices(restart_seconds=600.0)
+    best = optimum(workload, pools, prices)
+    for name, chosen in POLICIES.items():
+        result = simulate(workload, pools, prices, chosen)
+        assert result.missed_feasible == 0, name
+        for mine, optimal in zip(result.jobs, best.jobs, strict=True):
+            if mine.feasible:
+                assert mine.cost >= optimal.cost, (name, mine.id)
+    return best
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_no_policy_misses_a_feasible_deadline_or_beats_the_optimum(seed: int) -> None:
     rng = random.Random(seed)
     trace = random_trace(rng, 400)
     workload = random_workload(rng, 12, arrivals=200)
-    prices = Prices(restart_seconds=600.0)
-    best = optimum(workload, trace, prices)
-    for name, chosen in POLICIES.items():
-        result = simulate(workload, trace, prices, chosen)
-        assert result.missed_feasible == 0, name
-        for mine, optimal in zip(result.jobs, best.jobs, strict=True):
-            if mine.feasible:
-                assert mine.cost >= optimal.cost, (name, mine.id)
+    no_policy_misses_or_beats_the_optimum(workload, trace)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -197,15 +206,8 @@ def test_on_several_pools_no_policy_misses_a_feasible_deadline_or_beats_the_opti
         for price in ("0.9", "1.1")
     ]
     workload = random_workload(rng, 10, arrivals=150)
-    prices = Prices(restart_seconds=600.0)
-    best = optimum(workload, pools, prices)
-    alone = optimum(workload, pools[0], prices)
-    for name, chosen in POLICIES.items():
-        result = simulate(workload, pools, prices, chosen)
-        assert result.missed_feasible == 0, name
-        for mine, optimal in zip(result.jobs, best.jobs, strict=True):
-            if mine.feasible:
-                assert mine.cost >= optimal.cost, (name, mine.id)
+    best = no_policy_misses_or_beats_the_optimum(workload, pools)
+    alone = optimum(workload, pools[0], Prices(restart_seconds=600.0))
     # A second pool never makes the best plan dearer.
     assert all(b.cost <= a.cost for b, a in zip(best.jobs, alone.jobs, strict=True))
 

@@ -27,7 +27,7 @@ class Pool:
     # Where availability and price come from: "static", "trace:PATH" or a plug-in feed.
     feed: str = "static"
     models: frozenset[str] = frozenset()  # the models it serves; empty: all
-    turnaround_seconds: float = 86_400.0  # a provider batch pool: its batches' window
+    turnaround_seconds: float = 86_400.0  # a provider pool as a batch venue: its window
 
     @property
     def hourly(self) -> bool:

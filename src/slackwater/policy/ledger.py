@@ -12,7 +12,7 @@ import itertools
 from collections.abc import Sequence
 from decimal import Decimal
 
-from slackwater.domain.model import Model, Tier
+from slackwater.domain.model import Model, Price, Tier
 from slackwater.domain.money import NANO
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.request import Charge, Outcome
@@ -50,6 +50,15 @@ class Occupancy:
         return self._calls.pop(token)
 
 
+def billed_price(model: Model, pool: Pool, tier: str) -> Price:
+    """The token price a provider's pool bills a request of `model` asked on `tier`: a
+    batch tier its batch price; an endpoint its price on that tier, or on the one its
+    engine always asks (the http engine's `service_tier`), a batch's requests included."""
+    if pool.kind is PoolKind.PROVIDER_BATCH:
+        return model.price_for(Tier.BATCH)
+    return model.price_on(str(model.options.get("service_tier") or tier))
+
+
 def charges(
     model: Model,
     pool: Pool,
@@ -63,13 +72,10 @@ def charges(
     tokens = [o.usage.total_tokens for o in outcomes]
     total = sum(tokens)
     realtime_price = model.price
-    if pool.kind is PoolKind.PROVIDER_BATCH:
+    if tiers is not None and not pool.hourly:
+        prices = [billed_price(model, pool, tier) for tier in tiers]
+    elif pool.kind is PoolKind.PROVIDER_BATCH:
         prices = [model.price_for(Tier.BATCH)] * len(outcomes)
-    elif tiers is not None and not pool.hourly:
-        # An endpoint asked on one tier always (the http engine's `service_tier`) bills
-        # every call there, a batch's requests sent to it included.
-        forced = model.options.get("service_tier")
-        prices = [model.price_on(forced or tier) for tier in tiers]
     else:
         prices = [model.price] * len(outcomes)
     hourly = f"${pool.price_per_hour}/hour"  # hoisted: a worker prices every request it runs
