@@ -425,7 +425,9 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
         pool,
         open_feed(pool.feed, pool.price_per_hour, start),
         clock,
-        SlackReserve(settings.reserve_restarts, settings.cycle_restarts),
+        SlackReserve(
+            settings.reserve_restarts, settings.cycle_restarts, settings.cheaper_pool_margin
+        ),
         spot_feeds={
             p.name: open_feed(p.feed, p.price_per_hour, start)
             for p in settings.pools

@@ -48,12 +48,14 @@ def test_a_flood_of_longest_prompts_does_not_hold_the_model_from_others(target: 
     }
     stop = threading.Event()
     flooded = [0]
+    refused: list[str] = []  # A's answers other than an answer or "slow down"
 
     def flood() -> None:
         with target.a.client() as api:
             while not stop.is_set():
                 answer = api.post("/chat/completions", json=longest)
-                assert answer.status_code in (200, 429), answer.text
+                if answer.status_code not in (200, 429):
+                    refused.append(f"{answer.status_code} {answer.text}")
                 flooded[0] += 1
 
     threads = [threading.Thread(target=flood, daemon=True) for _ in range(FLOOD_THREADS)]
@@ -74,5 +76,6 @@ def test_a_flood_of_longest_prompts_does_not_hold_the_model_from_others(target: 
         f"{p95(during) * 1000:.0f} ms ({p95(during) / p95(alone):.2f}x); "
         f"A's calls answered meanwhile: {flooded[0]}"
     )
+    assert not refused, refused[:3]
     assert flooded[0] >= 10  # A is served too, not shut out
     assert p95(during) <= 2 * p95(alone)

@@ -125,6 +125,35 @@ async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: 
     assert await on_demand.allowed() == [tight["id"]]
 
 
+async def test_a_roomy_batch_waits_for_a_cheaper_spot_pool_that_had_spot_lately(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    roomy = await server.submit([chat_line(i) for i in range(3)], window="24h")
+    await server.wait(roomy["id"], lambda b: b["status"] == "in_progress")
+    dear = Pool("spot-b", PoolKind.SPOT, Decimal("1.1"))
+    pools = (SPOT, dear)
+    now = server.clock()
+    # Only the dearer pool's workers are there now; nothing is known of the last day.
+    await store.worker_seen("b-worker", "spot-b", "spot", now)
+    assert await placement(server, dear, spot=pools).allowed() == [roomy["id"]]
+
+    # The server's samples show the cheaper pool with spot through the last day, up to
+    # ten minutes ago: the batch, with a day to go, waits for it.
+    await store.add_pool_samples(
+        [
+            PoolSample("spot", now - timedelta(minutes=m), m > 10, SPOT.price_per_hour)
+            for m in range(24 * 60, 0, -5)
+        ]
+    )
+    in_b = placement(server, dear, spot=pools)
+    assert await in_b.allowed() == []
+    assert "expected back" in in_b.reasons[roomy["id"]]
+    # The cheaper pool's own workers take it.
+    assert await placement(server, SPOT, spot=pools).allowed() == [roomy["id"]]
+
+
 async def test_drain_gives_the_unfinished_chunk_back_at_once(server_factory: Any) -> None:
     server: Server = await server_factory(
         run_worker_in_server=False, models=fake_models(latency_ms=5000)

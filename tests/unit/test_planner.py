@@ -19,8 +19,16 @@ from slackwater.policy.planner import (
     SlackReserve,
     policy,
     returns_per_hour,
+    spot_share,
 )
-from slackwater.policy.simulate import Prices, SimResult, WorkloadJob, optimum, simulate
+from slackwater.policy.simulate import (
+    Prices,
+    SimResult,
+    WorkloadJob,
+    optimum,
+    simulate,
+    tick_cost,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = 3600.0
@@ -89,6 +97,43 @@ def test_returns_per_hour_counts_the_runs_that_began_in_the_samples() -> None:
     # (the run under way at the start began before the samples, and is not counted).
     assert returns_per_hour(seen("1100011100111")) == 1.0
     assert returns_per_hour(seen("1111111111111")) == 0.0
+
+
+def test_waits_for_a_cheaper_pool_expected_back_in_time() -> None:
+    # 2 h of work, 10 h left: beyond the reserve (8 restarts) and a restart, 9.25 h.
+    dear = market(spot_price=Decimal("1.1"))
+    assert SlackReserve().decide(job(2, 10), dear, NOW).action is Action.SPOT  # none cheaper
+    # A cheaper pool that had spot half of the last day: 4.6 h of it expected, 1.5 x 2 h.
+    back = replace(dear, cheaper_spot_share=0.5)
+    decision = SlackReserve().decide(job(2, 10), back, NOW)
+    assert decision.action is Action.HOLD and "expected back" in decision.reason
+    # Too little of it lately, a margin asking for more, or too little time left: spot here.
+    assert SlackReserve().decide(job(2, 10), replace(back, cheaper_spot_share=0.3), NOW).action is (
+        Action.SPOT
+    )
+    assert SlackReserve(cheaper_pool_margin=3).decide(job(2, 10), back, NOW).action is Action.SPOT
+    assert SlackReserve().decide(job(2, 6), back, NOW).action is Action.SPOT
+    # A job already running here stays.
+    running = job(2, 10, running=Action.SPOT)
+    assert SlackReserve().decide(running, back, NOW).action is Action.SPOT
+
+
+def test_spot_share_is_the_time_some_pool_had_spot() -> None:
+    def seen(pattern: str, start: int = 0) -> list[tuple[datetime, bool]]:
+        at = NOW - timedelta(hours=4)
+        return [(at + timedelta(minutes=30 * (start + i)), c == "1") for i, c in enumerate(pattern)]
+
+    # Four hours in half-hour samples; a sample holds until the next one.
+    assert spot_share([seen("11110000")], NOW - timedelta(hours=4), NOW) == 0.5
+    # Two pools: one or the other had spot three quarters of the time.
+    both = [seen("11000000"), seen("00110010")]
+    assert spot_share(both, NOW - timedelta(hours=4), NOW) == 0.625
+    # Only what lies after `since` counts; a pool seen later counts from its first sample.
+    assert spot_share([seen("11110000")], NOW - timedelta(hours=2), NOW) == 0.0
+    assert spot_share([seen("0011", start=4)], NOW - timedelta(hours=4), NOW) == 0.5
+    # Under an hour seen, or nothing: too little to say.
+    assert spot_share([seen("1", start=7)], NOW - timedelta(hours=4), NOW) is None
+    assert spot_share([[]], NOW - timedelta(hours=4), NOW) is None
 
 
 def test_spot_too_late_for_a_restart_goes_on_demand() -> None:
@@ -234,3 +279,25 @@ def test_pauses_while_every_spot_pool_is_over_the_ceiling() -> None:
     tight = replace(work, window_seconds=12 * 600)
     hurried = simulate([tight], [pool("0.9", "5"), pool("1.0", "4")], prices, SlackReserve())
     assert hurried.cost == Prices().on_demand_per_hour * 11 / 6 and not hurried.missed
+
+
+def test_on_several_pools_a_job_with_room_waits_for_the_cheaper_pool() -> None:
+    # A day and a half in ten-minute ticks: the cheaper pool had spot for the whole first
+    # day, then goes for five ticks; the dearer one has spot throughout.
+    cheap = Trace(
+        tick_seconds=600.0,
+        capacity=[1] * 150 + [0] * 5 + [1] * 61,
+        spot_prices=[Decimal("0.9")] * 216,
+    )
+    dear = Trace(tick_seconds=600.0, capacity=[1] * 216, spot_prices=[Decimal("1.1")] * 216)
+    work = WorkloadJob("j", arrival_seconds=150 * 600, work_seconds=10 * 600, window_seconds=36000)
+    prices = Prices(restart_seconds=600.0)
+    # It waits out the five ticks and runs on the cheaper pool: 10 ticks and a restart.
+    waited = simulate([work], [cheap, dear], prices, SlackReserve())
+    assert waited.cost == 11 * tick_cost(Decimal("0.9"), 600) and not waited.missed
+    # Told to take any pool at once, it starts on the dearer one and stays.
+    hasty = simulate([work], [cheap, dear], prices, SlackReserve(cheaper_pool_margin=1000))
+    assert hasty.cost == 11 * tick_cost(Decimal("1.1"), 600)
+    # Too little time to wait: the dearer pool at once.
+    tight = replace(work, window_seconds=20 * 600)
+    assert simulate([tight], [cheap, dear], prices, SlackReserve()).cost == hasty.cost

@@ -21,6 +21,9 @@ Policies (compared in `slackwater sim` against the offline optimum):
   and the run it can expect saves more than the restarts cost. The reserve is learned
   from the trace it is on: a few restarts for each time spot can be expected to come
   back (at the rate seen lately) before the job is done.
+  With several spot pools it waits for a cheaper pool rather than start on a dearer
+  one while the spot the cheaper pools had over the last day, over the time left,
+  covers the work with room to spare.
   It pauses while the spot price is over a ceiling, and hands a job to a provider's
   batch tier when that is cheaper than even pure spot, or, with spot gone and the slack
   down to the reserve, when it is cheaper than on-demand and its turnaround still fits.
@@ -75,6 +78,9 @@ class Market:
     spot_mean_uptime_seconds: float | None = None
     # How often spot has come back lately (runs per hour; None: not known yet).
     spot_runs_per_hour: float | None = None
+    # The share of the last day in which a spot pool cheaper than the quoted one had
+    # spot (None: no pool is cheaper, or too little has been seen to say).
+    cheaper_spot_share: float | None = None
     provider_turnaround_seconds: float | None = None  # None: no provider batch tier
 
 
@@ -95,6 +101,25 @@ def returns_per_hour(seen: Sequence[tuple[datetime, bool]]) -> float | None:
         return None
     starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
     return starts / span * 3600
+
+
+def spot_share(
+    pools: Sequence[Sequence[tuple[datetime, bool]]], since: datetime, until: datetime
+) -> float | None:
+    """The share of the time from `since` (or the first sample, if later) to `until`
+    in which at least one of these pools had spot, from samples of each pool's
+    availability (time, available; oldest first; a sample holds until the pool's next
+    one). None: under an hour seen, too little to say."""
+    events = sorted((at, i, up) for i, seen in enumerate(pools) for at, up in seen if at <= until)
+    if not events or (until - max(since, events[0][0])).total_seconds() < 3600:
+        return None
+    state = [False] * len(pools)
+    covered = 0.0
+    for (at, i, up), (after, _, _) in pairwise([*events, (until, -1, False)]):
+        state[i] = up
+        if any(state) and after > since:
+            covered += (after - max(at, since)).total_seconds()
+    return covered / (until - max(since, events[0][0])).total_seconds()
 
 
 class Policy(Protocol):
@@ -169,11 +194,17 @@ class UniformProgress:
 class SlackReserve:
     name = "slack_reserve"
 
-    def __init__(self, reserve_restarts: float = 8.0, cycle_restarts: float = 4.0) -> None:
-        # Both tuned on the Feb 2023 availability traces, checked on the Apr 2023
+    def __init__(
+        self,
+        reserve_restarts: float = 8.0,
+        cycle_restarts: float = 4.0,
+        cheaper_pool_margin: float = 1.5,
+    ) -> None:
+        # All tuned on the Feb 2023 availability traces, checked on the Apr 2023
         # preemption traces (docs/capacity.md).
         self.reserve_restarts = reserve_restarts
         self.cycle_restarts = cycle_restarts
+        self.cheaper_pool_margin = cheaper_pool_margin
 
     def decide(self, job: Job, market: Market, now: datetime) -> Decision:
         provider = self._provider(job, market, now)
@@ -182,6 +213,10 @@ class SlackReserve:
         if spot_usable(market) and safe(job, Action.SPOT, market, now):
             if job.running is Action.ON_DEMAND and not self._worth_switching(job, market):
                 return Decision(Action.ON_DEMAND, "spot is back, but too little would be saved")
+            if job.running is not Action.SPOT and self._cheaper_pool_in_time(job, market, now):
+                return Decision(
+                    Action.HOLD, "spot is dearer here than on a pool expected back in time; waiting"
+                )
             return Decision(Action.SPOT, "spot is available")
         if job.running is Action.ON_DEMAND:
             return Decision(Action.ON_DEMAND, "no spot; keeps the warm on-demand instance")
@@ -212,6 +247,20 @@ class SlackReserve:
             cycles = market.spot_runs_per_hour * job.remaining_seconds / 3600
             restarts = max(restarts, self.cycle_restarts * cycles)
         return restarts * market.restart_seconds
+
+    def _cheaper_pool_in_time(self, job: Job, market: Market, now: datetime) -> bool:
+        """Whether to wait for a cheaper spot pool rather than start on this one: it had
+        spot often enough lately that, over the time left beyond the reserve, it can be
+        expected to cover `cheaper_pool_margin` times the work. Waiting costs nothing but
+        slack; the margin is there because a wrong guess ends on on-demand."""
+        share = market.cheaper_spot_share
+        if share is None:
+            return False
+        reserve = self._reserve(job, market)
+        if not safe(job, Action.HOLD, market, now, reserve):
+            return False
+        usable = _left(job, now) - reserve - market.restart_seconds
+        return share * usable >= self.cheaper_pool_margin * job.remaining_seconds
 
     def _provider_beats_on_demand(self, job: Job, market: Market, now: datetime) -> bool:
         turnaround = market.provider_turnaround_seconds

@@ -124,6 +124,34 @@ class SpotHistory:
         return (self.up_sum[t] - self.up_sum[lo]) / runs * self.tick if runs else None
 
 
+class CheaperShare:
+    """For a pool's price at tick t: the share of the window before t in which a pool
+    cheaper at t had spot (what `Market.cheaper_spot_share` says online)."""
+
+    def __init__(self, traces: Sequence[Trace], prices: Prices, window_hours: float) -> None:
+        self.traces = traces
+        self.prices = prices
+        self.window = max(1, round(window_hours * 3600 / traces[0].tick_seconds))
+        self.hour = 3600 / traces[0].tick_seconds
+        self._up_sums: dict[frozenset[int], list[int]] = {}
+
+    def __call__(self, t: int, price: Decimal) -> float | None:
+        lo = max(0, t - self.window)
+        cheaper = frozenset(
+            i for i, trace in enumerate(self.traces) if _spot_price(trace, self.prices, t) < price
+        )
+        if not cheaper or t - lo < self.hour:
+            return None
+        sums = self._up_sums.get(cheaper)
+        if sums is None:
+            sums = [0]
+            for tick in range(len(self.traces[0])):
+                up = any(self.traces[i].capacity[tick] > 0 for i in cheaper)
+                sums.append(sums[-1] + up)
+            self._up_sums[cheaper] = sums
+        return (sums[t] - sums[lo]) / (t - lo)
+
+
 Pools = Trace | Sequence[Trace]  # one spot pool, or several on the same ticks
 
 
@@ -159,7 +187,8 @@ def simulate(
 ) -> SimResult:
     traces = spot_pools(pools)
     histories = [SpotHistory(trace, history_hours) for trace in traces]
-    results = [_run(job, traces, prices, policy, histories) for job in workload]
+    shares = CheaperShare(traces, prices, history_hours)
+    results = [_run(job, traces, prices, policy, histories, shares) for job in workload]
     return _summary(policy.name, results)
 
 
@@ -199,6 +228,7 @@ def _run(
     prices: Prices,
     policy: Policy,
     histories: Sequence[SpotHistory],
+    shares: CheaperShare,
 ) -> JobResult:
     first = traces[0]
     tick = first.tick_seconds
@@ -241,6 +271,7 @@ def _run(
                 (rate for h in histories if (rate := h.runs_per_hour(t)) is not None),
                 default=None,
             ),
+            cheaper_spot_share=shares(t, quoted) if here is not None else None,
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None
             ),

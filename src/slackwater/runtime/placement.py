@@ -10,7 +10,9 @@ to the reserve, or spot gone or over its price ceiling). Spot counts as there wh
 spot pool's feed offers it and a worker of that pool has been seen lately: with several
 spot pools (zones, instance types, clouds), a batch the planner sends to spot runs in
 whichever of them has it (the cheapest first, to on-demand workers' eyes), so work moves
-to another spot pool when one goes before it falls back to on-demand.
+to another spot pool when one goes before it falls back to on-demand. A batch with room
+to wait may be left for a cheaper spot pool, gone for now, that the server's samples
+show had spot often enough over the last day.
 
 A model with a `batch_venue` (the same model at a provider's batch tier) may have a
 batch's rest handed to the provider: when the planner says so, the batch's waiting
@@ -29,7 +31,7 @@ from decimal import Decimal
 
 from slackwater.domain.model import Price
 from slackwater.domain.pool import Pool, PoolKind
-from slackwater.policy.planner import Action, Job, Market, Policy, returns_per_hour
+from slackwater.policy.planner import Action, Job, Market, Policy, returns_per_hour, spot_share
 from slackwater.ports import CapacityStore, Clock, PoolState, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
@@ -38,7 +40,7 @@ MEASURE_SECONDS = 2.0
 # A table row of a classical model, until one has been measured, against a request's
 # `seconds_per_request`: rows are predicted thousands at a time.
 ROW_SHARE = 0.001
-RETURNS_WINDOW = timedelta(hours=24)  # as the simulator's history (policy/simulate.py)
+HISTORY_WINDOW = timedelta(hours=24)  # as the simulator's history (policy/simulate.py)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,8 @@ class Placement:
         self.feed = feed
         # A spot worker answers for its own pool; an on-demand one looks at them all.
         self.spot_feeds = {pool.name: feed} if pool.kind is PoolKind.SPOT else dict(spot_feeds)
+        # Every spot pool, for what is cheaper than where spot would run.
+        self.every_spot = {**spot_feeds, **self.spot_feeds}
         self.clock = clock
         self.policy = policy
         self.on_demand_price = on_demand_price
@@ -94,8 +98,8 @@ class Placement:
         self.reasons: dict[str, str] = {}  # batch -> why, as last decided
         self._speed: dict[str, float] = {}
         self._speed_at = float("-inf")
-        self._returns: float | None = None
-        self._returns_at = float("-inf")
+        self._seen: dict[str, list[tuple[datetime, bool]]] = {}
+        self._seen_at = float("-inf")
 
     async def allowed(self) -> list[str]:
         """The batches this pool's workers may lease now (decided at most every refresh)."""
@@ -180,23 +184,22 @@ class Placement:
             self._speed_at = time.monotonic()
         return self._speed
 
-    async def _returns_per_hour(self, now: datetime) -> float | None:
-        """How often spot came back in the last day, on the spot pool where it came and
-        went most (a batch may run on any of them), from the samples the server records
-        of every feed; re-read every minute."""
-        if time.monotonic() - self._returns_at > 60:
+    async def _seen_lately(self, now: datetime) -> dict[str, list[tuple[datetime, bool]]]:
+        """Each spot pool's availability over the last day, from the samples the server
+        records of every feed (oldest first); re-read every minute."""
+        if time.monotonic() - self._seen_at > 60:
             seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
-            for sample in await self.store.pool_samples(now - RETURNS_WINDOW):
-                if sample.pool in self.spot_feeds:
+            for sample in await self.store.pool_samples(now - HISTORY_WINDOW):
+                if sample.pool in self.every_spot:
                     seen[sample.pool].append((sample.at, sample.available))
-            rates = [r for one in seen.values() if (r := returns_per_hour(one)) is not None]
-            self._returns = max(rates, default=None)
-            self._returns_at = time.monotonic()
-        return self._returns
+            self._seen, self._seen_at = dict(seen), time.monotonic()
+        return self._seen
 
     async def _market(self) -> Market:
         """Spot as the cheapest spot pool that has it now (a pool has it while its feed
-        offers it and its workers are alive)."""
+        offers it and its workers are alive); how often spot came back, on the pool
+        where it came and went most (a batch may run on any of them); how much of the
+        last day pools cheaper than that one had spot."""
         now = self.clock()
         offered: list[PoolState] = []
         there: list[PoolState] = []
@@ -209,8 +212,23 @@ class Placement:
             if state.available and live:
                 there.append(state)
         best = min(there or offered, key=lambda s: s.price_per_hour, default=None)
+        seen = await self._seen_lately(now)
+        rates = [
+            rate
+            for name in self.spot_feeds
+            if (rate := returns_per_hour(seen.get(name, []))) is not None
+        ]
+        share = None
+        if there and best is not None:
+            cheaper = [
+                seen.get(name, [])
+                for name, feed in self.every_spot.items()
+                if (await feed.state(now)).price_per_hour < best.price_per_hour
+            ]
+            share = spot_share(cheaper, now - HISTORY_WINDOW, now) if cheaper else None
         return Market(
-            spot_runs_per_hour=await self._returns_per_hour(now),
+            spot_runs_per_hour=max(rates, default=None),
+            cheaper_spot_share=share,
             spot_available=bool(there),
             spot_price=best.price_per_hour if best is not None else self.on_demand_price,
             on_demand_price=self.on_demand_price,
