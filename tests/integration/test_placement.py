@@ -101,6 +101,34 @@ async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
     assert "reserve" in again.reasons[batch["id"]]
 
 
+async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    batch = await server.submit([chat_line(i) for i in range(3)], window="6h")
+    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    other = Pool("spot-b", PoolKind.SPOT, Decimal("0.9"))
+    # Through the last day each pool came and went twice an hour, in turn: a batch
+    # would have failed over from one to the other and never gone to on-demand.
+    now = server.clock()
+    await store.add_pool_samples(
+        [
+            PoolSample(pool.name, now - timedelta(minutes=m), (m % 30 >= 15) == up, Decimal("0.9"))
+            for m in range(24 * 60, 0, -5)
+            for pool, up in ((SPOT, True), (other, False))
+        ]
+    )
+    on_demand = placement(
+        server, ON_DEMAND, spot=(SPOT, other), restart_seconds=1800, seconds_per_request=3600
+    )
+    assert await on_demand.allowed() == []
+    assert on_demand.reasons[batch["id"]].startswith("hold")
+    # The first pool's samples alone are the flapping of the test above: on-demand now.
+    alone = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
+    assert await alone.allowed() == [batch["id"]]
+
+
 async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: Any) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store

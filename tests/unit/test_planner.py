@@ -17,6 +17,7 @@ from slackwater.policy.planner import (
     Job,
     Market,
     SlackReserve,
+    anywhere,
     policy,
     returns_per_hour,
     spot_share,
@@ -118,22 +119,28 @@ def test_waits_for_a_cheaper_pool_expected_back_in_time() -> None:
     assert SlackReserve().decide(running, back, NOW).action is Action.SPOT
 
 
-def test_spot_share_is_the_time_some_pool_had_spot() -> None:
+def test_spot_share_and_returns_of_spot_in_any_of_several_pools() -> None:
     def seen(pattern: str, start: int = 0) -> list[tuple[datetime, bool]]:
         at = NOW - timedelta(hours=4)
         return [(at + timedelta(minutes=30 * (start + i)), c == "1") for i, c in enumerate(pattern)]
 
+    since = NOW - timedelta(hours=4)
     # Four hours in half-hour samples; a sample holds until the next one.
-    assert spot_share([seen("11110000")], NOW - timedelta(hours=4), NOW) == 0.5
-    # Two pools: one or the other had spot three quarters of the time.
-    both = [seen("11000000"), seen("00110010")]
-    assert spot_share(both, NOW - timedelta(hours=4), NOW) == 0.625
+    assert spot_share(seen("11110000"), since, NOW) == 0.5
+    # Two pools: one or the other had spot five eighths of the time, and spot came
+    # back once after the first sample (at 2:30, in the second pool; at 1:00 the first
+    # pool's going and the second's coming, sampled together, are no return).
+    both = anywhere([seen("11000000"), seen("00110010")])
+    assert both == seen("11110010")
+    assert spot_share(both, since, NOW) == 0.625
+    assert returns_per_hour(both) == 1 / 3.5
     # Only what lies after `since` counts; a pool seen later counts from its first sample.
-    assert spot_share([seen("11110000")], NOW - timedelta(hours=2), NOW) == 0.0
-    assert spot_share([seen("0011", start=4)], NOW - timedelta(hours=4), NOW) == 0.5
+    assert spot_share(seen("11110000"), NOW - timedelta(hours=2), NOW) == 0.0
+    assert spot_share(seen("0011", start=4), since, NOW) == 0.5
     # Under an hour seen, or nothing: too little to say.
-    assert spot_share([seen("1", start=7)], NOW - timedelta(hours=4), NOW) is None
-    assert spot_share([[]], NOW - timedelta(hours=4), NOW) is None
+    assert spot_share(seen("1", start=7), since, NOW) is None
+    assert spot_share([], since, NOW) is None
+    assert anywhere([[], []]) == []
 
 
 def test_spot_too_late_for_a_restart_goes_on_demand() -> None:

@@ -76,7 +76,8 @@ class Market:
     # Mean length of a spot run seen so far (None: nothing seen yet); what switching
     # back to spot can expect to gain.
     spot_mean_uptime_seconds: float | None = None
-    # How often spot has come back lately (runs per hour; None: not known yet).
+    # How often spot, gone from every spot pool, has come back lately (runs per hour;
+    # None: not known yet): the round trips to on-demand and back a job may make.
     spot_runs_per_hour: float | None = None
     # The share of the last day in which a spot pool cheaper than the quoted one had
     # spot (None: no pool is cheaper, or too little has been seen to say).
@@ -90,10 +91,26 @@ class Decision:
     reason: str
 
 
-def returns_per_hour(seen: Sequence[tuple[datetime, bool]]) -> float | None:
+Seen = Sequence[tuple[datetime, bool]]  # samples of spot availability, oldest first
+
+
+def anywhere(pools: Sequence[Seen]) -> list[tuple[datetime, bool]]:
+    """Whether any of these pools had spot, at each moment one of them was sampled (a
+    pool's sample holds until its next one)."""
+    state = [False] * len(pools)
+    out: list[tuple[datetime, bool]] = []
+    for at, i, up in sorted((at, i, up) for i, seen in enumerate(pools) for at, up in seen):
+        state[i] = up
+        if out and out[-1][0] == at:
+            out[-1] = (at, any(state))  # pools sampled at the same moment: one sample
+        else:
+            out.append((at, any(state)))
+    return out
+
+
+def returns_per_hour(seen: Seen) -> float | None:
     """How often spot came back: the runs that began within these samples of a pool's
-    availability (time, available; oldest first), per hour they span. None: under an
-    hour seen, too little to say."""
+    availability, per hour they span. None: under an hour seen, too little to say."""
     if len(seen) < 2:
         return None
     span = (seen[-1][0] - seen[0][0]).total_seconds()
@@ -103,23 +120,19 @@ def returns_per_hour(seen: Sequence[tuple[datetime, bool]]) -> float | None:
     return starts / span * 3600
 
 
-def spot_share(
-    pools: Sequence[Sequence[tuple[datetime, bool]]], since: datetime, until: datetime
-) -> float | None:
-    """The share of the time from `since` (or the first sample, if later) to `until`
-    in which at least one of these pools had spot, from samples of each pool's
-    availability (time, available; oldest first; a sample holds until the pool's next
-    one). None: under an hour seen, too little to say."""
-    events = sorted((at, i, up) for i, seen in enumerate(pools) for at, up in seen if at <= until)
-    if not events or (until - max(since, events[0][0])).total_seconds() < 3600:
+def spot_share(seen: Seen, since: datetime, until: datetime) -> float | None:
+    """The share of the time from `since` (or the first sample, if later) to `until` in
+    which the pool had spot, from samples of its availability (a sample holds until
+    the next). None: under an hour seen, too little to say."""
+    seen = [(at, up) for at, up in seen if at <= until]
+    if not seen or (until - max(since, seen[0][0])).total_seconds() < 3600:
         return None
-    state = [False] * len(pools)
-    covered = 0.0
-    for (at, i, up), (after, _, _) in pairwise([*events, (until, -1, False)]):
-        state[i] = up
-        if any(state) and after > since:
-            covered += (after - max(at, since)).total_seconds()
-    return covered / (until - max(since, events[0][0])).total_seconds()
+    covered = sum(
+        (after - max(at, since)).total_seconds()
+        for (at, up), (after, _) in pairwise([*seen, (until, False)])
+        if up and after > since
+    )
+    return covered / (until - max(since, seen[0][0])).total_seconds()
 
 
 class Policy(Protocol):

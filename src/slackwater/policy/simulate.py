@@ -123,33 +123,47 @@ class SpotHistory:
         runs = self.starts[t] - self.starts[lo]
         return (self.up_sum[t] - self.up_sum[lo]) / runs * self.tick if runs else None
 
+    def share(self, t: int) -> float | None:
+        """The share of the window before tick t with spot (None: under an hour)."""
+        lo = max(0, t - self.window)
+        if (t - lo) * self.tick < 3600:
+            return None
+        return (self.up_sum[t] - self.up_sum[lo]) / (t - lo)
 
-class CheaperShare:
-    """For a pool's price at tick t: the share of the window before t in which a pool
-    cheaper at t had spot (what `Market.cheaper_spot_share` says online)."""
+
+class Histories:
+    """What an online policy may know of several pools at tick t: each pool's history,
+    and that of spot in any of a set of them (as `planner.anywhere` builds online)."""
 
     def __init__(self, traces: Sequence[Trace], prices: Prices, window_hours: float) -> None:
         self.traces = traces
         self.prices = prices
-        self.window = max(1, round(window_hours * 3600 / traces[0].tick_seconds))
-        self.hour = 3600 / traces[0].tick_seconds
-        self._up_sums: dict[frozenset[int], list[int]] = {}
+        self.window_hours = window_hours
+        self.pools = [SpotHistory(trace, window_hours) for trace in traces]
+        self._anywhere: dict[frozenset[int], SpotHistory] = {}
 
-    def __call__(self, t: int, price: Decimal) -> float | None:
-        lo = max(0, t - self.window)
+    def anywhere(self, pools: frozenset[int]) -> SpotHistory:
+        if len(pools) == 1:
+            return self.pools[next(iter(pools))]
+        if pools not in self._anywhere:
+            capacity = [
+                int(any(self.traces[i].capacity[t] > 0 for i in pools))
+                for t in range(len(self.traces[0]))
+            ]
+            union = replace(self.traces[0], capacity=capacity, spot_prices=None)
+            self._anywhere[pools] = SpotHistory(union, self.window_hours)
+        return self._anywhere[pools]
+
+    def runs_per_hour(self, t: int) -> float | None:
+        """How often spot, gone from every pool, came back."""
+        return self.anywhere(frozenset(range(len(self.traces)))).runs_per_hour(t)
+
+    def cheaper_share(self, t: int, price: Decimal) -> float | None:
+        """How much of the window some pool cheaper than `price` at t had spot."""
         cheaper = frozenset(
             i for i, trace in enumerate(self.traces) if _spot_price(trace, self.prices, t) < price
         )
-        if not cheaper or t - lo < self.hour:
-            return None
-        sums = self._up_sums.get(cheaper)
-        if sums is None:
-            sums = [0]
-            for tick in range(len(self.traces[0])):
-                up = any(self.traces[i].capacity[tick] > 0 for i in cheaper)
-                sums.append(sums[-1] + up)
-            self._up_sums[cheaper] = sums
-        return (sums[t] - sums[lo]) / (t - lo)
+        return self.anywhere(cheaper).share(t) if cheaper else None
 
 
 Pools = Trace | Sequence[Trace]  # one spot pool, or several on the same ticks
@@ -186,9 +200,8 @@ def simulate(
     history_hours: float = 24.0,
 ) -> SimResult:
     traces = spot_pools(pools)
-    histories = [SpotHistory(trace, history_hours) for trace in traces]
-    shares = CheaperShare(traces, prices, history_hours)
-    results = [_run(job, traces, prices, policy, histories, shares) for job in workload]
+    histories = Histories(traces, prices, history_hours)
+    results = [_run(job, traces, prices, policy, histories) for job in workload]
     return _summary(policy.name, results)
 
 
@@ -227,8 +240,7 @@ def _run(
     traces: Sequence[Trace],
     prices: Prices,
     policy: Policy,
-    histories: Sequence[SpotHistory],
-    shares: CheaperShare,
+    histories: Histories,
 ) -> JobResult:
     first = traces[0]
     tick = first.tick_seconds
@@ -265,13 +277,9 @@ def _run(
             tick_seconds=tick,
             restart_seconds=restart * tick,
             max_spot_price=prices.max_spot_price,
-            spot_mean_uptime_seconds=histories[here or 0].mean_uptime(t),
-            # A job may be on any pool: the busiest pool's rate sizes its reserve.
-            spot_runs_per_hour=max(
-                (rate for h in histories if (rate := h.runs_per_hour(t)) is not None),
-                default=None,
-            ),
-            cheaper_spot_share=shares(t, quoted) if here is not None else None,
+            spot_mean_uptime_seconds=histories.pools[here or 0].mean_uptime(t),
+            spot_runs_per_hour=histories.runs_per_hour(t),
+            cheaper_spot_share=histories.cheaper_share(t, quoted) if here is not None else None,
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None
             ),

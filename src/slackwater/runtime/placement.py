@@ -31,7 +31,15 @@ from decimal import Decimal
 
 from slackwater.domain.model import Price
 from slackwater.domain.pool import Pool, PoolKind
-from slackwater.policy.planner import Action, Job, Market, Policy, returns_per_hour, spot_share
+from slackwater.policy.planner import (
+    Action,
+    Job,
+    Market,
+    Policy,
+    anywhere,
+    returns_per_hour,
+    spot_share,
+)
 from slackwater.ports import CapacityStore, Clock, PoolState, PriceFeed
 
 WANTS = {PoolKind.SPOT: Action.SPOT, PoolKind.ON_DEMAND: Action.ON_DEMAND}
@@ -197,8 +205,8 @@ class Placement:
 
     async def _market(self) -> Market:
         """Spot as the cheapest spot pool that has it now (a pool has it while its feed
-        offers it and its workers are alive); how often spot came back, on the pool
-        where it came and went most (a batch may run on any of them); how much of the
+        offers it and its workers are alive); how often spot, gone from every spot pool,
+        came back over the last day (a batch may run on any of them); how much of the
         last day pools cheaper than that one had spot."""
         now = self.clock()
         offered: list[PoolState] = []
@@ -213,11 +221,6 @@ class Placement:
                 there.append(state)
         best = min(there or offered, key=lambda s: s.price_per_hour, default=None)
         seen = await self._seen_lately(now)
-        rates = [
-            rate
-            for name in self.spot_feeds
-            if (rate := returns_per_hour(seen.get(name, []))) is not None
-        ]
         share = None
         if there and best is not None:
             cheaper = [
@@ -225,9 +228,10 @@ class Placement:
                 for name, feed in self.every_spot.items()
                 if (await feed.state(now)).price_per_hour < best.price_per_hour
             ]
-            share = spot_share(cheaper, now - HISTORY_WINDOW, now) if cheaper else None
+            if cheaper:
+                share = spot_share(anywhere(cheaper), now - HISTORY_WINDOW, now)
         return Market(
-            spot_runs_per_hour=max(rates, default=None),
+            spot_runs_per_hour=returns_per_hour(anywhere(list(seen.values()))),
             cheaper_spot_share=share,
             spot_available=bool(there),
             spot_price=best.price_per_hour if best is not None else self.on_demand_price,
