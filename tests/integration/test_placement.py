@@ -44,15 +44,19 @@ def placement(
     )
 
 
+async def open_batch(server: Server, window: str) -> dict[str, Any]:
+    """A batch of three requests, in progress (no worker in the server takes it)."""
+    batch = await server.submit([chat_line(i) for i in range(3)], window=window)
+    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    return batch
+
+
 async def test_on_demand_waits_while_spot_runs_and_takes_over_when_slack_runs_low(
     server_factory: Any,
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store
-    roomy = await server.submit([chat_line(i) for i in range(3)], window="24h")
-    tight = await server.submit([chat_line(i) for i in range(3)], window="2m")
-    for batch in (roomy, tight):
-        await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    roomy, tight = await open_batch(server, "24h"), await open_batch(server, "2m")
     now = server.clock()
     await store.worker_seen("spot-worker", "spot", "spot", now)
 
@@ -78,8 +82,7 @@ async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store
     # Three hours of work (an hour a request, as measured) in a six-hour window.
-    batch = await server.submit([chat_line(i) for i in range(3)], window="6h")
-    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    batch = await open_batch(server, "6h")
     on_demand = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
 
     # Spot gone and no history: the fixed reserve (2 restarts) leaves room to wait.
@@ -106,8 +109,7 @@ async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store
-    batch = await server.submit([chat_line(i) for i in range(3)], window="6h")
-    await server.wait(batch["id"], lambda b: b["status"] == "in_progress")
+    batch = await open_batch(server, "6h")
     other = Pool("spot-b", PoolKind.SPOT, Decimal("0.9"))
     # Through the last day each pool came and went twice an hour, in turn: a batch
     # would have failed over from one to the other and never gone to on-demand.
@@ -132,8 +134,7 @@ async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(
 async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: Any) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store
-    tight = await server.submit([chat_line(i) for i in range(3)], window="2m")
-    await server.wait(tight["id"], lambda b: b["status"] == "in_progress")
+    tight = await open_batch(server, "2m")
     other = Pool("spot-b", PoolKind.SPOT, Decimal("1.1"))
     pools = (SPOT, other)
     now = server.clock()
@@ -158,8 +159,7 @@ async def test_a_roomy_batch_waits_for_a_cheaper_spot_pool_that_had_spot_lately(
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
     store = server.services.store
-    roomy = await server.submit([chat_line(i) for i in range(3)], window="24h")
-    await server.wait(roomy["id"], lambda b: b["status"] == "in_progress")
+    roomy = await open_batch(server, "24h")
     dear = Pool("spot-b", PoolKind.SPOT, Decimal("1.1"))
     pools = (SPOT, dear)
     now = server.clock()
