@@ -44,7 +44,8 @@ fi
 .venv/bin/mypy
 .venv/bin/lint-imports
 .venv/bin/cog --check docs/cli.md
-.venv/bin/python -m pytest -q "$@"
+# The slowest tests are listed at the end, to keep the suite well inside its budget.
+.venv/bin/python -m pytest -q --durations=15 "$@"
 
 # The vllm engine: vLLM for CPU in a venv of its own (~3.5 GB, its own pins), its tests
 # marked `vllm`. SLACKWATER_SKIP_VLLM=1 leaves this step out.
