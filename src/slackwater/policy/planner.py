@@ -74,7 +74,8 @@ class Market:
     restart_seconds: float = 0.0
     max_spot_price: Decimal | None = None  # hold while spot costs more, if slack allows
     # Mean length of a spot run seen so far (None: nothing seen yet); what switching
-    # back to spot can expect to gain.
+    # back to spot can expect to gain. With several pools, of spot in any of them: a job
+    # fails over between them.
     spot_mean_uptime_seconds: float | None = None
     # How often spot, gone from every spot pool, has come back lately (runs per hour;
     # None: not known yet): the round trips to on-demand and back a job may make.

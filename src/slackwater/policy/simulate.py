@@ -154,9 +154,11 @@ class Histories:
             self._anywhere[pools] = SpotHistory(union, self.window_hours)
         return self._anywhere[pools]
 
-    def runs_per_hour(self, t: int) -> float | None:
-        """How often spot, gone from every pool, came back."""
-        return self.anywhere(frozenset(range(len(self.traces)))).runs_per_hour(t)
+    @property
+    def anywhere_all(self) -> SpotHistory:
+        """Spot in any pool: a job whose pool goes fails over to another, so its runs
+        on spot and its trips to on-demand and back are those of spot anywhere."""
+        return self.anywhere(frozenset(range(len(self.traces))))
 
     def cheaper_share(self, t: int, price: Decimal) -> float | None:
         """How much of the window some pool cheaper than `price` at t had spot."""
@@ -277,8 +279,8 @@ def _run(
             tick_seconds=tick,
             restart_seconds=restart * tick,
             max_spot_price=prices.max_spot_price,
-            spot_mean_uptime_seconds=histories.pools[here or 0].mean_uptime(t),
-            spot_runs_per_hour=histories.runs_per_hour(t),
+            spot_mean_uptime_seconds=histories.anywhere_all.mean_uptime(t),
+            spot_runs_per_hour=histories.anywhere_all.runs_per_hour(t),
             cheaper_spot_share=histories.cheaper_share(t, quoted) if here is not None else None,
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None
