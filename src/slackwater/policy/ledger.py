@@ -75,7 +75,7 @@ def charges(
     if tiers is not None and not pool.hourly:
         prices = [billed_price(model, pool, tier) for tier in tiers]
     elif pool.kind is PoolKind.PROVIDER_BATCH:
-        prices = [model.price_for(Tier.BATCH)] * len(outcomes)
+        prices = [billed_price(model, pool, Tier.BATCH)] * len(outcomes)
     else:
         prices = [model.price] * len(outcomes)
     hourly = f"${pool.price_per_hour}/hour"  # hoisted: a worker prices every request it runs

@@ -132,19 +132,16 @@ class SpotHistory:
 
 
 class Histories:
-    """What an online policy may know of several pools at tick t: each pool's history,
-    and that of spot in any of a set of them (as `planner.anywhere` builds online)."""
+    """What an online policy may know of several pools at tick t: the history of spot
+    in any of a set of them (as `planner.anywhere` builds online; one pool's own)."""
 
     def __init__(self, traces: Sequence[Trace], prices: Prices, window_hours: float) -> None:
         self.traces = traces
         self.prices = prices
         self.window_hours = window_hours
-        self.pools = [SpotHistory(trace, window_hours) for trace in traces]
         self._anywhere: dict[frozenset[int], SpotHistory] = {}
 
     def anywhere(self, pools: frozenset[int]) -> SpotHistory:
-        if len(pools) == 1:
-            return self.pools[next(iter(pools))]
         if pools not in self._anywhere:
             capacity = [
                 int(any(self.traces[i].capacity[t] > 0 for i in pools))

@@ -107,6 +107,7 @@ class Placement:
         self._speed: dict[str, float] = {}
         self._speed_at = float("-inf")
         self._seen: dict[str, list[tuple[datetime, bool]]] = {}
+        self._returns: float | None = None  # of spot in any spot pool, as last read
         self._seen_at = float("-inf")
 
     async def allowed(self) -> list[str]:
@@ -194,13 +195,15 @@ class Placement:
 
     async def _seen_lately(self, now: datetime) -> dict[str, list[tuple[datetime, bool]]]:
         """Each spot pool's availability over the last day, from the samples the server
-        records of every feed (oldest first); re-read every minute."""
+        records of every feed (oldest first), and how often spot, gone from all of them,
+        came back; re-read every minute."""
         if time.monotonic() - self._seen_at > 60:
             seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
             for sample in await self.store.pool_samples(now - HISTORY_WINDOW):
                 if sample.pool in self.every_spot:
                     seen[sample.pool].append((sample.at, sample.available))
             self._seen, self._seen_at = dict(seen), time.monotonic()
+            self._returns = returns_per_hour(anywhere(list(seen.values())))
         return self._seen
 
     async def _market(self) -> Market:
@@ -209,29 +212,31 @@ class Placement:
         came back over the last day (a batch may run on any of them); how much of the
         last day pools cheaper than that one had spot."""
         now = self.clock()
-        offered: list[PoolState] = []
+        states: dict[str, PoolState] = {}
         there: list[PoolState] = []
         for name, feed in self.spot_feeds.items():
-            state = await feed.state(now)
-            offered.append(state)
+            state = states[name] = await feed.state(now)
             live = name == self.pool.name or (
                 await self.store.live_workers(name, now - self.alive) > 0
             )
             if state.available and live:
                 there.append(state)
-        best = min(there or offered, key=lambda s: s.price_per_hour, default=None)
+        best = min(there or states.values(), key=lambda s: s.price_per_hour, default=None)
         seen = await self._seen_lately(now)
         share = None
         if there and best is not None:
+            for name, feed in self.every_spot.items():
+                if name not in states:  # the other pools, asked only when needed
+                    states[name] = await feed.state(now)
             cheaper = [
                 seen.get(name, [])
-                for name, feed in self.every_spot.items()
-                if (await feed.state(now)).price_per_hour < best.price_per_hour
+                for name, state in states.items()
+                if state.price_per_hour < best.price_per_hour
             ]
             if cheaper:
                 share = spot_share(anywhere(cheaper), now - HISTORY_WINDOW, now)
         return Market(
-            spot_runs_per_hour=returns_per_hour(anywhere(list(seen.values()))),
+            spot_runs_per_hour=self._returns,
             cheaper_spot_share=share,
             spot_available=bool(there),
             spot_price=best.price_per_hour if best is not None else self.on_demand_price,
