@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from slackwater.config import ModelConfig
+from slackwater.domain.batch import BatchStatus
 from tests.integration.conftest import Server, chat_line
 
 
@@ -127,9 +128,21 @@ async def test_a_batch_whose_input_vanished_fails_once_and_clearly(server_factor
 
     async def counted(batch_id: str) -> Any:
         calls.append(batch_id)
+        await asyncio.sleep(0.05)  # still under way at the next tick
         return await ingest(batch_id)
 
     server.services.intake.ingest = counted  # type: ignore[method-assign]
+    listed = server.services.store.batch_ids_in
+
+    async def stale(status: BatchStatus, **options: Any) -> list[str]:
+        # The answer is on its way back while the intake settles the batch: a list that
+        # is stale when it arrives must not start the intake again.
+        ids = await listed(status, **options)
+        if status is BatchStatus.VALIDATING and ids:
+            await asyncio.sleep(0.1)
+        return ids
+
+    server.services.store.batch_ids_in = stale  # type: ignore[method-assign]
     file = (await server.upload([chat_line(0)])).json()
     await server.services.blobs.delete(file["id"])  # the content is gone, not the record
     created = await server.client.post(

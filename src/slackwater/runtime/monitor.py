@@ -108,6 +108,10 @@ class Monitor:
         if reaped and self.metrics:
             self.metrics.lease_expiries.inc(reaped)
         await self.store.promote_retries(self.clock())
+        # An intake is forgotten here, before the store is asked, not when it ends: one
+        # that settles while the question is on its way would otherwise be seen as still
+        # validating, and started again.
+        self._ingesting = {b: t for b, t in self._ingesting.items() if not t.done()}
         for batch_id in await self.store.batch_ids_in(BatchStatus.VALIDATING):
             if batch_id in self._ingesting:
                 continue
@@ -136,9 +140,8 @@ class Monitor:
         await self.store.roll_up_ledger(self.clock())
 
     def _ingested(self, task: asyncio.Task[Batch]) -> None:
-        for batch_id, running in list(self._ingesting.items()):
+        for batch_id, running in self._ingesting.items():
             if running is task:
-                del self._ingesting[batch_id]
                 self._note_failure(batch_id, task)
         self.wake()  # the next tick counts it among the running batches
 
