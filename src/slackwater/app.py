@@ -426,7 +426,10 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
         open_feed(pool.feed, pool.price_per_hour, start),
         clock,
         SlackReserve(
-            settings.reserve_restarts, settings.cycle_restarts, settings.cheaper_pool_margin
+            settings.reserve_restarts,
+            settings.cycle_restarts,
+            settings.cheaper_pool_margin,
+            settings.outage_wait_factor,
         ),
         spot_feeds={
             p.name: open_feed(p.feed, p.price_per_hour, start)

@@ -337,12 +337,14 @@ class Settings(BaseSettings):
     # Planner: starting an instance and loading its model; slack kept in reserve (in
     # restarts) before on-demand takes over from spot, at least and per time spot can be
     # expected to come back before a batch is done; how many times the work a cheaper
-    # spot pool must be expected to cover before a batch waits for it; a spot price
-    # ceiling.
+    # spot pool must be expected to cover before a batch waits for it; how many times
+    # the slack beyond the reserve the outages expected before the deadline may spend
+    # waiting, each cut short at the same length; a spot price ceiling.
     restart_seconds: float = Field(default=300.0, ge=0)
     reserve_restarts: float = Field(default=8.0, ge=0)
     cycle_restarts: float = Field(default=4.0, ge=0)
     cheaper_pool_margin: float = Field(default=1.5, gt=0)
+    outage_wait_factor: float = Field(default=4.0, gt=0)
     max_spot_price: Decimal | None = None
     # A request's compute time until the ledger has measured its model.
     seconds_per_request: float = Field(default=1.0, ge=0)

@@ -27,6 +27,7 @@ def placement(
     restart_seconds: float = 60.0,
     spot: tuple[Pool, ...] = (SPOT,),
     seconds_per_request: float = 1.0,
+    policy: SlackReserve | None = None,
 ) -> Placement:
     svc = server.services
     return Placement(
@@ -34,7 +35,7 @@ def placement(
         pool,
         StaticFeed(pool.price_per_hour),
         svc.clock,
-        SlackReserve(reserve_restarts=2),
+        policy or SlackReserve(reserve_restarts=2),
         spot_feeds={p.name: StaticFeed(p.price_per_hour) for p in spot},
         on_demand_price=ON_DEMAND.price_per_hour,
         restart_seconds=restart_seconds,
@@ -102,6 +103,46 @@ async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
     again = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
     assert await again.allowed() == [batch["id"]]
     assert "reserve" in again.reasons[batch["id"]]
+
+
+async def test_on_demand_takes_over_in_an_outage_longer_than_the_slack_can_wait_out(
+    server_factory: Any,
+) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    # 21 hours of work (7 a request, as measured) in a day.
+    batch = await open_batch(server, "24h")
+    # The server's samples of the last three days: spot for two hours in twelve; now
+    # gone for eight hours. Two ten-hour outages to be expected before the deadline
+    # would take 20 hours of waiting; four times the three hours of slack allow each
+    # under six.
+    now = server.clock()
+    await store.add_pool_samples(
+        [
+            PoolSample(
+                "spot", now - timedelta(minutes=m), 0 < (m - 480) % 720 <= 120, Decimal("0.9")
+            )
+            for m in range(72 * 60, 0, -5)
+        ]
+    )
+    on_demand = placement(server, ON_DEMAND, seconds_per_request=7 * 3600)
+    assert await on_demand.allowed() == [batch["id"]]
+    assert "per outage" in on_demand.reasons[batch["id"]]
+    # Told to wait every outage out, it waits (its slack is above the reserve).
+    patient = placement(
+        server,
+        ON_DEMAND,
+        seconds_per_request=7 * 3600,
+        policy=SlackReserve(reserve_restarts=2, outage_wait_factor=1000),
+    )
+    assert await patient.allowed() == []
+    assert patient.reasons[batch["id"]].startswith("hold")
+    market = await on_demand._market()
+    assert (
+        market.spot_gone_seconds is not None and 8 * 3600 <= market.spot_gone_seconds < 8.1 * 3600
+    )
+    # Both outages that ended in the last day, measured whole (one began 32 hours ago).
+    assert [round(o / 3600) for o in market.outage_seconds] == [10, 10]
 
 
 async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(

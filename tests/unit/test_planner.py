@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ from slackwater.policy.planner import (
     Market,
     SlackReserve,
     anywhere,
+    outages,
     policy,
     returns_per_hour,
     spot_share,
+    wait_limit,
 )
 from slackwater.policy.simulate import (
     Prices,
@@ -87,6 +90,71 @@ def test_the_reserve_grows_with_how_often_spot_comes_back() -> None:
     assert decision.action is Action.ON_DEMAND and "reserve" in decision.reason
     # Near its end the same rate asks for little: the job waits again.
     assert SlackReserve().decide(job(0.5, 1.6), flapping, NOW).action is Action.HOLD
+
+
+def test_the_wait_per_outage_fits_the_expected_outages_into_the_budget() -> None:
+    hours = [1.0, 1.0, 10.0]  # outages seen lately: two short, one long
+    assert wait_limit([], 3, 6) == math.inf  # nothing seen: no limit
+    assert wait_limit(hours, 3, 12) == math.inf  # three outages as long as these fit
+    # Three outages, six hours to wait in all: the short ones whole, the long one four.
+    assert wait_limit(hours, 3, 6) == 4.0
+    assert wait_limit(hours, 6, 6) == 1.0
+    assert wait_limit(hours, 3, 0) == 0.0 and wait_limit(hours, 3, -1) == 0.0
+
+
+def test_outages_are_measured_from_samples() -> None:
+    def at(minutes: int) -> datetime:
+        return NOW + timedelta(minutes=minutes)
+
+    seen = [(at(10 * i), c == "1") for i, c in enumerate("0011000110100")]
+    # Three outages ended: one from the first sample (as far back as the samples go),
+    # two seen whole; the one going on began at the eleventh sample.
+    assert outages(seen, NOW) == ((1200.0, 1800.0, 600.0), at(110))
+    assert outages(seen, at(60)) == ((1800.0, 600.0), at(110))  # ended since an hour in
+    assert outages(seen[:-2], NOW) == ((1200.0, 1800.0, 600.0), None)  # spot is there
+
+
+def test_waits_each_outage_out_only_as_long_as_the_slack_allows() -> None:
+    # 20 h of work, 30 h left; spot came back every two hours lately, after outages of
+    # an hour, an hour and four: the reserve is 40 restarts (3 h 20 min); 15 outages
+    # are to be expected, and four times the 6.5 h of slack beyond the reserve waits
+    # each out for 3.2 h at most.
+    gone = market(False, spot_runs_per_hour=0.5, outage_seconds=(HOUR, HOUR, 4 * HOUR))
+    assert SlackReserve().decide(job(20, 30), gone, NOW).action is Action.HOLD  # not gone long
+    three = replace(gone, spot_gone_seconds=3 * HOUR)
+    assert SlackReserve().decide(job(20, 30), three, NOW).action is Action.HOLD
+    longer = replace(gone, spot_gone_seconds=3.5 * HOUR)
+    decision = SlackReserve().decide(job(20, 30), longer, NOW)
+    assert decision.action is Action.ON_DEMAND and "per outage" in decision.reason
+    # With room for every outage, or told to wait them all out, it waits.
+    assert SlackReserve().decide(job(5, 30), longer, NOW).action is Action.HOLD
+    assert SlackReserve(outage_wait_factor=1000).decide(job(20, 30), longer, NOW).action is (
+        Action.HOLD
+    )
+    # Outages it knows nothing of: no limit.
+    unknown = replace(longer, outage_seconds=())
+    assert SlackReserve().decide(job(20, 30), unknown, NOW).action is Action.HOLD
+
+
+def test_a_long_outage_is_not_waited_out_at_the_cost_of_the_short_gaps_after_it() -> None:
+    # Ten-minute ticks. For a day, and on: five hours without spot, then three hours of
+    # spot with a tick's gap in each hour. A job arrives as an outage begins, with 80
+    # ticks of work and 45 of slack.
+    cycle = [0] * 30 + ([1] * 6 + [0]) * 3
+    capacity = (cycle * 20)[:144] + [0] * 30 + ([1] * 6 + [0]) * 40
+    trace = Trace(tick_seconds=600.0, capacity=capacity)
+    work = WorkloadJob(
+        "j", arrival_seconds=144 * 600, work_seconds=80 * 600, window_seconds=125 * 600
+    )
+    prices = Prices(restart_seconds=600.0)
+    waits = SlackReserve(outage_wait_factor=math.inf)
+    waited, cut = (simulate([work], trace, prices, p) for p in (waits, SlackReserve()))
+    best = optimum([work], trace, prices)
+    assert not waited.missed and not cut.missed
+    # Waiting the outage out spends the slack the gaps needed: each then costs a trip to
+    # on-demand and back. Going on-demand part way keeps it for them.
+    assert cut.cost < Decimal("0.75") * waited.cost
+    assert cut.cost < Decimal("1.15") * best.cost
 
 
 def test_returns_per_hour_counts_the_runs_that_began_in_the_samples() -> None:

@@ -20,7 +20,10 @@ Policies (compared in `slackwater sim` against the offline optimum):
   while a reserve of slack is still left, so it can go back to spot when spot returns
   and the run it can expect saves more than the restarts cost. The reserve is learned
   from the trace it is on: a few restarts for each time spot can be expected to come
-  back (at the rate seen lately) before the job is done.
+  back (at the rate seen lately) before the job is done. It does not spend the slack
+  on the first outages either: each outage is waited out only so long that the
+  outages expected before the deadline, as long as the last day's were, fit the slack
+  beyond the reserve; past that it goes on-demand, and back to spot when spot returns.
   With several spot pools it waits for a cheaper pool rather than start on a dearer
   one while the spot the cheaper pools had over the last day, over the time left,
   covers the work with room to spare.
@@ -31,6 +34,7 @@ Policies (compared in `slackwater sim` against the offline optimum):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +87,10 @@ class Market:
     # The share of the last day in which a spot pool cheaper than the quoted one had
     # spot (None: no pool is cheaper, or too little has been seen to say).
     cheaper_spot_share: float | None = None
+    # How long spot has been gone from every spot pool (None: it is there, or not
+    # known), and how long each such outage that ended over the last day lasted.
+    spot_gone_seconds: float | None = None
+    outage_seconds: tuple[float, ...] = ()
     provider_turnaround_seconds: float | None = None  # None: no provider batch tier
 
 
@@ -119,6 +127,44 @@ def returns_per_hour(seen: Seen) -> float | None:
         return None
     starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
     return starts / span * 3600
+
+
+def outages(seen: Seen, since: datetime) -> tuple[tuple[float, ...], datetime | None]:
+    """From samples of spot's availability: how long each outage that ended from `since`
+    on lasted (seconds, from its first sample without spot, as far back as the samples
+    go, to the next sample with it), and when the one still going began (None: spot is
+    there, or nothing was sampled)."""
+    ended: list[float] = []
+    began: datetime | None = None
+    for at, up in seen:
+        if up:
+            if began is not None and at >= since:
+                ended.append((at - began).total_seconds())
+            began = None
+        elif began is None:
+            began = at
+    return tuple(ended), began
+
+
+def wait_limit(outages: Sequence[float], expected: float, budget: float) -> float:
+    """The longest wait per outage such that `expected` outages, with lengths drawn
+    from `outages` and each waited out for at most that long, spend at most `budget`
+    seconds waiting in all (infinite: every outage can be waited out)."""
+    lengths = sorted(outages)
+    if not lengths or expected * sum(lengths) / len(lengths) <= budget:
+        return math.inf
+    if budget <= 0:
+        return 0.0
+    # With a wait of w, each outage costs min(length, w): spend the per-outage budget
+    # on the short outages whole, then share what is left among the longer ones.
+    each = budget / expected * len(lengths)  # the waiting allowed, summed over `lengths`
+    spent = 0.0
+    for k, length in enumerate(lengths):
+        longer = len(lengths) - k
+        if spent + length * longer > each:
+            return (each - spent) / longer
+        spent += length
+    return math.inf
 
 
 def spot_share(seen: Seen, since: datetime, until: datetime) -> float | None:
@@ -213,12 +259,14 @@ class SlackReserve:
         reserve_restarts: float = 8.0,
         cycle_restarts: float = 4.0,
         cheaper_pool_margin: float = 1.5,
+        outage_wait_factor: float = 4.0,
     ) -> None:
         # All tuned on the Feb 2023 availability traces, checked on the Apr 2023
         # preemption traces (docs/capacity.md).
         self.reserve_restarts = reserve_restarts
         self.cycle_restarts = cycle_restarts
         self.cheaper_pool_margin = cheaper_pool_margin
+        self.outage_wait_factor = outage_wait_factor
 
     def decide(self, job: Job, market: Market, now: datetime) -> Decision:
         provider = self._provider(job, market, now)
@@ -237,18 +285,40 @@ class SlackReserve:
         # Going on-demand with a reserve of slack left, rather than none, is what lets a
         # job go back to spot when it returns (greedy cannot: it has no slack left then).
         reserve = self._reserve(job, market)
-        if safe(job, Action.HOLD, market, now, reserve):
-            why = "no spot" if not market.spot_available else "spot price over the ceiling"
-            return Decision(Action.HOLD, f"{why}; slack remains, waiting")
+        if not safe(job, Action.HOLD, market, now, reserve):
+            return self._fall_back(job, market, now, "slack is down to the reserve")
+        if not market.spot_available:
+            if self._outage_outlasts_wait(job, market, now, reserve):
+                return self._fall_back(
+                    job, market, now, "spot has been gone longer than the slack allows per outage"
+                )
+            return Decision(Action.HOLD, "no spot; slack remains, waiting")
+        return Decision(Action.HOLD, "spot price over the ceiling; slack remains, waiting")
+
+    def _fall_back(self, job: Job, market: Market, now: datetime, why: str) -> Decision:
         if self._provider_beats_on_demand(job, market, now):
             return Decision(
                 Action.PROVIDER_BATCH,
-                "slack is down to the reserve; the provider's batch tier is cheaper than "
-                "on-demand and still in time",
+                f"{why}; the provider's batch tier is cheaper than on-demand and still in time",
             )
-        return Decision(
-            Action.ON_DEMAND, "slack is down to the reserve; on-demand until spot returns"
-        )
+        return Decision(Action.ON_DEMAND, f"{why}; on-demand until spot returns")
+
+    def _outage_outlasts_wait(
+        self, job: Job, market: Market, now: datetime, reserve: float
+    ) -> bool:
+        """Whether this outage has lasted past the wait the slack allows each one: the
+        outages expected before the deadline (at the rate spot came back lately), each
+        waited out at most that long, spend `outage_wait_factor` times the slack beyond
+        the reserve. Waiting out the first outages whole leaves nothing to wait out the
+        short gaps between later spot runs, and each of those then costs two restarts
+        and on-demand time."""
+        gone, rate = market.spot_gone_seconds, market.spot_runs_per_hour
+        if gone is None or rate is None or not market.outage_seconds:
+            return False
+        left = _left(job, now)
+        spare = left - market.tick_seconds - job.remaining_seconds - market.restart_seconds
+        budget = self.outage_wait_factor * (spare - reserve)
+        return gone >= wait_limit(market.outage_seconds, rate * left / 3600, budget)
 
     def _reserve(self, job: Job, market: Market) -> float:
         """Slack kept back for going to spot and back: at least `reserve_restarts`, and

@@ -12,6 +12,7 @@ Everything here is pure: traces come in as lists.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Sequence
@@ -104,11 +105,25 @@ class SpotHistory:
         up = [1 if c > 0 else 0 for c in trace.capacity]
         self.up_sum = [0]
         self.starts = [0]
+        # Outages: runs of ticks without spot, and the tick spot came back after each.
+        self.gone_since: list[int | None] = []
+        self.outage_starts: list[int] = []
+        self.outage_ends: list[int] = []
+        since: int | None = None
         for i, u in enumerate(up):
             self.up_sum.append(self.up_sum[-1] + u)
             self.starts.append(self.starts[-1] + (1 if u and (i == 0 or not up[i - 1]) else 0))
+            if u:
+                if since is not None:
+                    self.outage_starts.append(since)
+                    self.outage_ends.append(i)
+                since = None
+            elif since is None:
+                since = i
+            self.gone_since.append(since)
         self.window = max(1, round(window_hours * 3600 / trace.tick_seconds))
         self.tick = trace.tick_seconds
+        self._outages: dict[int, tuple[float, ...]] = {}
 
     def runs_per_hour(self, t: int) -> float | None:
         """How often spot came back, over the window before tick t (None: at the start)."""
@@ -122,6 +137,24 @@ class SpotHistory:
         lo = max(0, t - self.window)
         runs = self.starts[t] - self.starts[lo]
         return (self.up_sum[t] - self.up_sum[lo]) / runs * self.tick if runs else None
+
+    def gone(self, t: int) -> float | None:
+        """How long spot has been gone at tick t, in seconds (None: it is there)."""
+        since = self.gone_since[t]
+        return None if since is None else (t - since) * self.tick
+
+    def outages(self, t: int) -> tuple[float, ...]:
+        """How long each outage that ended in the window before tick t lasted."""
+        if t not in self._outages:
+            first = bisect.bisect_right(self.outage_ends, t - self.window)
+            last = bisect.bisect_right(self.outage_ends, t)
+            self._outages[t] = tuple(
+                (end - start) * self.tick
+                for start, end in zip(
+                    self.outage_starts[first:last], self.outage_ends[first:last], strict=True
+                )
+            )
+        return self._outages[t]
 
     def share(self, t: int) -> float | None:
         """The share of the window before tick t with spot (None: under an hour)."""
@@ -278,6 +311,8 @@ def _run(
             max_spot_price=prices.max_spot_price,
             spot_mean_uptime_seconds=histories.anywhere_all.mean_uptime(t),
             spot_runs_per_hour=histories.anywhere_all.runs_per_hour(t),
+            spot_gone_seconds=histories.anywhere_all.gone(t) if here is None else None,
+            outage_seconds=histories.anywhere_all.outages(t),
             cheaper_spot_share=histories.cheaper_share(t, quoted) if here is not None else None,
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None

@@ -37,6 +37,7 @@ from slackwater.policy.planner import (
     Market,
     Policy,
     anywhere,
+    outages,
     returns_per_hour,
     spot_share,
 )
@@ -49,6 +50,9 @@ MEASURE_SECONDS = 2.0
 # `seconds_per_request`: rows are predicted thousands at a time.
 ROW_SHARE = 0.001
 HISTORY_WINDOW = timedelta(hours=24)  # as the simulator's history (policy/simulate.py)
+# How far back samples are read, so that a long outage that ended within the history
+# window is measured whole (or nearly).
+OUTAGE_LOOKBACK = 3 * HISTORY_WINDOW
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,11 @@ class Placement:
         self._speed: dict[str, float] = {}
         self._speed_at = float("-inf")
         self._seen: dict[str, list[tuple[datetime, bool]]] = {}
-        self._returns: float | None = None  # of spot in any spot pool, as last read
+        # Of spot in any spot pool, as last read: how often it came back, how long its
+        # outages lasted, when the one going on began.
+        self._returns: float | None = None
+        self._outages: tuple[float, ...] = ()
+        self._gone_since: datetime | None = None
         self._seen_at = float("-inf")
 
     async def allowed(self) -> list[str]:
@@ -194,23 +202,28 @@ class Placement:
         return self._speed
 
     async def _seen_lately(self, now: datetime) -> dict[str, list[tuple[datetime, bool]]]:
-        """Each spot pool's availability over the last day, from the samples the server
-        records of every feed (oldest first), and how often spot, gone from all of them,
-        came back; re-read every minute."""
+        """Each spot pool's availability over the last days, from the samples the server
+        records of every feed (oldest first); of spot in any of them, how often it came
+        back over the last day, how long the outages that ended in it lasted, and since
+        when it has been gone; re-read every minute."""
         if time.monotonic() - self._seen_at > 60:
             seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
-            for sample in await self.store.pool_samples(now - HISTORY_WINDOW):
+            for sample in await self.store.pool_samples(now - OUTAGE_LOOKBACK):
                 if sample.pool in self.every_spot:
                     seen[sample.pool].append((sample.at, sample.available))
             self._seen, self._seen_at = dict(seen), time.monotonic()
-            self._returns = returns_per_hour(anywhere(list(seen.values())))
+            spot = anywhere(list(seen.values()))
+            since = now - HISTORY_WINDOW
+            self._returns = returns_per_hour([(at, up) for at, up in spot if at >= since])
+            self._outages, self._gone_since = outages(spot, since)
         return self._seen
 
     async def _market(self) -> Market:
         """Spot as the cheapest spot pool that has it now (a pool has it while its feed
         offers it and its workers are alive); how often spot, gone from every spot pool,
-        came back over the last day (a batch may run on any of them); how much of the
-        last day pools cheaper than that one had spot."""
+        came back over the last day (a batch may run on any of them), its outages then
+        and how long it has been gone now; how much of the last day pools cheaper than
+        that one had spot."""
         now = self.clock()
         states: dict[str, PoolState] = {}
         there: list[PoolState] = []
@@ -235,8 +248,13 @@ class Placement:
             ]
             if cheaper:
                 share = spot_share(anywhere(cheaper), now - HISTORY_WINDOW, now)
+        gone = None
+        if not there and self._gone_since is not None:
+            gone = (now - self._gone_since).total_seconds()
         return Market(
             spot_runs_per_hour=self._returns,
+            spot_gone_seconds=gone,
+            outage_seconds=self._outages,
             cheaper_spot_share=share,
             spot_available=bool(there),
             spot_price=best.price_per_hour if best is not None else self.on_demand_price,
