@@ -341,7 +341,7 @@ class Settings(BaseSettings):
     # the slack beyond the reserve the outages expected before the deadline may spend
     # waiting, each cut short at the same length; a spot price ceiling.
     restart_seconds: float = Field(default=300.0, ge=0)
-    reserve_restarts: float = Field(default=8.0, ge=0)
+    reserve_restarts: float = Field(default=4.0, ge=0)
     cycle_restarts: float = Field(default=4.0, ge=0)
     cheaper_pool_margin: float = Field(default=1.5, gt=0)
     outage_wait_factor: float = Field(default=4.0, gt=0)

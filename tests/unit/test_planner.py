@@ -72,12 +72,12 @@ def test_holds_while_slack_remains() -> None:
 
 
 def test_on_demand_when_the_slack_is_down_to_the_reserve() -> None:
-    # 2 h of work, 2.5 h left: less than 8 restarts (40 min) of slack after this tick.
-    decision = SlackReserve().decide(job(2, 2.5), market(False), NOW)
+    # 2 h of work, 2.3 h left: less than 4 restarts (20 min) of slack after this tick.
+    decision = SlackReserve().decide(job(2, 2.3), market(False), NOW)
     assert decision.action is Action.ON_DEMAND
     assert "reserve" in decision.reason
     # Greedy waits until the very last moment instead.
-    assert Greedy().decide(job(2, 2.5), market(False), NOW).action is Action.HOLD
+    assert Greedy().decide(job(2, 2.3), market(False), NOW).action is Action.HOLD
 
 
 def test_the_reserve_grows_with_how_often_spot_comes_back() -> None:
@@ -244,9 +244,9 @@ def test_provider_batch_tier_when_cheaper_than_even_spot() -> None:
 
 
 def test_provider_batch_tier_instead_of_on_demand_when_spot_is_gone_and_time_runs_short() -> None:
-    # 2 h of work, 2.5 h left, no spot: on-demand would cost 3 $/h x (2 h + a restart).
+    # 2 h of work, 2.3 h left, no spot: on-demand would cost 3 $/h x (2 h + a restart).
     quick = market(False, provider_turnaround_seconds=HOUR)
-    between = job(2, 2.5, provider_cost=Decimal("4"))  # dearer than spot, under 6.25
+    between = job(2, 2.3, provider_cost=Decimal("4"))  # dearer than spot, under 6.25
     decision = SlackReserve().decide(between, quick, NOW)
     assert decision.action is Action.PROVIDER_BATCH and "on-demand" in decision.reason
     # With slack left it still waits for spot; with spot there it runs on spot.
@@ -258,7 +258,7 @@ def test_provider_batch_tier_instead_of_on_demand_when_spot_is_gone_and_time_run
         Action.SPOT
     )
     # Dearer than on-demand, or too slow for the time left: on-demand.
-    dear = job(2, 2.5, provider_cost=Decimal("7"))
+    dear = job(2, 2.3, provider_cost=Decimal("7"))
     assert SlackReserve().decide(dear, quick, NOW).action is Action.ON_DEMAND
     slow = market(False, provider_turnaround_seconds=3 * HOUR)
     assert SlackReserve().decide(between, slow, NOW).action is Action.ON_DEMAND

@@ -256,7 +256,7 @@ class SlackReserve:
 
     def __init__(
         self,
-        reserve_restarts: float = 8.0,
+        reserve_restarts: float = 4.0,
         cycle_restarts: float = 4.0,
         cheaper_pool_margin: float = 1.5,
         outage_wait_factor: float = 4.0,
