@@ -28,6 +28,7 @@ from slackwater.policy.planner import (
 from slackwater.policy.simulate import (
     Prices,
     SimResult,
+    SpotHistory,
     WorkloadJob,
     optimum,
     simulate,
@@ -155,6 +156,18 @@ def test_a_long_outage_is_not_waited_out_at_the_cost_of_the_short_gaps_after_it(
     # on-demand and back. Going on-demand part way keeps it for them.
     assert cut.cost < Decimal("0.75") * waited.cost
     assert cut.cost < Decimal("1.15") * best.cost
+
+
+def test_the_simulator_knows_of_spot_what_workers_would() -> None:
+    # Ten-minute ticks: spot for two, gone for three (from tick 2 to 5), and so on.
+    history = SpotHistory(Trace(tick_seconds=600.0, capacity=[1, 1, 0, 0, 0] * 30))
+    # Under an hour seen: too little to say how often spot comes back (as workers judge
+    # the feed's samples, returns_per_hour). Then two runs in the hour: the trace's
+    # first, and spot back at tick 5.
+    assert history.runs_per_hour(5) is None
+    assert history.runs_per_hour(6) == 2.0
+    assert history.gone(1) is None and history.gone(4) == 1200.0
+    assert history.outages(5) == (1800.0,) and history.outages(4) == ()
 
 
 def test_returns_per_hour_counts_the_runs_that_began_in_the_samples() -> None:

@@ -126,9 +126,10 @@ class SpotHistory:
         self._outages: dict[int, tuple[float, ...]] = {}
 
     def runs_per_hour(self, t: int) -> float | None:
-        """How often spot came back, over the window before tick t (None: at the start)."""
+        """How often spot came back, over the window before tick t (None: under an hour
+        seen, too little to say, as workers judge the feed's samples)."""
         lo = max(0, t - self.window)
-        if t == lo:
+        if (t - lo) * self.tick < 3600:
             return None
         return (self.starts[t] - self.starts[lo]) / ((t - lo) * self.tick) * 3600
 
