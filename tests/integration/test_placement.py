@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,20 @@ def placement(
     )
 
 
+async def record(
+    server: Server, pool: Pool, hours: int, up: Callable[[int], bool], now: datetime | None = None
+) -> None:
+    """The server's feed samples of a spot pool, every five minutes over the `hours`
+    before `now`: spot there `up(minutes ago)`."""
+    now = now or server.clock()
+    await server.services.store.add_pool_samples(
+        [
+            PoolSample(pool.name, now - timedelta(minutes=m), up(m), pool.price_per_hour)
+            for m in range(hours * 60, 0, -5)
+        ]
+    )
+
+
 async def open_batch(server: Server, window: str) -> dict[str, Any]:
     """A batch of three requests, in progress (no worker in the server takes it)."""
     batch = await server.submit([chat_line(i) for i in range(3)], window=window)
@@ -81,7 +96,6 @@ async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
     server_factory: Any,
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
-    store = server.services.store
     # Three hours of work (an hour a request, as measured) in a six-hour window.
     batch = await open_batch(server, "6h")
     on_demand = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
@@ -93,13 +107,7 @@ async def test_the_reserve_grows_with_how_often_spot_has_come_and_gone(
     # The server's samples show spot coming back twice an hour through the last day:
     # about 24 round trips in the work left, each worth restarts of slack, more than
     # the window has. On-demand takes the batch now, while the slack can still buy spot.
-    now = server.clock()
-    await store.add_pool_samples(
-        [
-            PoolSample("spot", now - timedelta(minutes=m), m % 30 >= 15, SPOT.price_per_hour)
-            for m in range(24 * 60, 0, -5)
-        ]
-    )
+    await record(server, SPOT, 24, lambda m: m % 30 >= 15)
     again = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
     assert await again.allowed() == [batch["id"]]
     assert "reserve" in again.reasons[batch["id"]]
@@ -109,22 +117,13 @@ async def test_on_demand_takes_over_in_an_outage_longer_than_the_slack_can_wait_
     server_factory: Any,
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
-    store = server.services.store
     # 21 hours of work (7 a request, as measured) in a day.
     batch = await open_batch(server, "24h")
     # The server's samples of the last three days: spot for two hours in twelve; now
     # gone for eight hours. Two ten-hour outages to be expected before the deadline
     # would take 20 hours of waiting; four times the three hours of slack allow each
     # under six.
-    now = server.clock()
-    await store.add_pool_samples(
-        [
-            PoolSample(
-                "spot", now - timedelta(minutes=m), 0 < (m - 480) % 720 <= 120, Decimal("0.9")
-            )
-            for m in range(72 * 60, 0, -5)
-        ]
-    )
+    await record(server, SPOT, 72, lambda m: 0 < (m - 480) % 720 <= 120)
     on_demand = placement(server, ON_DEMAND, seconds_per_request=7 * 3600)
     assert await on_demand.allowed() == [batch["id"]]
     assert "per outage" in on_demand.reasons[batch["id"]]
@@ -149,19 +148,13 @@ async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(
     server_factory: Any,
 ) -> None:
     server: Server = await server_factory(run_worker_in_server=False)
-    store = server.services.store
     batch = await open_batch(server, "6h")
     other = Pool("spot-b", PoolKind.SPOT, Decimal("0.9"))
     # Through the last day each pool came and went twice an hour, in turn: a batch
     # would have failed over from one to the other and never gone to on-demand.
-    now = server.clock()
-    await store.add_pool_samples(
-        [
-            PoolSample(pool.name, now - timedelta(minutes=m), (m % 30 >= 15) == up, Decimal("0.9"))
-            for m in range(24 * 60, 0, -5)
-            for pool, up in ((SPOT, True), (other, False))
-        ]
-    )
+    now = server.clock()  # both pools sampled at the same moments
+    await record(server, SPOT, 24, lambda m: m % 30 >= 15, now)
+    await record(server, other, 24, lambda m: m % 30 < 15, now)
     on_demand = placement(
         server, ON_DEMAND, spot=(SPOT, other), restart_seconds=1800, seconds_per_request=3600
     )
@@ -210,12 +203,7 @@ async def test_a_roomy_batch_waits_for_a_cheaper_spot_pool_that_had_spot_lately(
 
     # The server's samples show the cheaper pool with spot through the last day, up to
     # ten minutes ago: the batch, with a day to go, waits for it.
-    await store.add_pool_samples(
-        [
-            PoolSample("spot", now - timedelta(minutes=m), m > 10, SPOT.price_per_hour)
-            for m in range(24 * 60, 0, -5)
-        ]
-    )
+    await record(server, SPOT, 24, lambda m: m > 10)
     in_b = placement(server, dear, spot=pools)
     assert await in_b.allowed() == []
     assert "expected back" in in_b.reasons[roomy["id"]]
