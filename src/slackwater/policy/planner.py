@@ -146,11 +146,11 @@ def outages(seen: Seen, since: datetime) -> tuple[tuple[float, ...], datetime | 
     return tuple(ended), began
 
 
-def wait_limit(outages: Sequence[float], expected: float, budget: float) -> float:
+def wait_limit(seen: Sequence[float], expected: float, budget: float) -> float:
     """The longest wait per outage such that `expected` outages, with lengths drawn
-    from `outages` and each waited out for at most that long, spend at most `budget`
+    from those `seen` and each waited out for at most that long, spend at most `budget`
     seconds waiting in all (infinite: every outage can be waited out)."""
-    lengths = sorted(outages)
+    lengths = sorted(seen)
     if not lengths or expected * sum(lengths) / len(lengths) <= budget:
         return math.inf
     if budget <= 0:

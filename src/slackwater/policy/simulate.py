@@ -313,7 +313,7 @@ def _run(
             spot_mean_uptime_seconds=histories.anywhere_all.mean_uptime(t),
             spot_runs_per_hour=histories.anywhere_all.runs_per_hour(t),
             spot_gone_seconds=histories.anywhere_all.gone(t) if here is None else None,
-            outage_seconds=histories.anywhere_all.outages(t),
+            outage_seconds=histories.anywhere_all.outages(t) if here is None else (),
             cheaper_spot_share=histories.cheaper_share(t, quoted) if here is not None else None,
             provider_turnaround_seconds=(
                 prices.provider_turnaround_seconds if provider is not None else None

@@ -202,20 +202,22 @@ class Placement:
         return self._speed
 
     async def _seen_lately(self, now: datetime) -> dict[str, list[tuple[datetime, bool]]]:
-        """Each spot pool's availability over the last days, from the samples the server
+        """Each spot pool's availability over the last day, from the samples the server
         records of every feed (oldest first); of spot in any of them, how often it came
-        back over the last day, how long the outages that ended in it lasted, and since
-        when it has been gone; re-read every minute."""
+        back over the last day, how long the outages that ended in it lasted (read from
+        further back, to measure them whole), and since when it has been gone; re-read
+        every minute."""
         if time.monotonic() - self._seen_at > 60:
             seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
             for sample in await self.store.pool_samples(now - OUTAGE_LOOKBACK):
                 if sample.pool in self.every_spot:
                     seen[sample.pool].append((sample.at, sample.available))
-            self._seen, self._seen_at = dict(seen), time.monotonic()
-            spot = anywhere(list(seen.values()))
             since = now - HISTORY_WINDOW
-            self._returns = returns_per_hour([(at, up) for at, up in spot if at >= since])
-            self._outages, self._gone_since = outages(spot, since)
+            # The last day only is kept: the cheaper-pool share merges it every refresh.
+            day = {name: [s for s in samples if s[0] >= since] for name, samples in seen.items()}
+            self._seen, self._seen_at = day, time.monotonic()
+            self._returns = returns_per_hour(anywhere(list(day.values())))
+            self._outages, self._gone_since = outages(anywhere(list(seen.values())), since)
         return self._seen
 
     async def _market(self) -> Market:
