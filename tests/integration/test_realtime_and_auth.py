@@ -131,6 +131,25 @@ async def test_a_project_has_a_bounded_number_of_realtime_calls_in_flight(
     assert (await call(a)).status_code == 200  # the slots are given back
 
 
+async def test_a_call_past_its_compute_budget_is_stopped_with_504(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    import asyncio
+
+    calls = tmp_path / "calls.log"
+    server = await server_factory(
+        max_request_seconds=0.2, engine_options={"latency_ms": 1000, "call_log": str(calls)}
+    )
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    for stream in (False, True):
+        answer = await server.client.post("/v1/chat/completions", json={**chat, "stream": stream})
+        assert answer.status_code == 504, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "compute_budget_exceeded" and "0.2 s" in error["message"]
+    await asyncio.sleep(1.5)  # past the engine's second: work left running would be logged
+    assert not calls.exists() or calls.read_text() == ""
+
+
 async def test_streaming_answers_and_its_wrong_uses(server: Server) -> None:
     import json
 
