@@ -100,11 +100,12 @@ def simulate_trace(paths: list[str], slowdown: float) -> dict[str, Any]:
 
 
 def pool_sets(paths: list[str]) -> list[list[str]]:
-    """The zones of each region in each trace set, side by side (two or more)."""
-    regions: dict[tuple[str, str], list[str]] = {}
+    """The zones of each region in each trace set, side by side (two or more), for one
+    instance type at a time."""
+    regions: dict[tuple[str, str, str], list[str]] = {}
     for path in paths:
-        zone = Path(path).stem.split("_")[0]  # us-east-1c
-        regions.setdefault((str(Path(path).parent), zone[:-1]), []).append(path)
+        zone, _, instance = Path(path).stem.partition("_")  # us-east-1c, v100_1
+        regions.setdefault((str(Path(path).parent), zone[:-1], instance), []).append(path)
     return [sorted(zones) for zones in regions.values() if len(zones) > 1]
 
 
