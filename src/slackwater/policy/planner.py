@@ -196,6 +196,13 @@ def _overhead(job: Job, action: Action, market: Market) -> float:
     return job.warmup_seconds if job.running is action else market.restart_seconds
 
 
+def _spare(job: Job, market: Market, now: datetime, progress: float = 0.0) -> float:
+    """The slack left after this tick, with `progress` made in it: time beyond what
+    on-demand, restarted, needs to finish."""
+    after = _left(job, now) - market.tick_seconds
+    return after - (job.remaining_seconds - progress) - market.restart_seconds
+
+
 def safe(job: Job, action: Action, market: Market, now: datetime, extra: float = 0.0) -> bool:
     """After a tick of `action`, on-demand (with a restart) can still meet the deadline."""
     if action is Action.ON_DEMAND:
@@ -203,8 +210,7 @@ def safe(job: Job, action: Action, market: Market, now: datetime, extra: float =
     progress = 0.0
     if action is Action.SPOT:
         progress = max(0.0, market.tick_seconds - _overhead(job, action, market))
-    after = _left(job, now) - market.tick_seconds
-    return after >= job.remaining_seconds - progress + market.restart_seconds + extra
+    return _spare(job, market, now, progress) >= extra
 
 
 def spot_usable(market: Market) -> bool:
@@ -315,10 +321,8 @@ class SlackReserve:
         gone, rate = market.spot_gone_seconds, market.spot_runs_per_hour
         if gone is None or rate is None or not market.outage_seconds:
             return False
-        left = _left(job, now)
-        spare = left - market.tick_seconds - job.remaining_seconds - market.restart_seconds
-        budget = self.outage_wait_factor * (spare - reserve)
-        return gone >= wait_limit(market.outage_seconds, rate * left / 3600, budget)
+        budget = self.outage_wait_factor * (_spare(job, market, now) - reserve)
+        return gone >= wait_limit(market.outage_seconds, rate * _left(job, now) / 3600, budget)
 
     def _reserve(self, job: Job, market: Market) -> float:
         """Slack kept back for going to spot and back: at least `reserve_restarts`, and
