@@ -438,6 +438,7 @@ def _placement(settings: Settings, store: Store, pool: Pool, clock: Clock) -> Pl
         },
         # Without an on-demand pool, spot has nothing cheaper to fall back from.
         on_demand_price=demand.price_per_hour if demand else Decimal("Infinity"),
+        on_demand_pools=[p.name for p in settings.pools if p.kind is PoolKind.ON_DEMAND],
         restart_seconds=settings.restart_seconds,
         tick_seconds=settings.lease_seconds,
         max_spot_price=settings.max_spot_price,

@@ -734,6 +734,26 @@ async def test_open_work_and_live_workers(store: Store) -> None:
     assert await store.live_workers("spot-b", NOW) == 1  # counted by pool, not kind
 
 
+async def test_where_each_batch_ran_its_latest_request(store: Store) -> None:
+    one, two = await make_batch(store, 3), await make_batch(store, 1)
+
+    async def run(batch_id: str, pool: str, at: datetime) -> None:
+        lease = await store.lease(pool, ["m"], 1, at, 30, batches=[batch_id])
+        assert lease is not None
+        charge = Charge(pool, 1.0, Decimal("0.001"), Decimal("0.01"))
+        result = Result(lease.requests[0].id, Outcome(200, {}), charge)
+        assert await record(store, lease.id, [result], now=at) == 1
+
+    assert await store.running_in(NOW) == {}
+    await run(one.id, "spot", NOW)
+    await run(one.id, "od", NOW + timedelta(seconds=5))
+    await run(two.id, "spot", NOW + timedelta(seconds=1))
+    assert await store.running_in(NOW) == {one.id: "od", two.id: "spot"}
+    assert await store.running_in(NOW + timedelta(seconds=2)) == {one.id: "od"}
+    await run(one.id, "spot", NOW + timedelta(seconds=9))
+    assert await store.running_in(NOW) == {one.id: "spot", two.id: "spot"}
+
+
 async def test_failed_attempts_are_charged_when_they_fail(store: Store) -> None:
     batch = await make_batch(store, 2)
     lease = await store.lease("w", ["m"], 10, NOW, 30)

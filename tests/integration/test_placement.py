@@ -11,9 +11,10 @@ from typing import Any
 
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.predictions import JobStatus
+from slackwater.domain.request import Charge, Outcome, Result
 from slackwater.feeds.static import StaticFeed
 from slackwater.policy.planner import SlackReserve
-from slackwater.ports import PoolSample
+from slackwater.ports import PoolSample, Settlement
 from slackwater.runtime.placement import ROW_SHARE, Placement
 from slackwater.runtime.worker import Worker
 from tests.integration.conftest import Server, chat_line, fake_models
@@ -39,6 +40,7 @@ def placement(
         policy or SlackReserve(reserve_restarts=2),
         spot_feeds={p.name: StaticFeed(p.price_per_hour) for p in spot},
         on_demand_price=ON_DEMAND.price_per_hour,
+        on_demand_pools=[ON_DEMAND.name],
         restart_seconds=restart_seconds,
         tick_seconds=10,
         refresh_seconds=0,
@@ -209,6 +211,43 @@ async def test_a_roomy_batch_waits_for_a_cheaper_spot_pool_that_had_spot_lately(
     assert "expected back" in in_b.reasons[roomy["id"]]
     # The cheaper pool's own workers take it.
     assert await placement(server, SPOT, spot=pools).allowed() == [roomy["id"]]
+
+
+async def ran_one(server: Server, batch: dict[str, Any], pool: Pool) -> None:
+    """One of the batch's requests run and charged on `pool`, now."""
+    store, now = server.services.store, server.clock()
+    lease = await store.lease(f"{pool.name}-worker", ["echo"], 1, now, 30, [batch["id"]])
+    assert lease is not None
+    answer = Outcome(200, {"choices": []})
+    charge = Charge(pool.name, 1.0, Decimal("0.001"), Decimal("0.01"))
+    await store.record(lease.id, Settlement([Result(lease.requests[0].id, answer, charge)]), now)
+
+
+async def test_the_planner_is_told_where_each_batch_runs(server_factory: Any) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    store = server.services.store
+    roomy, on_spot = await open_batch(server, "24h"), await open_batch(server, "24h")
+    # Spot gone: a batch with a day's slack waits for it...
+    on_demand = placement(server, ON_DEMAND)
+    assert await on_demand.allowed() == []
+    # ...unless it is on on-demand already: it keeps the warm instance.
+    await ran_one(server, roomy, ON_DEMAND)
+    assert await on_demand.allowed() == [roomy["id"]]
+    assert "keeps the warm on-demand instance" in on_demand.reasons[roomy["id"]]
+
+    # A dearer spot pool, and samples showing the cheaper one with spot all day: a
+    # batch not yet running waits for the cheaper pool; one running on the dearer pool
+    # carries on there.
+    dear = Pool("spot-b", PoolKind.SPOT, Decimal("1.1"))
+    await record(server, SPOT, 24, lambda m: m > 10)
+    await store.worker_seen("b-worker", "spot-b", "spot", server.clock())
+    in_b = placement(server, dear, spot=(SPOT, dear))
+    assert await in_b.allowed() == []
+    await ran_one(server, on_spot, dear)
+    assert await in_b.allowed() == [on_spot["id"]]
+    # Its pool gone, it is no longer running anywhere: it starts afresh where it goes.
+    await store.worker_gone("b-worker")
+    assert await placement(server, ON_DEMAND, spot=(SPOT, dear)).allowed() == [roomy["id"]]
 
 
 async def test_drain_gives_the_unfinished_chunk_back_at_once(server_factory: Any) -> None:

@@ -287,6 +287,10 @@ class CapacityStore(_Ledger, Protocol):
         """Workers of the pool (by name) seen since then."""
         ...
 
+    async def running_in(self, since: datetime) -> dict[str, str]:
+        """The pool each batch ran its latest request in, of those charged since then."""
+        ...
+
     async def reroute(self, batch_id: str, model: str, to: str) -> int:
         """Move the batch's requests of `model` that wait (pending, or to be retried) to
         model `to`; those leased finish where they are. How many moved."""

@@ -14,6 +14,12 @@ to another spot pool when one goes before it falls back to on-demand. A batch wi
 to wait may be left for a cheaper spot pool, gone for now, that the server's samples
 show had spot often enough over the last day.
 
+The planner is told where each batch has been running lately (the pool its latest
+request was charged to, within two lease periods), as the simulator tells it: a batch on
+on-demand keeps its warm instance through an outage and leaves it for spot only if the
+run spot can be expected to give saves more than the restarts; one on spot is not held
+back for a cheaper pool; one whose spot pool is gone starts afresh.
+
 A model with a `batch_venue` (the same model at a provider's batch tier) may have a
 batch's rest handed to the provider: when the planner says so, the batch's waiting
 requests move to the venue model, and any worker may carry them (the provider does the
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -76,6 +82,7 @@ class Placement:
         *,
         spot_feeds: Mapping[str, PriceFeed],
         on_demand_price: Decimal,
+        on_demand_pools: Collection[str] = (),
         restart_seconds: float,
         tick_seconds: float,
         max_spot_price: Decimal | None = None,
@@ -96,6 +103,7 @@ class Placement:
         self.clock = clock
         self.policy = policy
         self.on_demand_price = on_demand_price
+        self.on_demand_pools = frozenset(on_demand_pools)
         self.restart_seconds = restart_seconds
         self.tick_seconds = tick_seconds
         self.max_spot_price = max_spot_price
@@ -146,6 +154,7 @@ class Placement:
             per_row = table_job.seconds_per_row or self.default_seconds * ROW_SHARE
             remaining[table_job.id] += table_job.rows_left * per_row
             deadlines[table_job.id] = table_job.deadline
+        ran_in = await self.store.running_in(now - self.alive)
         allowed, reasons = [], {}
         for batch_id, seconds in remaining.items():
             provider = self._provider(waiting.get(batch_id, {}))
@@ -155,6 +164,7 @@ class Placement:
                 deadline=deadlines[batch_id],
                 total_seconds=seconds,
                 remaining_seconds=seconds,
+                running=self._running(ran_in.get(batch_id), market),
                 provider_cost=provider[0] if provider else None,
             )
             offered = market
@@ -171,6 +181,16 @@ class Placement:
         allowed.extend(sorted(handed - set(allowed)))
         self._allowed, self.reasons, self._at = allowed, reasons, time.monotonic()
         return allowed
+
+    def _running(self, pool: str | None, market: Market) -> Action:
+        """Where a batch runs, from the pool of its latest request: spot while spot is
+        still there (gone, the batch was preempted and starts afresh wherever it goes),
+        on-demand, or nowhere (it has waited, or runs at a provider or locally)."""
+        if pool in self.every_spot:
+            return Action.SPOT if market.spot_available else Action.HOLD
+        if pool in self.on_demand_pools:
+            return Action.ON_DEMAND
+        return Action.HOLD
 
     def _provider(self, waiting: dict[str, int]) -> tuple[Decimal, float] | None:
         """What the provider would charge for a batch's waiting requests, and how long it

@@ -1,5 +1,5 @@
 """The worker registry: who is alive in which pool (live spot workers are spot capacity
-to the planner)."""
+to the planner), and where each batch has been running lately."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from slackwater.store.database import Database
-from slackwater.store.schema import workers
+from slackwater.store.schema import requests, workers
 
 
 class SqlWorkers(Database):
@@ -28,3 +28,21 @@ class SqlWorkers(Database):
         query = select(func.count()).where(workers.c.pool == pool, workers.c.seen_at >= since)
         async with self.reading() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+    async def running_in(self, since: datetime) -> dict[str, str]:
+        """The pool each batch ran its latest request in, of those charged since `since`
+        (a batch that finished none since then is not there)."""
+        query = (
+            select(
+                requests.c.batch_id, requests.c.pool, func.max(requests.c.finished_at).label("at")
+            )
+            .where(
+                requests.c.finished_at >= since,
+                requests.c.cost_nano.is_not(None),
+                requests.c.pool.is_not(None),
+            )
+            .group_by(requests.c.batch_id, requests.c.pool)
+            .order_by("at")
+        )
+        async with self.reading() as conn:
+            return {r.batch_id: r.pool for r in (await conn.execute(query)).all()}
