@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from slackwater.config import TINY_MODEL, VENUE_KINDS, ModelConfig, Settings
 from slackwater.domain.batch import Endpoint
@@ -59,6 +59,9 @@ from slackwater.runtime.webhooks import WebhookSender
 from slackwater.runtime.worker import Worker
 from slackwater.store.blobs import LocalBlobStore
 from slackwater.store.sql import SqlStore
+
+if TYPE_CHECKING:  # Ray is an extra: imported only where a Ray engine is built
+    from slackwater.engines.ray import Actors
 
 
 def build(
@@ -264,7 +267,7 @@ def build(
     )
 
 
-def ray_actors(settings: Settings, model: Model) -> Any:
+def ray_actors(settings: Settings, model: Model) -> Actors:
     """How the model's actors are sized (its `[models.ray]` table) and placed (on the
     nodes of this process's pool: its `ray_resources`)."""
     from slackwater.engines.ray import Actors
