@@ -82,7 +82,7 @@ class Placement:
         *,
         spot_feeds: Mapping[str, PriceFeed],
         on_demand_price: Decimal,
-        on_demand_pools: Collection[str] = (),
+        on_demand_pools: Collection[str],
         restart_seconds: float,
         tick_seconds: float,
         max_spot_price: Decimal | None = None,
