@@ -224,6 +224,21 @@ def test_spot_share_and_returns_of_spot_in_any_of_several_pools() -> None:
     assert anywhere([[], []]) == []
 
 
+def test_a_pool_not_sampled_yet_is_unknown_not_without_spot() -> None:
+    # Two servers sample their feeds at different moments, so the last day's samples of
+    # each pool begin at a different moment. Pool b, not seen yet at 0:00, does not
+    # count as without spot: there was no outage at 0:00 and no return at 0:10.
+    at = NOW - timedelta(hours=2)
+    a = [(at, False), (at + timedelta(hours=1), False)]
+    b = [(at + timedelta(minutes=10), True), (at + timedelta(minutes=70), True)]
+    assert anywhere([a, b]) == [(b[0][0], True), (a[1][0], True), (b[1][0], True)]
+    assert returns_per_hour(anywhere([a, b])) == 0
+    # A pool seen with spot says spot was there, whatever the others not seen yet had.
+    assert anywhere([[(at, True)], b[:1]]) == [(at, True), (b[0][0], True)]
+    # Once every pool has been seen, all without spot is an outage.
+    assert anywhere([a, [(at + timedelta(minutes=10), False)]])[0] == (b[0][0], False)
+
+
 def test_spot_too_late_for_a_restart_goes_on_demand() -> None:
     # Exactly work + restart left: a spot restart now could not be recovered from.
     decision = SlackReserve().decide(job(2, 2 + 300 / HOUR), market(), NOW)

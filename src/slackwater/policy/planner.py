@@ -105,15 +105,23 @@ Seen = Sequence[tuple[datetime, bool]]  # samples of spot availability, oldest f
 
 def anywhere(pools: Sequence[Seen]) -> list[tuple[datetime, bool]]:
     """Whether any of these pools had spot, at each moment one of them was sampled (a
-    pool's sample holds until its next one)."""
-    state = [False] * len(pools)
+    pool's sample holds until its next one). Before a pool's first sample its state is
+    unknown, not "no spot": until every pool has been sampled, a moment counts only if a
+    pool known so far had spot. (Servers sample their feeds at different moments, so
+    each pool's samples in a window begin at a different moment; counting the pools not
+    seen yet as without spot made a spurious outage, and a return, at the window's
+    start.)"""
+    state: list[bool | None] = [None] * len(pools)
     out: list[tuple[datetime, bool]] = []
     for at, i, up in sorted((at, i, up) for i, seen in enumerate(pools) for at, up in seen):
         state[i] = up
+        there = any(state)
+        if not there and None in state:
+            continue  # no pool seen so far has spot, and one not seen yet might
         if out and out[-1][0] == at:
-            out[-1] = (at, any(state))  # pools sampled at the same moment: one sample
+            out[-1] = (at, there)  # pools sampled at the same moment: one sample
         else:
-            out.append((at, any(state)))
+            out.append((at, there))
     return out
 
 
