@@ -154,7 +154,7 @@ class Placement:
             per_row = table_job.seconds_per_row or self.default_seconds * ROW_SHARE
             remaining[table_job.id] += table_job.rows_left * per_row
             deadlines[table_job.id] = table_job.deadline
-        ran_in = await self.store.running_in(now - self.alive)
+        ran_in = await self.store.running_in(now - self.alive) if remaining else {}
         allowed, reasons = [], {}
         for batch_id, seconds in remaining.items():
             provider = self._provider(waiting.get(batch_id, {}))

@@ -45,4 +45,5 @@ class SqlWorkers(Database):
             .order_by("at")
         )
         async with self.reading() as conn:
+            # Oldest first: a batch's latest pool overwrites the ones before it.
             return {r.batch_id: r.pool for r in (await conn.execute(query)).all()}
