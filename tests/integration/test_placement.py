@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from slackwater.domain.pool import Pool, PoolKind
 from slackwater.domain.predictions import JobStatus
 from slackwater.domain.request import Charge, Outcome, Result
@@ -165,6 +167,22 @@ async def test_spot_that_moves_between_pools_asks_no_reserve_for_round_trips(
     # The first pool's samples alone are the flapping of the test above: on-demand now.
     alone = placement(server, ON_DEMAND, restart_seconds=1800, seconds_per_request=3600)
     assert await alone.allowed() == [batch["id"]]
+
+
+async def test_the_spot_run_expected_is_that_of_spot_in_any_pool(server_factory: Any) -> None:
+    server: Server = await server_factory(run_worker_in_server=False)
+    other = Pool("spot-b", PoolKind.SPOT, Decimal("0.9"))
+    # Through the last day, each hour: the first pool had spot for half an hour, the
+    # second for the half hour from twenty minutes in. A batch fails over between them,
+    # so the run it can expect on leaving on-demand is fifty minutes, as the simulator
+    # reckons it; not the feeds' own (which say nothing here).
+    now = server.clock()
+    await record(server, SPOT, 24, lambda m: m % 60 < 30, now)
+    await record(server, other, 24, lambda m: 20 <= m % 60 < 50, now)
+    both = placement(server, ON_DEMAND, spot=(SPOT, other))
+    assert (await both._market()).spot_mean_uptime_seconds == pytest.approx(50 * 60, rel=0.05)
+    alone = placement(server, ON_DEMAND)
+    assert (await alone._market()).spot_mean_uptime_seconds == pytest.approx(30 * 60, rel=0.05)
 
 
 async def test_work_moves_to_another_spot_pool_before_on_demand(server_factory: Any) -> None:

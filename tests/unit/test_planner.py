@@ -19,6 +19,7 @@ from slackwater.policy.planner import (
     Market,
     SlackReserve,
     anywhere,
+    mean_run_seconds,
     outages,
     policy,
     returns_per_hour,
@@ -168,6 +169,23 @@ def test_the_simulator_knows_of_spot_what_workers_would() -> None:
     assert history.runs_per_hour(6) == 2.0
     assert history.gone(1) is None and history.gone(4) == 1200.0
     assert history.outages(5) == (1800.0,) and history.outages(4) == ()
+
+
+def test_workers_expect_the_spot_run_the_simulator_expects() -> None:
+    # Ten-minute ticks: spot for two, gone for three. A day's samples of the trace, as
+    # the server records a feed, give the mean run the simulator reads from the trace.
+    capacity = [1, 1, 0, 0, 0] * 60
+    history = SpotHistory(Trace(tick_seconds=600.0, capacity=capacity))
+    t = 201
+    day = [(NOW + timedelta(minutes=10 * i), capacity[i] == 1) for i in range(t - 144, t)]
+    until = NOW + timedelta(minutes=10 * t)
+    assert mean_run_seconds(day, until) == history.mean_uptime(t)
+    assert mean_run_seconds(day, until) == pytest.approx(1200, rel=0.02)  # a part run at the end
+    # The last sample holds until `until`; a run under way at the first sample began
+    # before them and is not counted, nor is a day with no run beginning in it.
+    seen = [(NOW + timedelta(minutes=10 * i), c == "1") for i, c in enumerate("1100011100111")]
+    assert mean_run_seconds(seen, NOW + timedelta(minutes=130)) == 40 * 60
+    assert mean_run_seconds(seen[:2], NOW + timedelta(hours=5)) is None
 
 
 def test_returns_per_hour_counts_the_runs_that_began_in_the_samples() -> None:

@@ -137,6 +137,21 @@ def returns_per_hour(seen: Seen) -> float | None:
     return starts / span * 3600
 
 
+def mean_run_seconds(seen: Seen, until: datetime) -> float | None:
+    """The mean length of a spot run, from samples of its availability: the time with
+    spot (a sample holds until the next, the last until `until`) over the runs that
+    began within the samples. None: no run began in them."""
+    starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
+    if not starts:
+        return None
+    covered = sum(
+        (after - at).total_seconds()
+        for (at, up), (after, _) in pairwise([*seen, (until, False)])
+        if up
+    )
+    return covered / starts
+
+
 def outages(seen: Seen, since: datetime) -> tuple[tuple[float, ...], datetime | None]:
     """From samples of spot's availability: how long each outage that ended from `since`
     on lasted (seconds, from its first sample without spot, as far back as the samples

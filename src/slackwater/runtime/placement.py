@@ -43,6 +43,7 @@ from slackwater.policy.planner import (
     Market,
     Policy,
     anywhere,
+    mean_run_seconds,
     outages,
     returns_per_hour,
     spot_share,
@@ -120,8 +121,9 @@ class Placement:
         self._speed_at = float("-inf")
         self._seen: dict[str, list[tuple[datetime, bool]]] = {}
         # Of spot in any spot pool, as last read: how often it came back, how long its
-        # outages lasted, when the one going on began.
+        # runs and its outages lasted, when the outage going on began.
         self._returns: float | None = None
+        self._mean_run: float | None = None
         self._outages: tuple[float, ...] = ()
         self._gone_since: datetime | None = None
         self._seen_at = float("-inf")
@@ -224,9 +226,9 @@ class Placement:
     async def _seen_lately(self, now: datetime) -> dict[str, list[tuple[datetime, bool]]]:
         """Each spot pool's availability over the last day, from the samples the server
         records of every feed (oldest first); of spot in any of them, how often it came
-        back over the last day, how long the outages that ended in it lasted (read from
-        further back, to measure them whole), and since when it has been gone; re-read
-        every minute."""
+        back over the last day and how long its runs lasted, how long the outages that
+        ended in it lasted (read from further back, to measure them whole), and since when
+        it has been gone; re-read every minute."""
         if time.monotonic() - self._seen_at > 60:
             seen: dict[str, list[tuple[datetime, bool]]] = defaultdict(list)
             for sample in await self.store.pool_samples(now - OUTAGE_LOOKBACK):
@@ -236,16 +238,18 @@ class Placement:
             # The last day only is kept: the cheaper-pool share merges it every refresh.
             day = {name: [s for s in samples if s[0] >= since] for name, samples in seen.items()}
             self._seen, self._seen_at = day, time.monotonic()
-            self._returns = returns_per_hour(anywhere(list(day.values())))
+            spot = anywhere(list(day.values()))
+            self._returns = returns_per_hour(spot)
+            self._mean_run = mean_run_seconds(spot, now)
             self._outages, self._gone_since = outages(anywhere(list(seen.values())), since)
         return self._seen
 
     async def _market(self) -> Market:
         """Spot as the cheapest spot pool that has it now (a pool has it while its feed
         offers it and its workers are alive); how often spot, gone from every spot pool,
-        came back over the last day (a batch may run on any of them), its outages then
-        and how long it has been gone now; how much of the last day pools cheaper than
-        that one had spot."""
+        came back over the last day (a batch may run on any of them), its runs and
+        outages then and how long it has been gone now; how much of the last day pools
+        cheaper than that one had spot."""
         now = self.clock()
         states: dict[str, PoolState] = {}
         there: list[PoolState] = []
@@ -284,5 +288,11 @@ class Placement:
             tick_seconds=self.tick_seconds,
             restart_seconds=self.restart_seconds,
             max_spot_price=self.max_spot_price,
-            spot_mean_uptime_seconds=best.mean_uptime_seconds if best is not None else None,
+            # Of spot in any pool, as the simulator's; until a run has been seen in the
+            # samples, what the cheapest pool's feed says of its own.
+            spot_mean_uptime_seconds=(
+                self._mean_run
+                if self._mean_run is not None or best is None
+                else best.mean_uptime_seconds
+            ),
         )

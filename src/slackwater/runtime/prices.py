@@ -5,12 +5,12 @@ than `keep` go."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
 from slackwater.ports import Clock, PoolHistoryStore, PoolSample, PriceFeed
+from slackwater.runtime.loops import run_until
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,10 @@ class PriceRecorder:
         return samples
 
     async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.sample()
-            except Exception:  # a failing store must not end the loop
-                log.exception("sampling the pools' feeds failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), self.every_seconds)
+        async def sample() -> None:
+            await self.sample()  # nothing to report: the loop waits a period after each
+
+        # Nothing wakes it early: a feed is sampled on the clock, not on demand.
+        await run_until(
+            stopping, asyncio.Event(), self.every_seconds, sample, "sampling the pools' feeds"
+        )

@@ -40,7 +40,8 @@ class TableFile:
     def remote(self) -> bool:
         return self.location.startswith(OBJECT_STORES)
 
-    def _fs(self) -> tuple[Any, str]:
+    def filesystem(self) -> tuple[Any, str]:
+        """The pyarrow filesystem the table is on, and its path there."""
         import pyarrow.fs as pafs
 
         if self.remote:
@@ -50,11 +51,11 @@ class TableFile:
 
     def open(self) -> Any:
         """The table's bytes, random access (a pyarrow NativeFile; close it)."""
-        fs, path = self._fs()
+        fs, path = self.filesystem()
         return fs.open_input_file(path)
 
     def size(self) -> int:
-        fs, path = self._fs()
+        fs, path = self.filesystem()
         return int(fs.get_file_info(path).size)
 
 
@@ -71,7 +72,7 @@ def located(source: str, fmt: TableFormat | None) -> tuple[TableFile, TableForma
     if fmt is None:
         raise InvalidRequest(f"{source}: a dataset is a .csv or .parquet file", param="dataset")
     try:
-        fs, inside = table._fs()
+        fs, inside = table.filesystem()
         info = fs.get_file_info(inside)
     except (OSError, ValueError, _pa().ArrowException) as exc:
         raise InvalidRequest(f"{source}: cannot be reached ({exc})", param="dataset") from None
