@@ -109,21 +109,34 @@ class Data:
 Scorer = Callable[[Data, NDArray[np.int64], NDArray[np.int64]], NDArray[np.float64]]
 
 
+_SERVED: dict[tuple[int, bytes, bytes], NDArray[np.float64]] = {}
+
+
+def _served(data: Data, train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The served router fitted on `train`, its (weak, strong) predictions for `test`:
+    fitted once per split, as two methods read it."""
+    key = (id(data), train.tobytes(), test.tobytes())
+    if key not in _SERVED:
+        vectors, prompts, outcomes = data.vectors, data.prompts, data.outcomes
+        router = LearnedRouter.fit(
+            data.models, vectors[train], [prompts[i] for i in train], outcomes[train]
+        )
+        predicted = router.predict(vectors[test], [prompts[i] for i in test])
+        _SERVED[key] = np.asarray(predicted, dtype=np.float64)
+    return _SERVED[key]
+
+
 def learned(data: Data, train: NDArray[np.int64], test: NDArray[np.int64]) -> NDArray[np.float64]:
     """The served router: strong's predicted quality less weak's (`max_quality_drop`)."""
-    vectors, prompts, outcomes, models = data.vectors, data.prompts, data.outcomes, data.models
-    router = LearnedRouter.fit(models, vectors[train], [prompts[i] for i in train], outcomes[train])
-    p = router.predict(vectors[test], [prompts[i] for i in test])
-    return np.asarray(p[:, 1] - p[:, 0], dtype=np.float64)
+    p = _served(data, train, test)
+    return p[:, 1] - p[:, 0]
 
 
 def min_quality(
     data: Data, train: NDArray[np.int64], test: NDArray[np.int64]
 ) -> NDArray[np.float64]:
     """The served router's weak-model prediction alone (`min_quality`)."""
-    vectors, prompts, outcomes, models = data.vectors, data.prompts, data.outcomes, data.models
-    router = LearnedRouter.fit(models, vectors[train], [prompts[i] for i in train], outcomes[train])
-    return -router.predict(vectors[test], [prompts[i] for i in test])[:, 0]
+    return -_served(data, train, test)[:, 0]
 
 
 def matrix_factorisation(
