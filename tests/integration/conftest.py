@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -136,7 +140,9 @@ def chat_line(i: int, model: str = "echo", **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def server_factory(
+    tmp_path: Path, pytestconfig: pytest.Config
+) -> AsyncIterator[Callable[..., Any]]:
     started: list[Services] = []
 
     async def make(**settings: Any) -> Server:
@@ -161,7 +167,31 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield make
     for services in started:
+        await stop_watched(services, pytestconfig)
+
+
+async def stop_watched(services: Services, config: pytest.Config, after: float = 15.0) -> None:
+    """Stop the services; if that takes over `after` seconds, print where every task
+    and thread waits, past pytest's capture (a passing test's output is not shown). A
+    stop of 60 and one of 120 s were seen once each in full CI runs and never
+    reproduced: the next one says where."""
+
+    async def report() -> None:
+        await asyncio.sleep(after)
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            test = os.environ.get("PYTEST_CURRENT_TEST", "?")
+            print(f"\n*** services.stop() has taken over {after:g} s in {test}", file=sys.stderr)
+            for task in asyncio.all_tasks():
+                print(f"--- {task!r}", file=sys.stderr)
+                task.print_stack(file=sys.stderr)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
+    watch = asyncio.create_task(report())
+    try:
         await services.stop()
+    finally:
+        watch.cancel()
 
 
 @pytest.fixture
