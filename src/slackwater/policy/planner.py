@@ -133,23 +133,33 @@ def returns_per_hour(seen: Seen) -> float | None:
     span = (seen[-1][0] - seen[0][0]).total_seconds()
     if span < 3600:
         return None
-    starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
-    return starts / span * 3600
+    return _runs_begun(seen) / span * 3600
+
+
+def _runs_begun(seen: Seen) -> int:
+    """How many spot runs began within these samples (one under way at the first
+    sample began before them)."""
+    return sum(up and not before for (_, before), (_, up) in pairwise(seen))
+
+
+def _seconds_with_spot(seen: Seen, since: datetime, until: datetime) -> float:
+    """The time from `since` to `until` in which the samples say spot was there (a
+    sample holds until the next, the last until `until`)."""
+    return sum(
+        (after - max(at, since)).total_seconds()
+        for (at, up), (after, _) in pairwise([*seen, (until, False)])
+        if up and after > since
+    )
 
 
 def mean_run_seconds(seen: Seen, until: datetime) -> float | None:
     """The mean length of a spot run, from samples of its availability: the time with
     spot (a sample holds until the next, the last until `until`) over the runs that
     began within the samples. None: no run began in them."""
-    starts = sum(up and not before for (_, before), (_, up) in pairwise(seen))
+    starts = _runs_begun(seen)
     if not starts:
         return None
-    covered = sum(
-        (after - at).total_seconds()
-        for (at, up), (after, _) in pairwise([*seen, (until, False)])
-        if up
-    )
-    return covered / starts
+    return _seconds_with_spot(seen, seen[0][0], until) / starts
 
 
 def outages(seen: Seen, since: datetime) -> tuple[tuple[float, ...], datetime | None]:
@@ -197,12 +207,7 @@ def spot_share(seen: Seen, since: datetime, until: datetime) -> float | None:
     seen = [(at, up) for at, up in seen if at <= until]
     if not seen or (until - max(since, seen[0][0])).total_seconds() < 3600:
         return None
-    covered = sum(
-        (after - max(at, since)).total_seconds()
-        for (at, up), (after, _) in pairwise([*seen, (until, False)])
-        if up and after > since
-    )
-    return covered / (until - max(since, seen[0][0])).total_seconds()
+    return _seconds_with_spot(seen, since, until) / (until - max(since, seen[0][0])).total_seconds()
 
 
 class Policy(Protocol):

@@ -274,6 +274,11 @@ class Placement:
             ]
             if cheaper:
                 share = spot_share(anywhere(cheaper), now - HISTORY_WINDOW, now)
+        # The run to expect is that of spot in any pool, as the simulator's; until one
+        # has begun in the samples, what the cheapest pool's feed says of its own.
+        mean_run = self._mean_run
+        if mean_run is None and best is not None:
+            mean_run = best.mean_uptime_seconds
         gone = None
         if not there and self._gone_since is not None:
             gone = (now - self._gone_since).total_seconds()
@@ -288,11 +293,5 @@ class Placement:
             tick_seconds=self.tick_seconds,
             restart_seconds=self.restart_seconds,
             max_spot_price=self.max_spot_price,
-            # Of spot in any pool, as the simulator's; until a run has been seen in the
-            # samples, what the cheapest pool's feed says of its own.
-            spot_mean_uptime_seconds=(
-                self._mean_run
-                if self._mean_run is not None or best is None
-                else best.mean_uptime_seconds
-            ),
+            spot_mean_uptime_seconds=mean_run,
         )
